@@ -1,0 +1,258 @@
+//! The state store seam: what scaler recorded about the fleet.
+//!
+//! State = applied revision and config digest, applied config objects, nodes,
+//! runtime desired counts per group, all versioned by a lineage id (fixed at
+//! creation) and a serial that increases on every commit. Plus the state lock,
+//! a lease (id, owner, host, pid, operation, created, expires).
+//!
+//! Backends: [`sqlite`] (default, embedded). PostgreSQL comes later behind the
+//! same trait. Must not contain domain logic (no diffing, no policy).
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or used.
+    #[error("state store `{path}`: {source}")]
+    Db {
+        /// The database path or URL.
+        path: String,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The state directory could not be created.
+    #[error("cannot create state directory `{path}`: {source}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database was written by a newer scaler.
+    #[error("state store `{path}` has schema version {found}, newer than this scaler understands ({supported}); upgrade scaler")]
+    TooNew {
+        /// The database path.
+        path: String,
+        /// Version found.
+        found: i64,
+        /// Newest version this build knows.
+        supported: i64,
+    },
+    /// Stored data could not be decoded.
+    #[error("state store `{path}`: corrupt record {what}: {detail}")]
+    Corrupt {
+        /// The database path.
+        path: String,
+        /// Which record.
+        what: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The lock is held by someone else.
+    #[error("state is locked by {} (lock `{}`, {} since {}, expires {}); wait, or break it with `scaler unlock {}`", .0.who(), .0.id, .0.operation, .0.created.to_rfc3339(), .0.expires.to_rfc3339(), .0.id)]
+    Locked(LockInfo),
+    /// The lock we hold was lost (expired and taken, or broken).
+    #[error("state lock `{0}` was lost (expired or broken by `scaler unlock`)")]
+    LockLost(String),
+    /// No lock with this id.
+    #[error("no state lock `{0}` is held")]
+    NoSuchLock(String),
+}
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Lineage, serial and what was last applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateMeta {
+    /// Fixed when the state is created; a plan from another lineage is stale.
+    pub lineage: String,
+    /// Increases by one on every commit.
+    pub serial: u64,
+    /// The applied revision (git commit id, or `dir:<digest>` for a plain directory).
+    pub revision: Option<String>,
+    /// Digest of the applied config.
+    pub config_digest: Option<String>,
+}
+
+/// An applied config object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredObject {
+    /// `Kind::slug()` (`group`, `counter`...).
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
+    /// The object as applied (canonical JSON of the model type).
+    pub spec: serde_json::Value,
+    /// The serial of the commit that last wrote it.
+    pub serial: u64,
+}
+
+/// The life-cycle status of a recorded node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    /// A launch was started and may or may not have finished.
+    Creating,
+    /// Launched and confirmed.
+    Running,
+    /// A terminate was started and may or may not have finished.
+    Terminating,
+}
+
+impl NodeStatus {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Creating => "creating",
+            NodeStatus::Running => "running",
+            NodeStatus::Terminating => "terminating",
+        }
+    }
+}
+
+/// A node scaler launched (or is launching).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// The node's name (`web-03`); unique.
+    pub name: String,
+    /// Its group.
+    pub group: String,
+    /// Its slot number in the group (3 for `web-03`).
+    pub index: u32,
+    /// Provider name (`local`, `ec2`).
+    pub provider: String,
+    /// The provider's id (pid, instance id), once known.
+    pub provider_id: Option<String>,
+    /// Life-cycle status.
+    pub status: NodeStatus,
+    /// When the launch was recorded.
+    pub created_at: DateTime<Utc>,
+    /// Digest of the template it was launched from.
+    pub template_digest: String,
+    /// Address to reach it (`127.0.0.1:18001`, an IP), once known.
+    pub address: Option<String>,
+    /// Provider-specific attributes.
+    pub attrs: serde_json::Value,
+}
+
+/// One change inside a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    /// Insert or replace an applied object.
+    PutObject {
+        /// Kind slug.
+        kind: String,
+        /// Name.
+        name: String,
+        /// Spec.
+        spec: serde_json::Value,
+    },
+    /// Remove an applied object.
+    DeleteObject {
+        /// Kind slug.
+        kind: String,
+        /// Name.
+        name: String,
+    },
+    /// Insert or replace a node (by name).
+    PutNode(NodeRecord),
+    /// Remove a node record.
+    DeleteNode {
+        /// The node's name.
+        name: String,
+    },
+    /// Set (or with `None` forget) the runtime desired count of a group.
+    SetDesired {
+        /// The group.
+        group: String,
+        /// The count.
+        desired: Option<u32>,
+    },
+    /// Record the applied revision and config digest.
+    SetRevision {
+        /// Revision.
+        revision: String,
+        /// Config digest.
+        config_digest: String,
+    },
+}
+
+/// Who asks for the lock, and for what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockRequest {
+    /// `user@host` or a daemon id.
+    pub owner: String,
+    /// The operation (`apply`, `destroy`...).
+    pub operation: String,
+    /// Lease length; the holder renews it before it runs out.
+    pub ttl: std::time::Duration,
+}
+
+/// A held state lock (a lease).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Random id; `scaler unlock ID` breaks it.
+    pub id: String,
+    /// Who holds it.
+    pub owner: String,
+    /// Host name of the holder.
+    pub host: String,
+    /// Process id of the holder.
+    pub pid: u32,
+    /// The operation.
+    pub operation: String,
+    /// When it was taken.
+    pub created: DateTime<Utc>,
+    /// When it expires unless renewed.
+    pub expires: DateTime<Utc>,
+}
+
+impl LockInfo {
+    /// `owner (pid P on HOST)`.
+    pub fn who(&self) -> String {
+        format!("{} (pid {} on {})", self.owner, self.pid, self.host)
+    }
+}
+
+/// The whole recorded state, read in one transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Lineage, serial, revision.
+    pub meta: StateMeta,
+    /// Applied objects, sorted by kind then name.
+    pub objects: Vec<StoredObject>,
+    /// Nodes, sorted by group then index.
+    pub nodes: Vec<NodeRecord>,
+    /// Runtime desired counts.
+    pub desired: BTreeMap<String, u32>,
+}
+
+/// The state store. Every `commit` is atomic and increases the serial by one.
+pub trait Store: Send {
+    /// Reads the whole state consistently.
+    fn snapshot(&self) -> Result<Snapshot>;
+    /// Applies the mutations atomically; returns the new serial.
+    fn commit(&mut self, mutations: &[Mutation]) -> Result<u64>;
+    /// Takes the lock, or fails with [`StoreError::Locked`] if another live
+    /// lease holds it. An expired lease is taken over.
+    fn lock(&mut self, req: &LockRequest) -> Result<LockInfo>;
+    /// Extends our lease; fails with [`StoreError::LockLost`] if it is gone.
+    fn renew(&mut self, id: &str, ttl: std::time::Duration) -> Result<LockInfo>;
+    /// Releases our lease (no error if it is already gone).
+    fn unlock(&mut self, id: &str) -> Result<()>;
+    /// Breaks a lease on purpose (`scaler unlock ID`); returns what was broken.
+    fn force_unlock(&mut self, id: &str) -> Result<LockInfo>;
+    /// The current lease, if any (expired ones included, marked by `expires`).
+    fn current_lock(&self) -> Result<Option<LockInfo>>;
+}
