@@ -1,0 +1,9 @@
+//! The one integration test binary. Tests talk to the real `scaler` binary and
+//! to real servers started by `harness` on 127.0.0.1.
+
+mod harness;
+
+mod config_fixtures;
+mod plan_apply;
+mod provider_local;
+mod store;
