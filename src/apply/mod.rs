@@ -1,1 +1,452 @@
-//! placeholder
+//! Apply a plan: take the state lock (a lease kept alive by a heartbeat),
+//! refuse a stale plan, run the changes in dependency order with bounded
+//! parallelism through providers, and commit state after every finished
+//! change so that a crash at any instant leaves state telling the truth.
+//!
+//! Must not depend on: CLI printing (progress goes through [`Observer`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::model::NodeTemplate;
+use crate::plan::{Action, Change, Plan};
+use crate::provider::{LaunchRequest, Provider, ProviderError};
+use crate::store::{LockInfo, LockRequest, Mutation, NodeRecord, NodeStatus, SqliteStore, Store, StoreError};
+
+/// Errors that stop an apply before or while it runs.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The plan was made against other state or config.
+    #[error("plan is stale: {0}; make a new plan")]
+    Stale(String),
+    /// The plan has errors or policy denials.
+    #[error("plan cannot be applied: {0}")]
+    NotAllowed(String),
+    /// Some changes failed; state records exactly what was done.
+    #[error("apply failed: {done} of {total} changes done; {failed}")]
+    Failed {
+        /// Changes done.
+        done: usize,
+        /// Changes in the plan.
+        total: usize,
+        /// What failed and why.
+        failed: String,
+        /// The report.
+        report: Box<Report>,
+    },
+}
+
+/// Progress callbacks (the CLI draws them).
+pub trait Observer: Send + Sync {
+    /// The apply starts with this many changes.
+    fn begin(&self, _total: usize) {}
+    /// A change starts.
+    fn started(&self, _change: &Change) {}
+    /// A change finished (`Err` carries the error text).
+    fn finished(&self, _change: &Change, _result: &Result<(), String>, _elapsed: Duration) {}
+}
+
+/// An observer that shows nothing.
+#[derive(Debug, Default)]
+pub struct Silent;
+impl Observer for Silent {}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Report {
+    /// Addresses of finished changes, in order.
+    pub done: Vec<String>,
+    /// Changes that failed, with the error.
+    pub failed: Vec<(String, String)>,
+    /// Changes not started because an earlier one failed or the apply was interrupted.
+    pub skipped: Vec<String>,
+    /// The state serial at the end.
+    pub serial: u64,
+    /// The lock that was held.
+    pub lock_id: String,
+}
+
+/// The providers by name (`local`, `ec2`).
+pub type Providers = BTreeMap<String, Arc<dyn Provider>>;
+
+/// How to apply.
+#[derive(Clone)]
+pub struct ApplyOptions {
+    /// The state database.
+    pub store_path: PathBuf,
+    /// Node changes running at once.
+    pub parallelism: usize,
+    /// Lease length of the state lock.
+    pub lock_ttl: Duration,
+    /// Who applies (`user@host`).
+    pub owner: String,
+    /// Set to stop scheduling new changes (Ctrl-C).
+    pub interrupted: Arc<AtomicBool>,
+}
+
+/// The idempotency token of a node slot (EC2 `ClientToken`).
+pub fn launch_token(lineage: &str, node: &str, index: u32) -> String {
+    let digest = Sha256::digest(format!("{lineage}:{node}:{index}").as_bytes());
+    hex::encode(&digest[..16])
+}
+
+fn digest_of(v: &impl serde::Serialize) -> String {
+    let bytes = serde_json::to_vec(v).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..16])
+}
+
+/// Keeps the lease alive from its own thread and connection.
+struct Heartbeat {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    lost: Arc<AtomicBool>,
+}
+
+impl Heartbeat {
+    fn start(path: PathBuf, lock_id: String, ttl: Duration) -> Heartbeat {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = lost.clone();
+        let every = (ttl / 3).max(Duration::from_millis(100));
+        let thread = std::thread::spawn(move || {
+            let mut store = match SqliteStore::open(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "lock heartbeat cannot open the state store");
+                    flag.store(true, Ordering::SeqCst);
+                    return;
+                }
+            };
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                if let Err(e) = store.renew(&lock_id, ttl) {
+                    tracing::error!(error = %e, "state lock lost");
+                    flag.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
+        });
+        Heartbeat { stop: Some(tx), thread: Some(thread), lost }
+    }
+
+    fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Takes the state lock for `operation`.
+pub fn take_lock(store: &mut SqliteStore, opts: &ApplyOptions, operation: &str) -> Result<LockInfo, StoreError> {
+    store.lock(&LockRequest { owner: opts.owner.clone(), operation: operation.to_string(), ttl: opts.lock_ttl })
+}
+
+/// Applies `plan`. The caller made it from `config` (whose digest is checked
+/// again here) and gives the providers it needs.
+pub async fn apply(
+    plan: &Plan,
+    config: &Config,
+    providers: &Providers,
+    opts: &ApplyOptions,
+    observer: &dyn Observer,
+) -> Result<Report, ApplyError> {
+    let mut store = SqliteStore::open(&opts.store_path)?;
+    let lock = take_lock(&mut store, opts, &format!("{:?}", plan.operation).to_lowercase())?;
+    let heartbeat = Heartbeat::start(opts.store_path.clone(), lock.id.clone(), opts.lock_ttl);
+    let result = run(plan, config, providers, opts, observer, &mut store, &heartbeat, &lock).await;
+    drop(heartbeat);
+    if let Err(e) = store.unlock(&lock.id) {
+        tracing::warn!(error = %e, lock = %lock.id, "could not release the state lock; it expires by itself");
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    plan: &Plan,
+    config: &Config,
+    providers: &Providers,
+    opts: &ApplyOptions,
+    observer: &dyn Observer,
+    store: &mut SqliteStore,
+    heartbeat: &Heartbeat,
+    lock: &LockInfo,
+) -> Result<Report, ApplyError> {
+    let snap = store.snapshot()?;
+    if snap.meta.lineage != plan.lineage {
+        return Err(ApplyError::Stale(format!(
+            "it was made for state lineage `{}`, this state is `{}`",
+            plan.lineage, snap.meta.lineage
+        )));
+    }
+    if snap.meta.serial != plan.serial {
+        return Err(ApplyError::Stale(format!(
+            "state serial moved from {} to {} since the plan was made",
+            plan.serial, snap.meta.serial
+        )));
+    }
+    if config.digest != plan.config_digest {
+        return Err(ApplyError::Stale("the config changed since the plan was made".to_string()));
+    }
+    if !plan.is_allowed() {
+        let mut why: Vec<String> = plan.errors.clone();
+        why.extend(plan.violations.iter().map(|v| format!("policy `{}` rule `{}`: {}", v.policy, v.rule, v.message)));
+        return Err(ApplyError::NotAllowed(why.join("; ")));
+    }
+
+    let mut report = Report { serial: snap.meta.serial, lock_id: lock.id.clone(), ..Report::default() };
+    let total = plan.changes.len();
+    observer.begin(total);
+
+    // Launches that finished without being recorded.
+    if !plan.refresh.is_empty() {
+        let muts: Vec<Mutation> = plan.refresh.iter().cloned().map(Mutation::PutNode).collect();
+        report.serial = store.commit(&muts)?;
+    }
+
+    // 1. Config objects created or changed, and desired counts: records only.
+    let (objects_first, rest): (Vec<&Change>, Vec<&Change>) =
+        plan.changes.iter().partition(|c| c.node.is_none() && c.action != Action::Delete);
+    let (nodes, objects_last): (Vec<&Change>, Vec<&Change>) = rest.into_iter().partition(|c| c.node.is_some());
+    let mut muts = Vec::new();
+    for c in &objects_first {
+        if let Some(after) = &c.after {
+            muts.push(Mutation::PutObject { kind: c.kind.clone(), name: c.name.clone(), spec: after.clone() });
+        }
+    }
+    if plan.operation == crate::plan::Operation::Apply && !plan.filters.is_partial() {
+        for g in &plan.groups {
+            let now = snap.desired.get(&g.name).copied();
+            let want = (!g.removed).then_some(g.desired);
+            if now != want {
+                muts.push(Mutation::SetDesired { group: g.name.clone(), desired: want });
+            }
+        }
+    }
+    if !muts.is_empty() {
+        let t0 = Instant::now();
+        for c in &objects_first {
+            observer.started(c);
+        }
+        report.serial = store.commit(&muts)?;
+        for c in &objects_first {
+            observer.finished(c, &Ok(()), t0.elapsed());
+            report.done.push(c.address.clone());
+        }
+    }
+
+    // 2. Nodes, with bounded parallelism; state committed around each.
+    let project = config.project.spec.name.clone();
+    let mut queue: VecDeque<Change> = nodes.into_iter().cloned().collect();
+    let mut running = tokio::task::JoinSet::new();
+    let records: BTreeMap<String, NodeRecord> = snap.nodes.iter().map(|n| (n.name.clone(), n.clone())).collect();
+    let parallelism = opts.parallelism.max(1);
+    loop {
+        while report.failed.is_empty()
+            && running.len() < parallelism
+            && !heartbeat.is_lost()
+            && !opts.interrupted.load(Ordering::SeqCst)
+        {
+            let Some(change) = queue.pop_front() else { break };
+            let job = match prepare(&change, config, plan, &project, providers, records.get(&change.name)) {
+                Ok(job) => job,
+                Err(e) => {
+                    observer.finished(&change, &Err(e.clone()), Duration::ZERO);
+                    report.failed.push((change.address.clone(), e));
+                    break;
+                }
+            };
+            if let Some(m) = &job.before {
+                report.serial = store.commit(std::slice::from_ref(m))?;
+            }
+            observer.started(&change);
+            running.spawn(async move {
+                let t0 = Instant::now();
+                let result = job.run().await;
+                (change, result, t0.elapsed())
+            });
+        }
+        let Some(joined) = running.join_next().await else { break };
+        let (change, result, elapsed) = match joined {
+            Ok(v) => v,
+            Err(e) => {
+                report.failed.push(("(worker)".to_string(), format!("a worker task failed: {e}")));
+                continue;
+            }
+        };
+        match result {
+            Ok(after) => {
+                report.serial = store.commit(&[after])?;
+                observer.finished(&change, &Ok(()), elapsed);
+                report.done.push(change.address.clone());
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                observer.finished(&change, &Err(msg.clone()), elapsed);
+                report.failed.push((change.address.clone(), msg));
+            }
+        }
+    }
+    report.skipped.extend(queue.iter().map(|c| c.address.clone()));
+
+    if heartbeat.is_lost() {
+        report.skipped.extend(objects_last.iter().map(|c| c.address.clone()));
+        return Err(failed(total, report, "the state lock was lost; stopped".to_string()));
+    }
+    if opts.interrupted.load(Ordering::SeqCst) && !report.skipped.is_empty() {
+        report.skipped.extend(objects_last.iter().map(|c| c.address.clone()));
+        return Err(failed(total, report, "interrupted".to_string()));
+    }
+    if let Some((addr, e)) = report.failed.first().cloned() {
+        report.skipped.extend(objects_last.iter().map(|c| c.address.clone()));
+        return Err(failed(total, report, format!("`{addr}`: {e}")));
+    }
+
+    // 3. Config objects removed, then the revision.
+    let mut muts: Vec<Mutation> = objects_last
+        .iter()
+        .map(|c| Mutation::DeleteObject { kind: c.kind.clone(), name: c.name.clone() })
+        .collect();
+    if plan.operation == crate::plan::Operation::Apply && !plan.filters.is_partial() {
+        muts.push(Mutation::SetRevision { revision: plan.revision.clone(), config_digest: plan.config_digest.clone() });
+    }
+    if !muts.is_empty() {
+        let t0 = Instant::now();
+        report.serial = store.commit(&muts)?;
+        for c in &objects_last {
+            observer.finished(c, &Ok(()), t0.elapsed());
+            report.done.push(c.address.clone());
+        }
+    }
+    Ok(report)
+}
+
+fn failed(total: usize, report: Report, why: String) -> ApplyError {
+    ApplyError::Failed { done: report.done.len(), total, failed: why, report: Box::new(report) }
+}
+
+/// One node change ready to run: what to record before, and the work.
+struct NodeJob {
+    before: Option<Mutation>,
+    provider: Arc<dyn Provider>,
+    project: String,
+    name: String,
+    action: Action,
+    launch: Option<(LaunchRequest, NodeRecord)>,
+    template: Option<NodeTemplate>,
+}
+
+impl NodeJob {
+    async fn run(self) -> Result<Mutation, ProviderError> {
+        if matches!(self.action, Action::Delete | Action::Replace) {
+            self.provider.terminate(&self.project, &self.name, self.template.as_ref()).await?;
+        }
+        match self.launch {
+            Some((req, mut rec)) => {
+                let node = self.provider.launch(&req).await?;
+                rec.status = NodeStatus::Running;
+                rec.provider_id = node.provider_id;
+                rec.address = node.address;
+                rec.attrs = serde_json::to_value(&node.attrs).unwrap_or(serde_json::Value::Null);
+                Ok(Mutation::PutNode(rec))
+            }
+            None => Ok(Mutation::DeleteNode { name: self.name }),
+        }
+    }
+}
+
+fn prepare(
+    change: &Change,
+    config: &Config,
+    plan: &Plan,
+    project: &str,
+    providers: &Providers,
+    record: Option<&NodeRecord>,
+) -> Result<NodeJob, String> {
+    let node = change.node.as_ref().ok_or_else(|| format!("`{}` is not a node", change.address))?;
+    let provider = providers
+        .get(&node.provider)
+        .cloned()
+        .ok_or_else(|| format!("provider `{}` is not available in this scaler build", node.provider))?;
+    let template = node
+        .template
+        .as_ref()
+        .and_then(|t| config.templates.get(t))
+        .map(|t| t.spec.clone());
+    let group = config.groups.get(&node.group).map(|g| &g.spec);
+    if change.action == Action::Delete && node.was_alive {
+        if let Some(drain) = group.and_then(|g| g.scale_in.as_ref()).and_then(|s| s.drain.as_ref()) {
+            return Err(format!(
+                "group `{}` drains nodes with playbook `{drain}` before terminating them, and this scaler cannot run playbooks yet; remove `scale_in.drain` or terminate the node yourself",
+                node.group
+            ));
+        }
+    }
+    match change.action {
+        Action::Create | Action::Replace => {
+            let template = template.ok_or_else(|| format!("group `{}` has no usable template", node.group))?;
+            let rec = NodeRecord {
+                name: change.name.clone(),
+                group: node.group.clone(),
+                index: node.index,
+                provider: node.provider.clone(),
+                provider_id: None,
+                status: NodeStatus::Creating,
+                created_at: Utc::now(),
+                template_digest: digest_of(&template),
+                address: None,
+                attrs: serde_json::Value::Null,
+            };
+            let req = LaunchRequest {
+                project: project.to_string(),
+                group: node.group.clone(),
+                name: change.name.clone(),
+                index: node.index,
+                token: launch_token(&plan.lineage, &change.name, node.index),
+                template: template.clone(),
+            };
+            Ok(NodeJob {
+                before: Some(Mutation::PutNode(rec.clone())),
+                provider,
+                project: project.to_string(),
+                name: change.name.clone(),
+                action: change.action,
+                launch: Some((req, rec)),
+                template: Some(template),
+            })
+        }
+        Action::Delete => {
+            let before = record.map(|r| {
+                let mut r = r.clone();
+                r.status = NodeStatus::Terminating;
+                Mutation::PutNode(r)
+            });
+            Ok(NodeJob {
+                before,
+                provider,
+                project: project.to_string(),
+                name: change.name.clone(),
+                action: change.action,
+                launch: None,
+                template,
+            })
+        }
+        Action::Update => Err(format!("`{}`: nodes are not updated in place", change.address)),
+    }
+}

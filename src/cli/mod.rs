@@ -1,6 +1,151 @@
-//! The command line (placeholder).
+//! The command line: parses arguments, builds backends (store, providers) and
+//! calls the library. The only place that prints.
+//!
+//! Exit codes (every command): 0 success; 1 error; 2 usage error, or with
+//! `plan --detailed-exitcode`: changes present.
+
+mod commands;
+mod ui;
+mod workspace;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use ui::Ui;
+
+/// An error that ends a command, with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// Printed after `error: ` on stderr (empty when already printed).
+    pub message: String,
+}
+
+impl Failure {
+    /// Exit code 1 with a message.
+    pub fn new(message: impl Into<String>) -> Failure {
+        Failure { code: 1, message: message.into() }
+    }
+
+    /// An error whose details were already printed.
+    pub fn printed(code: u8) -> Failure {
+        Failure { code, message: String::new() }
+    }
+}
+
+impl<E: std::error::Error> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::new(e.to_string())
+    }
+}
+
+/// What a command returns.
+pub type CmdResult = Result<ExitCode, Failure>;
+
+/// When to use colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  scaler init myfleet                  scaffold a config repo
+  scaler validate myfleet              check every file; all errors at once
+  scaler plan myfleet                  show what would change
+  scaler apply --auto-approve myfleet  make it so
+  scaler state list myfleet            what scaler recorded
+
+Exit codes: 0 success, 1 error, 2 usage error (and for `plan --detailed-exitcode`: changes present).
+Colours only on a terminal; NO_COLOR=1 or --color never turns them off.";
+
+/// scaler runs a fleet of ordinary servers the GitOps way: YAML in a git repo
+/// declares targets, counters, triggers, playbooks, node templates, scaling
+/// groups and policies; `plan` shows the change, `apply` makes it.
+#[derive(Debug, Parser)]
+#[command(name = "scaler", version, about, long_about = None, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// When to colour output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scaffold a config repo that validates and plans.
+    Init(commands::init::Args),
+    /// Check a config repo: YAML, schemas, references, templates; every error at once.
+    Validate(commands::validate::Args),
+    /// Print the JSON Schema of a kind (or of the plan format).
+    Schema(commands::schema::Args),
+    /// Show what apply would change.
+    Plan(commands::plan::Args),
+    /// Make the changes (plans first unless given a saved plan).
+    Apply(commands::apply::Args),
+    /// Remove every node (plans, asks, applies).
+    Destroy(commands::apply::DestroyArgs),
+    /// Set a group's desired node count (within min..max); apply launches or retires nodes.
+    Scale(commands::scale::Args),
+    /// Inspect recorded state.
+    #[command(subcommand)]
+    State(commands::state::StateCommand),
+    /// Break a state lock on purpose.
+    Unlock(commands::state::UnlockArgs),
+}
 
 /// Entry point of the binary.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ui = Ui::new(cli.color, cli.quiet);
+    let filter = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SCALER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(ui.err_color)
+        .try_init();
+    let result = match cli.command {
+        Command::Init(a) => commands::init::run(a, &ui),
+        Command::Validate(a) => commands::validate::run(a, &ui),
+        Command::Schema(a) => commands::schema::run(a, &ui),
+        Command::Plan(a) => commands::plan::run(a, &ui),
+        Command::Apply(a) => commands::apply::run(a, &ui),
+        Command::Destroy(a) => commands::apply::run_destroy(a, &ui),
+        Command::Scale(a) => commands::scale::run(a, &ui),
+        Command::State(c) => commands::state::run(c, &ui),
+        Command::Unlock(a) => commands::state::run_unlock(a, &ui),
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            if !f.message.is_empty() {
+                ui.error(&f.message);
+            }
+            ExitCode::from(f.code)
+        }
+    }
 }

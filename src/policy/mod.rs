@@ -1,1 +1,103 @@
-//! placeholder
+//! Guardrails evaluated against a plan: each `Policy` rule is a minijinja
+//! expression over the plan that denies it when true.
+//!
+//! Pure: no IO. The built-in rules (`policies/default.yaml`) are embedded in
+//! the binary and always evaluated after the repo's own policies.
+
+use chrono::{DateTime, Datelike, Local, Timelike, Utc};
+use serde_json::{json, Value};
+
+use crate::model::{Policy, PolicyScope};
+use crate::plan::{Plan, Violation};
+use crate::template;
+
+/// The built-in policy file, as shipped.
+pub const BUILTIN: &str = include_str!("../../policies/default.yaml");
+
+/// The built-in policies.
+pub fn builtin() -> Result<Vec<Policy>, crate::config::Diagnostics> {
+    crate::config::parse_policies("policies/default.yaml", BUILTIN)
+}
+
+fn now_value(now: DateTime<Utc>) -> Value {
+    let local = now.with_timezone(&Local);
+    json!({
+        "iso": now.to_rfc3339(),
+        "date": local.format("%Y-%m-%d").to_string(),
+        "weekday": local.format("%a").to_string(),
+        "weekday_number": local.weekday().number_from_monday(),
+        "hour": local.hour(),
+        "minute": local.minute(),
+    })
+}
+
+/// Evaluates `policies` against `plan`; returns the denials. A rule that
+/// fails to evaluate denies the plan too (fail closed), with the error.
+pub fn check(plan: &Plan, policies: &[Policy]) -> Vec<Violation> {
+    let base = json!({
+        "plan": {
+            "operation": plan.operation,
+            "summary": plan.summary,
+            "changes": plan.changes.iter().map(|c| json!({
+                "address": c.address, "kind": c.kind, "name": c.name,
+                "action": c.action, "reason": c.reason,
+                "group": c.node.as_ref().map(|n| n.group.clone()),
+            })).collect::<Vec<_>>(),
+            "groups": plan.groups,
+            "revision": plan.revision,
+        },
+        "flags": plan.flags,
+        "now": now_value(plan.created_at),
+    });
+    let mut out = Vec::new();
+    for policy in policies {
+        for rule in &policy.rules {
+            let scopes: Vec<Value> = match rule.each.unwrap_or(PolicyScope::Plan) {
+                PolicyScope::Plan => vec![base.clone()],
+                PolicyScope::Group => plan.groups.iter().map(|g| with(&base, "group", json!(g))).collect(),
+                PolicyScope::Change => base["plan"]["changes"]
+                    .as_array()
+                    .map(|cs| cs.iter().map(|c| with(&base, "change", c.clone())).collect())
+                    .unwrap_or_default(),
+            };
+            for ctx in scopes {
+                let denied = match template::eval_expression(&rule.deny, &ctx) {
+                    Ok(v) => truthy(&v),
+                    Err(e) => {
+                        out.push(Violation {
+                            policy: policy.name.clone(),
+                            rule: rule.name.clone(),
+                            message: format!("rule cannot be evaluated (denied to be safe): {e}"),
+                        });
+                        continue;
+                    }
+                };
+                if denied {
+                    let message = template::render_text(&rule.message, &ctx)
+                        .unwrap_or_else(|e| format!("{} (message failed to render: {e})", rule.message));
+                    out.push(Violation { policy: policy.name.clone(), rule: rule.name.clone(), message });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn with(base: &Value, key: &str, v: Value) -> Value {
+    let mut ctx = base.clone();
+    if let Some(m) = ctx.as_object_mut() {
+        m.insert(key.to_string(), v);
+    }
+    ctx
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}

@@ -99,7 +99,7 @@ pub struct StoredObject {
 }
 
 /// The life-cycle status of a recorded node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeStatus {
     /// A launch was started and may or may not have finished.
@@ -122,7 +122,7 @@ impl NodeStatus {
 }
 
 /// A node scaler launched (or is launching).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NodeRecord {
     /// The node's name (`web-03`); unique.
     pub name: String,

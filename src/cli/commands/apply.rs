@@ -1,0 +1,195 @@
+//! `scaler apply` and `scaler destroy`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::plan::{make_plan, PlanFlags};
+use crate::apply::{self, ApplyError};
+use crate::cli::ui::Progress;
+use crate::cli::workspace::{runtime, Workspace};
+use crate::cli::{CmdResult, Failure, Ui};
+use crate::plan::{self, Operation, Plan, RenderOptions};
+
+/// Make the changes. Without a plan file: plan, show, ask, apply. With a plan
+/// file (from `scaler plan -o FILE`): apply exactly that plan, refused with
+/// "plan is stale" if the state or the config moved since.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  scaler apply --auto-approve examples/quickstart\n  scaler plan -o web.plan . && scaler apply web.plan\n  scaler apply --target group.web .\n\nThe state lock is a lease: a killed apply holds it until it expires (state.lock_ttl,\ndefault 2m); `scaler unlock ID` breaks it on purpose.\nExit codes: 0 applied (or nothing to do), 1 error (nothing or only part applied; state says what).")]
+pub struct Args {
+    /// A config repo directory, or a saved plan file.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// The config repo when PATH is a plan file (default: the one the plan was made from).
+    #[arg(long = "dir", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Node changes running at once (default: project `apply.parallelism`, else 4).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub parallelism: Option<u32>,
+    /// Print the plan and the apply report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub flags: PlanFlags,
+}
+
+/// Remove every node of every group (config objects stay recorded). Groups
+/// with `prevent_destroy: true` make the plan fail; leave them out with
+/// `--exclude group.NAME`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  scaler destroy examples/quickstart\n  scaler destroy --auto-approve --exclude group.db .\n\nExit codes: 0 destroyed (or nothing to do), 1 error or refused.")]
+pub struct DestroyArgs {
+    /// The config repo.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Node changes running at once.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub parallelism: Option<u32>,
+    /// Print the plan and the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub flags: PlanFlags,
+}
+
+/// Runs `apply`.
+pub fn run(args: Args, ui: &Ui) -> CmdResult {
+    if args.path.is_file() {
+        let plan = plan::load(&args.path).map_err(|e| Failure::new(format!("cannot read plan `{}`: {e}", args.path.display())))?;
+        let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&plan.root));
+        let ws = Workspace::load(&dir, None, ui)?;
+        if !args.json {
+            ui.out(&plan::render(&plan, RenderOptions { color: ui.color }));
+        }
+        // A saved plan was approved when it was saved.
+        return execute(&ws, &plan, args.parallelism, args.json, ui);
+    }
+    let dir = args.dir.clone().unwrap_or(args.path.clone());
+    let ws = Workspace::load(&dir, args.flags.rev.as_deref(), ui)?;
+    plan_confirm_execute(&ws, Operation::Apply, &args.flags, args.auto_approve, args.parallelism, args.json, ui)
+}
+
+/// Runs `destroy`.
+pub fn run_destroy(args: DestroyArgs, ui: &Ui) -> CmdResult {
+    let ws = Workspace::load(&args.dir, args.flags.rev.as_deref(), ui)?;
+    plan_confirm_execute(&ws, Operation::Destroy, &args.flags, args.auto_approve, args.parallelism, args.json, ui)
+}
+
+fn plan_confirm_execute(
+    ws: &Workspace,
+    operation: Operation,
+    flags: &PlanFlags,
+    auto_approve: bool,
+    parallelism: Option<u32>,
+    json: bool,
+    ui: &Ui,
+) -> CmdResult {
+    let plan = make_plan(ws, operation, flags)?;
+    if !json {
+        ui.out(&plan::render(&plan, RenderOptions { color: ui.color }));
+    }
+    if !plan.is_allowed() {
+        if json {
+            ui.out(&serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "applied": false }))?);
+        }
+        return Err(Failure::new("the plan is refused (see above); nothing was changed"));
+    }
+    if !plan.has_changes() {
+        if json {
+            ui.out(&serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "applied": true, "report": null }))?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !auto_approve {
+        confirm(operation)?;
+    }
+    execute(ws, &plan, parallelism, json, ui)
+}
+
+fn confirm(operation: Operation) -> Result<(), Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::new(
+            "refusing to ask for confirmation: stdin is not a terminal; review the plan and pass --auto-approve, or save it with `scaler plan -o FILE` and run `scaler apply FILE`",
+        ));
+    }
+    let what = match operation {
+        Operation::Apply => "apply these changes",
+        Operation::Destroy => "destroy these nodes",
+    };
+    eprint!("\nDo you want to {what}? Only 'yes' will be accepted: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).map_err(|e| Failure::new(format!("cannot read the answer: {e}")))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Failure::new("cancelled; nothing was changed"))
+    }
+}
+
+fn execute(ws: &Workspace, plan: &Plan, parallelism: Option<u32>, json: bool, ui: &Ui) -> CmdResult {
+    let rt = runtime()?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let opts = ws.apply_options(parallelism.map(|p| p as usize), interrupted.clone());
+    let providers = ws.providers();
+    let progress = Progress::new(ui);
+    let result = rt.block_on(async {
+        let flag = interrupted.clone();
+        let watcher = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
+        let r = apply::apply(plan, &ws.config, &providers, &opts, &progress).await;
+        watcher.abort();
+        r
+    });
+    progress.finish();
+    match result {
+        Ok(report) => {
+            if json {
+                ui.out(&serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "applied": true, "report": report }))?);
+            } else {
+                let s = plan.summary;
+                let word = if plan.operation == Operation::Destroy { "Destroy" } else { "Apply" };
+                ui.out(&format!(
+                    "\n{} {} added, {} changed, {} destroyed. State serial {}.",
+                    ui.green(&format!("{word} complete!")),
+                    s.add,
+                    s.change,
+                    s.destroy,
+                    report.serial
+                ));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ApplyError::Failed { done, total, failed, report }) => {
+            if json {
+                ui.out(&serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "applied": false, "report": report, "error": failed }))?);
+            }
+            Err(Failure::new(format!(
+                "apply stopped: {done} of {total} changes done, {} not started; {failed}\nstate records exactly what was done; run `scaler plan {}` to see what remains",
+                report.skipped.len(),
+                shown_dir(&ws.config.root)
+            )))
+        }
+        Err(e) => Err(Failure::new(e.to_string())),
+    }
+}
+
+fn shown_dir(root: &Path) -> String {
+    let cwd = std::env::current_dir().ok();
+    match cwd.as_deref().and_then(|c| root.strip_prefix(c).ok()) {
+        Some(rel) if rel.as_os_str().is_empty() => ".".to_string(),
+        Some(rel) => rel.display().to_string(),
+        None => root.display().to_string(),
+    }
+}

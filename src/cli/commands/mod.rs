@@ -1,0 +1,10 @@
+//! One file per command: an `Args` struct and a `run` that turns arguments
+//! into options and calls the library.
+
+pub mod apply;
+pub mod init;
+pub mod plan;
+pub mod scale;
+pub mod schema;
+pub mod state;
+pub mod validate;

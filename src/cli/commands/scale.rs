@@ -1,0 +1,75 @@
+//! `scaler scale`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::cli::workspace::Workspace;
+use crate::cli::{CmdResult, Failure, Ui};
+use crate::store::{Mutation, Store};
+
+/// Set a group's desired node count in state (within min..max). Nothing is
+/// launched or retired until `scaler apply` (or the daemon) reconciles.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  scaler scale web --to 4 .\n  scaler scale web --by -1 .\n\nA group at its max refuses to grow (exit 1, nothing recorded).")]
+pub struct Args {
+    /// The group.
+    pub group: String,
+    /// The config repo.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Set the desired count.
+    #[arg(long, conflicts_with = "by", required_unless_present = "by")]
+    pub to: Option<u32>,
+    /// Change the desired count by N (may be negative).
+    #[arg(long, allow_negative_numbers = true)]
+    pub by: Option<i64>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub fn run(args: Args, ui: &Ui) -> CmdResult {
+    let ws = Workspace::load(&args.dir, None, ui)?;
+    let group = ws
+        .config
+        .groups
+        .get(&args.group)
+        .map(|g| g.spec.clone())
+        .ok_or_else(|| Failure::new(format!("no group `{}` in the config", args.group)))?;
+    let mut store = ws.store()?;
+    let snap = store.snapshot()?;
+    let current = snap.desired.get(&group.name).copied().unwrap_or(group.desired.unwrap_or(group.min));
+    let wanted: i64 = match (args.to, args.by) {
+        (Some(t), _) => i64::from(t),
+        (None, Some(b)) => i64::from(current) + b,
+        (None, None) => i64::from(current),
+    };
+    if wanted > i64::from(group.max) {
+        return Err(Failure::new(format!(
+            "group `{}` is at its limit: {wanted} nodes asked, max is {} (now {current}); nothing recorded",
+            group.name, group.max
+        )));
+    }
+    if wanted < i64::from(group.min) {
+        return Err(Failure::new(format!(
+            "group `{}` cannot shrink to {wanted}: min is {} (now {current}); nothing recorded",
+            group.name, group.min
+        )));
+    }
+    let wanted = u32::try_from(wanted).map_err(|_| Failure::new("desired count out of range"))?;
+    let opts = ws.apply_options(None, Default::default());
+    let lock = crate::apply::take_lock(&mut store, &opts, "scale")?;
+    let result = store.commit(&[Mutation::SetDesired { group: group.name.clone(), desired: Some(wanted) }]);
+    store.unlock(&lock.id)?;
+    let serial = result?;
+    if args.json {
+        ui.out(&serde_json::to_string_pretty(&serde_json::json!({"group": group.name, "from": current, "to": wanted, "serial": serial}))?);
+    } else {
+        ui.out(&format!(
+            "Group `{}` desired: {current} -> {wanted}. Run `scaler apply` to launch or retire nodes.",
+            group.name
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,451 @@
+//! The diff: desired config + recorded state + observed nodes -> changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{Action, Change, Filters, Flags, GroupPlan, NodeChange, Operation, Plan, FORMAT_VERSION};
+use crate::config::Config;
+use crate::model::{Group, Kind, Pick};
+use crate::provider::{Health, ObservedNode};
+use crate::store::{NodeRecord, NodeStatus, Snapshot};
+
+/// Everything the diff looks at.
+#[derive(Debug)]
+pub struct DiffInput<'a> {
+    /// Desired: the compiled config.
+    pub config: &'a Config,
+    /// Recorded: the state.
+    pub snapshot: &'a Snapshot,
+    /// Observed: what providers report for this project.
+    pub observed: &'a [ObservedNode],
+    /// Apply or destroy.
+    pub operation: Operation,
+    /// `--target` / `--exclude`.
+    pub filters: Filters,
+    /// Explicit flags.
+    pub flags: Flags,
+    /// The clock.
+    pub now: DateTime<Utc>,
+}
+
+/// `<prefix>-NN` for slot `index`.
+pub fn node_name(group: &Group, index: u32) -> String {
+    let prefix = group
+        .naming
+        .as_ref()
+        .and_then(|n| n.prefix.clone())
+        .unwrap_or_else(|| group.name.clone());
+    let digits = usize::from(group.naming.as_ref().and_then(|n| n.digits).unwrap_or(2));
+    format!("{prefix}-{index:0digits$}")
+}
+
+/// The highest slot number a group's naming allows.
+fn max_index(group: &Group) -> u32 {
+    let digits = u32::from(group.naming.as_ref().and_then(|n| n.digits).unwrap_or(2));
+    10u32.saturating_pow(digits).saturating_sub(1)
+}
+
+/// How a recorded node stands against what the provider reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// Running as recorded (or recorded as creating and found running).
+    Alive,
+    /// Recorded running, but the provider says it is gone.
+    Died,
+    /// Recorded as creating, never found running: the launch did not finish.
+    Unfinished,
+    /// Recorded as terminating: the termination did not finish.
+    Terminating,
+}
+
+fn standing(rec: &NodeRecord, obs: Option<&ObservedNode>) -> Standing {
+    let alive = obs.is_some_and(|o| o.health == Health::Running);
+    match (rec.status, alive) {
+        (NodeStatus::Terminating, _) => Standing::Terminating,
+        (_, true) => Standing::Alive,
+        (NodeStatus::Running, false) => Standing::Died,
+        (NodeStatus::Creating, false) => Standing::Unfinished,
+    }
+}
+
+/// The diff result before policies.
+pub fn diff(input: &DiffInput<'_>) -> Plan {
+    let cfg = input.config;
+    let mut changes = Vec::new();
+    let mut errors = Vec::new();
+
+    // Config objects.
+    let recorded: BTreeMap<(String, String), &Value> = input
+        .snapshot
+        .objects
+        .iter()
+        .map(|o| ((o.kind.clone(), o.name.clone()), &o.spec))
+        .collect();
+    let desired: Vec<(Kind, String, Value)> = cfg.objects();
+    let desired_keys: BTreeSet<(String, String)> =
+        desired.iter().map(|(k, n, _)| (k.slug().to_string(), n.clone())).collect();
+    let mut deletes = Vec::new();
+    if input.operation == Operation::Apply {
+        for (kind, name, after) in &desired {
+            let key = (kind.slug().to_string(), name.clone());
+            match recorded.get(&key) {
+                None => changes.push(object_change(*kind, name, Action::Create, None, Some(after.clone()))),
+                Some(before) if *before != after => {
+                    let mut c = object_change(*kind, name, Action::Update, Some((*before).clone()), Some(after.clone()));
+                    c.diff = super::field_diff(before, after);
+                    changes.push(c);
+                }
+                Some(_) => {}
+            }
+        }
+        for kind in Kind::ALL.iter().rev() {
+            for o in input.snapshot.objects.iter().filter(|o| o.kind == kind.slug()) {
+                if !desired_keys.contains(&(o.kind.clone(), o.name.clone())) {
+                    deletes.push(object_change(*kind, &o.name, Action::Delete, Some(o.spec.clone()), None));
+                }
+            }
+        }
+    }
+
+    // Nodes, group by group.
+    let observed: BTreeMap<&str, &ObservedNode> = input.observed.iter().map(|o| (o.name.as_str(), o)).collect();
+    let mut group_names: BTreeSet<String> = cfg.groups.keys().cloned().collect();
+    group_names.extend(input.snapshot.nodes.iter().map(|n| n.group.clone()));
+    group_names.extend(
+        input.snapshot.objects.iter().filter(|o| o.kind == Kind::Group.slug()).map(|o| o.name.clone()),
+    );
+    let mut group_plans = Vec::new();
+    let mut refresh = Vec::new();
+    for g in &group_names {
+        let recorded_spec: Option<Group> = recorded
+            .get(&(Kind::Group.slug().to_string(), g.clone()))
+            .and_then(|v| serde_json::from_value((*v).clone()).ok());
+        let desired_spec = cfg.groups.get(g).map(|l| &l.spec);
+        let Some(spec) = desired_spec.or(recorded_spec.as_ref()) else {
+            // Nodes of a group we know nothing else about: remove them.
+            let fallback = Group {
+                name: g.clone(),
+                description: None,
+                template: String::new(),
+                min: 0,
+                max: 0,
+                desired: None,
+                scale_in: None,
+                naming: None,
+                prevent_destroy: false,
+                labels: BTreeMap::new(),
+            };
+            plan_group(input, &fallback, None, true, &observed, &mut changes, &mut errors, &mut group_plans, &mut refresh);
+            continue;
+        };
+        let removed = desired_spec.is_none();
+        let target = if removed || input.operation == Operation::Destroy {
+            0
+        } else {
+            desired_count(spec, recorded_spec.as_ref(), input.snapshot.desired.get(g).copied())
+        };
+        plan_group(input, spec, Some(target), removed, &observed, &mut changes, &mut errors, &mut group_plans, &mut refresh);
+    }
+    changes.extend(deletes);
+
+    // Filters.
+    changes.retain(|c| input.filters.allows(&c.address));
+    // Figures per group from what remains.
+    for gp in &mut group_plans {
+        let mine = |c: &&Change| c.node.as_ref().is_some_and(|n| n.group == gp.name);
+        gp.create = changes.iter().filter(mine).filter(|c| matches!(c.action, Action::Create | Action::Replace)).count() as u32;
+        gp.destroy = changes
+            .iter()
+            .filter(mine)
+            .filter(|c| c.action == Action::Delete && c.node.as_ref().is_some_and(|n| n.was_alive))
+            .count() as u32;
+        gp.nodes_after = (gp.nodes_before + gp.create).saturating_sub(gp.destroy);
+    }
+    // prevent_destroy: live nodes of protected groups must not be destroyed.
+    for c in &changes {
+        let Some(n) = &c.node else { continue };
+        if c.action != Action::Delete || !n.was_alive {
+            continue;
+        }
+        if group_plans.iter().any(|g| g.name == n.group && g.prevent_destroy) {
+            errors.push(format!(
+                "group `{}` has `prevent_destroy: true`; this plan would destroy node `{}`",
+                n.group, c.name
+            ));
+        }
+    }
+
+    let mut plan = Plan {
+        format_version: FORMAT_VERSION.to_string(),
+        created_at: input.now,
+        operation: input.operation,
+        root: cfg.root.display().to_string(),
+        lineage: input.snapshot.meta.lineage.clone(),
+        serial: input.snapshot.meta.serial,
+        config_digest: cfg.digest.clone(),
+        revision: cfg.revision.clone(),
+        filters: input.filters.clone(),
+        flags: input.flags,
+        changes,
+        summary: Default::default(),
+        groups: group_plans,
+        errors,
+        violations: Vec::new(),
+        refresh,
+    };
+    plan.recount();
+    plan
+}
+
+/// Reason text of a delete that only cleans up state (nothing alive).
+pub(crate) const REASON_GONE: &str = "already gone; forget it";
+
+fn desired_count(spec: &Group, recorded: Option<&Group>, runtime: Option<u32>) -> u32 {
+    let config_value = spec.desired.unwrap_or(spec.min);
+    let changed_in_git = recorded.is_none_or(|r| r.desired != spec.desired);
+    let base = if changed_in_git { config_value } else { runtime.unwrap_or(config_value) };
+    base.clamp(spec.min, spec.max.max(spec.min))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_group(
+    input: &DiffInput<'_>,
+    spec: &Group,
+    target: Option<u32>,
+    removed: bool,
+    observed: &BTreeMap<&str, &ObservedNode>,
+    changes: &mut Vec<Change>,
+    errors: &mut Vec<String>,
+    group_plans: &mut Vec<GroupPlan>,
+    refresh: &mut Vec<NodeRecord>,
+) {
+    let g = &spec.name;
+    let template = input.config.templates.get(&spec.template).map(|t| &t.spec);
+    let provider = template.map_or("local", |t| t.provider.as_str()).to_string();
+    let target = target.unwrap_or(0);
+
+    let mut recs: Vec<&NodeRecord> = input.snapshot.nodes.iter().filter(|n| &n.group == g).collect();
+    recs.sort_by_key(|n| n.index);
+    let recorded_names: BTreeSet<&str> = recs.iter().map(|n| n.name.as_str()).collect();
+
+    let mut alive: Vec<NodeRecord> = Vec::new();
+    let mut dead: Vec<(&NodeRecord, Standing)> = Vec::new();
+    let mut terminating: Vec<(&NodeRecord, bool)> = Vec::new();
+    for rec in &recs {
+        let obs = observed.get(rec.name.as_str()).copied();
+        match standing(rec, obs) {
+            Standing::Alive => {
+                let mut r = (*rec).clone();
+                if r.status == NodeStatus::Creating {
+                    if let Some(o) = obs {
+                        r.status = NodeStatus::Running;
+                        r.provider_id = o.provider_id.clone();
+                        r.address = o.address.clone();
+                        r.attrs = serde_json::to_value(&o.attrs).unwrap_or(Value::Null);
+                        refresh.push(r.clone());
+                    }
+                }
+                alive.push(r);
+            }
+            Standing::Terminating => {
+                terminating.push((rec, obs.is_some_and(|o| o.health == Health::Running)));
+            }
+            s => dead.push((rec, s)),
+        }
+    }
+    // Running nodes the provider reports that state does not know (a crash
+    // after launch and before the record, or lost state): adopt them.
+    for o in observed.values() {
+        if &o.group != g || recorded_names.contains(o.name.as_str()) || o.health != Health::Running {
+            continue;
+        }
+        let Some(index) = o.name.rsplit('-').next().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let rec = NodeRecord {
+            name: o.name.clone(),
+            group: g.clone(),
+            index,
+            provider: provider.clone(),
+            provider_id: o.provider_id.clone(),
+            status: NodeStatus::Running,
+            created_at: input.now,
+            template_digest: String::new(),
+            address: o.address.clone(),
+            attrs: serde_json::to_value(&o.attrs).unwrap_or(Value::Null),
+        };
+        refresh.push(rec.clone());
+        alive.push(rec);
+    }
+    alive.sort_by_key(|n| n.index);
+    let nodes_before = alive.len() as u32;
+
+    let node_change = |name: &str, index: u32, action: Action, reason: Option<String>, was_alive: bool| Change {
+        address: format!("node.{g}/{name}"),
+        kind: "node".to_string(),
+        name: name.to_string(),
+        action,
+        reason,
+        summary: Some(match (action, template) {
+            (Action::Create | Action::Replace, Some(t)) => format!("{} from template {}", t.provider.as_str(), t.name),
+            (Action::Create | Action::Replace, None) => "no template".to_string(),
+            _ => spec
+                .scale_in
+                .as_ref()
+                .and_then(|s| s.drain.as_ref())
+                .map_or_else(|| "terminate".to_string(), |d| format!("drain with {d}, then terminate")),
+        }),
+        diff: Vec::new(),
+        before: None,
+        after: None,
+        node: Some(NodeChange {
+            group: g.clone(),
+            index,
+            template: (!removed).then(|| spec.template.clone()),
+            provider: provider.clone(),
+            was_alive,
+        }),
+    };
+
+    // Scale in: pick the nodes to remove.
+    let mut removals = Vec::new();
+    if alive.len() as u32 > target {
+        let excess = alive.len() - target as usize;
+        let pick = spec.scale_in.as_ref().and_then(|s| s.pick).unwrap_or(Pick::Newest);
+        let mut order: Vec<usize> = (0..alive.len()).collect();
+        match pick {
+            Pick::Oldest => order.sort_by_key(|&i| (alive[i].created_at, alive[i].index)),
+            Pick::Newest | Pick::LeastBusy => {
+                order.sort_by_key(|&i| (std::cmp::Reverse(alive[i].created_at), std::cmp::Reverse(alive[i].index)))
+            }
+        }
+        let chosen: BTreeSet<usize> = order.into_iter().take(excess).collect();
+        let reason = if removed {
+            "group removed from config".to_string()
+        } else if input.operation == Operation::Destroy {
+            "destroy".to_string()
+        } else {
+            format!("scale in to {target}")
+        };
+        let mut keep = Vec::new();
+        for (i, n) in alive.into_iter().enumerate() {
+            if chosen.contains(&i) {
+                removals.push(node_change(&n.name, n.index, Action::Delete, Some(reason.clone()), true));
+            } else {
+                keep.push(n);
+            }
+        }
+        alive = keep;
+    }
+
+    // Scale out / repair: fill dead slots first, then the lowest free numbers.
+    let mut need = target.saturating_sub(alive.len() as u32);
+    let mut used: BTreeSet<u32> = alive.iter().map(|n| n.index).collect();
+    for (rec, s) in &dead {
+        if need > 0 && template.is_some() {
+            need -= 1;
+            used.insert(rec.index);
+            let (action, reason) = match s {
+                Standing::Died => (Action::Replace, "process died outside scaler".to_string()),
+                _ => (Action::Create, "launch did not finish".to_string()),
+            };
+            changes.push(node_change(&rec.name, rec.index, action, Some(reason), false));
+        } else {
+            changes.push(node_change(&rec.name, rec.index, Action::Delete, Some(REASON_GONE.to_string()), false));
+        }
+    }
+    for (rec, running) in &terminating {
+        let reason = if *running { "finish interrupted termination" } else { REASON_GONE };
+        changes.push(node_change(&rec.name, rec.index, Action::Delete, Some(reason.to_string()), *running));
+        used.insert(rec.index);
+    }
+    if need > 0 && template.is_none() {
+        errors.push(format!("group `{g}`: template `{}` not found", spec.template));
+        need = 0;
+    }
+    let limit = max_index(spec);
+    let mut next = 1u32;
+    while need > 0 {
+        while used.contains(&next) {
+            next += 1;
+        }
+        if next > limit {
+            errors.push(format!(
+                "group `{g}` is at its limit: no free node number left (naming allows {limit}); nothing launched"
+            ));
+            break;
+        }
+        used.insert(next);
+        changes.push(node_change(&node_name(spec, next), next, Action::Create, Some(format!("scale out to {target}")), false));
+        need -= 1;
+    }
+    changes.extend(removals);
+
+    group_plans.push(GroupPlan {
+        name: g.clone(),
+        min: spec.min,
+        max: spec.max,
+        desired: target,
+        nodes_before,
+        nodes_after: 0,
+        create: 0,
+        destroy: 0,
+        prevent_destroy: spec.prevent_destroy,
+        removed,
+    });
+}
+
+fn object_change(kind: Kind, name: &str, action: Action, before: Option<Value>, after: Option<Value>) -> Change {
+    let summary = after.as_ref().or(before.as_ref()).and_then(|v| describe(kind, v));
+    Change {
+        address: format!("{}.{name}", kind.slug()),
+        kind: kind.slug().to_string(),
+        name: name.to_string(),
+        action,
+        reason: None,
+        summary,
+        diff: Vec::new(),
+        before,
+        after,
+        node: None,
+    }
+}
+
+/// A one-line description of a config object.
+fn describe(kind: Kind, v: &Value) -> Option<String> {
+    let s = |k: &str| v.get(k).and_then(Value::as_str);
+    match kind {
+        Kind::Counter => {
+            let source = v.get("source").and_then(Value::as_object).and_then(|m| m.keys().next().cloned())?;
+            let targets: Vec<&str> = v
+                .get("targets")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let on = if targets.is_empty() { String::new() } else { format!(" on {}", targets.join(", ")) };
+            let every = s("interval").map(|i| format!(", every {i}")).unwrap_or_default();
+            Some(format!("{source}{on}{every}"))
+        }
+        Kind::Group => Some(format!(
+            "template {}, {}..{}{}",
+            s("template")?,
+            v.get("min")?,
+            v.get("max")?,
+            v.get("desired").map(|d| format!(", desired {d}")).unwrap_or_default()
+        )),
+        Kind::NodeTemplate => s("provider").map(|p| format!("provider {p}")),
+        Kind::Target => match (v.get("hosts").and_then(Value::as_array), s("group")) {
+            (Some(h), _) => Some(format!("{} host(s)", h.len())),
+            (None, Some(g)) => Some(format!("nodes of group {g}")),
+            _ => None,
+        },
+        Kind::Trigger => match v.get("when") {
+            Some(Value::String(w)) => Some(format!("when {w}")),
+            Some(Value::Array(a)) => Some(format!("when {} conditions hold", a.len())),
+            _ => None,
+        },
+        Kind::Playbook => v.get("steps").and_then(Value::as_array).map(|a| format!("{} step(s)", a.len())),
+        Kind::Policy => v.get("rules").and_then(Value::as_array).map(|a| format!("{} rule(s)", a.len())),
+        Kind::Project => None,
+    }
+}

@@ -1,0 +1,105 @@
+//! Terraform-like rendering of a plan.
+
+use std::fmt::Write;
+
+use anstyle::{AnsiColor, Style};
+
+use super::{Action, Plan};
+
+/// How to render.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RenderOptions {
+    /// Use ANSI colours.
+    pub color: bool,
+}
+
+fn paint(color: bool, style: Style, text: &str) -> String {
+    if color {
+        format!("{}{text}{}", style.render(), style.render_reset())
+    } else {
+        text.to_string()
+    }
+}
+
+fn style_of(action: Action) -> Style {
+    let c = match action {
+        Action::Create => AnsiColor::Green,
+        Action::Update => AnsiColor::Yellow,
+        Action::Replace => AnsiColor::Magenta,
+        Action::Delete => AnsiColor::Red,
+    };
+    Style::new().fg_color(Some(c.into()))
+}
+
+/// Renders the plan for people.
+pub fn render(plan: &Plan, opts: RenderOptions) -> String {
+    let mut out = String::new();
+    let bold = Style::new().bold();
+    let red = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
+    let dim = Style::new().dimmed();
+    if plan.changes.is_empty() {
+        out.push_str("No changes. The fleet matches the configuration.\n");
+    } else {
+        let kind_w = plan.changes.iter().map(|c| c.kind.len()).max().unwrap_or(4).max(4);
+        let name_w = plan.changes.iter().map(|c| display_name(c).len()).max().unwrap_or(4).clamp(4, 40);
+        for c in &plan.changes {
+            let style = style_of(c.action);
+            let symbol = paint(opts.color, style, &format!("{:>3}", c.action.symbol()));
+            let name = display_name(c);
+            let mut detail = Vec::new();
+            if let Some(s) = &c.summary {
+                detail.push(s.clone());
+            }
+            if let Some(r) = &c.reason {
+                detail.push(r.clone());
+            }
+            let detail = if detail.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", paint(opts.color, dim, &format!("({})", detail.join("; "))))
+            };
+            let _ = writeln!(out, "{symbol} {:<kind_w$}  {}{}", c.kind, paint(opts.color, bold, &format!("{name:<name_w$}")), detail);
+            for line in &c.diff {
+                let st = if line.starts_with('-') { style_of(Action::Delete) } else { style_of(Action::Create) };
+                let _ = writeln!(out, "        {}", paint(opts.color, st, line));
+            }
+        }
+        out.push('\n');
+        let s = plan.summary;
+        let _ = writeln!(
+            out,
+            "{} {} to add, {} to change, {} to destroy.",
+            paint(opts.color, bold, "Plan:"),
+            s.add,
+            s.change,
+            s.destroy
+        );
+    }
+    if plan.filters.is_partial() {
+        let _ = writeln!(
+            out,
+            "\nWarning: this plan is limited by --target/--exclude; the applied revision will not be recorded."
+        );
+    }
+    for e in &plan.errors {
+        let _ = writeln!(out, "\n{} {e}", paint(opts.color, red, "Error:"));
+    }
+    for v in &plan.violations {
+        let _ = writeln!(
+            out,
+            "\n{} policy `{}` rule `{}` denies this plan: {}",
+            paint(opts.color, red, "Error:"),
+            v.policy,
+            v.rule,
+            v.message
+        );
+    }
+    out
+}
+
+fn display_name(c: &super::Change) -> String {
+    match &c.node {
+        Some(n) => format!("{}/{}", n.group, c.name),
+        None => c.name.clone(),
+    }
+}
