@@ -1,1 +1,4 @@
-//! placeholder
+//! Loading the config repository (placeholder during development).
+
+pub mod diag;
+pub mod yaml;
