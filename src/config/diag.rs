@@ -243,7 +243,7 @@ where
     I: IntoIterator<Item = &'a str>,
 {
     let lower = word.to_ascii_lowercase();
-    let mut best: Option<(usize, f64, &str)> = None;
+    let mut best: Option<(usize, usize, f64, &str)> = None;
     for c in candidates {
         let cl = c.to_ascii_lowercase();
         let dist = strsim::osa_distance(&lower, &cl);
@@ -252,15 +252,18 @@ where
         if dist > limit && jw < 0.9 {
             continue;
         }
+        // Ties go to the candidate sharing the longest prefix, then to the
+        // most similar one (`rn` is more likely `run` than `on`).
+        let prefix = lower.chars().zip(cl.chars()).take_while(|(a, b)| a == b).count();
         let better = match best {
             None => true,
-            Some((d, j, _)) => dist < d || (dist == d && jw > j),
+            Some((d, p, j, _)) => dist < d || (dist == d && (prefix > p || (prefix == p && jw > j))),
         };
         if better {
-            best = Some((dist, jw, c));
+            best = Some((dist, prefix, jw, c));
         }
     }
-    best.map(|(_, _, c)| c.to_string())
+    best.map(|(_, _, _, c)| c.to_string())
 }
 
 /// `, did you mean `x`?` or nothing.

@@ -1,4 +1,6 @@
-//! Loading the config repository (placeholder during development).
+//! Loading the config repository (in progress).
 
 pub mod diag;
+mod explain;
+pub mod schema;
 pub mod yaml;
