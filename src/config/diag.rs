@@ -254,10 +254,16 @@ where
         }
         // Ties go to the candidate sharing the longest prefix, then to the
         // most similar one (`rn` is more likely `run` than `on`).
-        let prefix = lower.chars().zip(cl.chars()).take_while(|(a, b)| a == b).count();
+        let prefix = lower
+            .chars()
+            .zip(cl.chars())
+            .take_while(|(a, b)| a == b)
+            .count();
         let better = match best {
             None => true,
-            Some((d, p, j, _)) => dist < d || (dist == d && (prefix > p || (prefix == p && jw > j))),
+            Some((d, p, j, _)) => {
+                dist < d || (dist == d && (prefix > p || (prefix == p && jw > j)))
+            }
         };
         if better {
             best = Some((dist, prefix, jw, c));
@@ -332,8 +338,14 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("mn", ["min", "max", "desired"]).as_deref(), Some("min"));
-        assert_eq!(did_you_mean("cpuu", ["cpu", "load1"]).as_deref(), Some("cpu"));
+        assert_eq!(
+            did_you_mean("mn", ["min", "max", "desired"]).as_deref(),
+            Some("min")
+        );
+        assert_eq!(
+            did_you_mean("cpuu", ["cpu", "load1"]).as_deref(),
+            Some("cpu")
+        );
         assert_eq!(did_you_mean("zzzzz", ["cpu", "load1"]), None);
     }
 }

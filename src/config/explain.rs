@@ -51,7 +51,12 @@ pub fn explain(err: &ValidationError<'_>, root: &Value, out: &mut Vec<Problem>) 
                 return;
             }
             let expected = expected_types(kind);
-            out.push(problem("type", format!("expected {expected}, found {}", found(instance))));
+            let mut p = problem(
+                "type",
+                format!("expected {expected}, found {}", found(instance)),
+            );
+            p.help = type_help(root, schema_path, kind, instance);
+            out.push(p);
         }
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             let allowed = allowed_properties(root, schema_path);
@@ -62,7 +67,10 @@ pub fn explain(err: &ValidationError<'_>, root: &Value, out: &mut Vec<Problem>) 
                 let help = if name == "<<" {
                     Some("YAML merge keys (`<<`) are not supported; repeat the fields".to_string())
                 } else if suggestion.is_none() && !allowed.is_empty() {
-                    Some(format!("allowed fields: {}", backticked(allowed.iter().map(String::as_str))))
+                    Some(format!(
+                        "allowed fields: {}",
+                        backticked(allowed.iter().map(String::as_str))
+                    ))
                 } else {
                     None
                 };
@@ -78,25 +86,48 @@ pub fn explain(err: &ValidationError<'_>, root: &Value, out: &mut Vec<Problem>) 
             }
         }
         ValidationErrorKind::Required { property } => {
-            let name = property.as_str().map_or_else(|| property.to_string(), str::to_string);
-            out.push(problem("missing-field", format!("missing required field `{name}`")));
+            let name = property
+                .as_str()
+                .map_or_else(|| property.to_string(), str::to_string);
+            out.push(problem(
+                "missing-field",
+                format!("missing required field `{name}`"),
+            ));
         }
-        ValidationErrorKind::Pattern { pattern } => out.push(pattern_problem(pattern, instance, path.clone())),
-        ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
+        ValidationErrorKind::Pattern { pattern } => {
+            out.push(pattern_problem(pattern, instance, path.clone()))
+        }
+        ValidationErrorKind::Minimum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit } => {
             if schema_path.starts_with(PERCENT_DEF) {
                 out.push(percent_problem(instance, path.clone()));
                 return;
             }
-            let op = if matches!(err.kind(), ValidationErrorKind::Minimum { .. }) { "at least" } else { "more than" };
-            out.push(problem("range", format!("expected {op} {limit}, found {}", found(instance))));
+            let op = if matches!(err.kind(), ValidationErrorKind::Minimum { .. }) {
+                "at least"
+            } else {
+                "more than"
+            };
+            out.push(problem(
+                "range",
+                format!("expected {op} {limit}, found {}", found(instance)),
+            ));
         }
-        ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
+        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::ExclusiveMaximum { limit } => {
             if schema_path.starts_with(PERCENT_DEF) {
                 out.push(percent_problem(instance, path.clone()));
                 return;
             }
-            let op = if matches!(err.kind(), ValidationErrorKind::Maximum { .. }) { "at most" } else { "less than" };
-            out.push(problem("range", format!("expected {op} {limit}, found {}", found(instance))));
+            let op = if matches!(err.kind(), ValidationErrorKind::Maximum { .. }) {
+                "at most"
+            } else {
+                "less than"
+            };
+            out.push(problem(
+                "range",
+                format!("expected {op} {limit}, found {}", found(instance)),
+            ));
         }
         ValidationErrorKind::MinItems { limit } => out.push(problem(
             "range",
@@ -108,7 +139,11 @@ pub fn explain(err: &ValidationError<'_>, root: &Value, out: &mut Vec<Problem>) 
         )),
         ValidationErrorKind::Constant { expected_value } => out.push(problem(
             "schema",
-            format!("expected {}, found {}", literal(expected_value), found(instance)),
+            format!(
+                "expected {}, found {}",
+                literal(expected_value),
+                found(instance)
+            ),
         )),
         ValidationErrorKind::Enum { options } => {
             let names: Vec<String> = options
@@ -128,7 +163,11 @@ pub fn explain(err: &ValidationError<'_>, root: &Value, out: &mut Vec<Problem>) 
                 .filter(|(_, errs)| errs.is_empty())
                 .filter_map(|(i, _)| alts.get(i).and_then(Alt::name).map(str::to_string))
                 .collect();
-            let names: Vec<String> = alts.iter().filter_map(Alt::name).map(str::to_string).collect();
+            let names: Vec<String> = alts
+                .iter()
+                .filter_map(Alt::name)
+                .map(str::to_string)
+                .collect();
             let found_part = if matched.is_empty() {
                 "several match".to_string()
             } else {
@@ -136,7 +175,10 @@ pub fn explain(err: &ValidationError<'_>, root: &Value, out: &mut Vec<Problem>) 
             };
             out.push(problem(
                 "one-of",
-                format!("expected exactly one of {}, {found_part}", backticked(names.iter().map(String::as_str))),
+                format!(
+                    "expected exactly one of {}, {found_part}",
+                    backticked(names.iter().map(String::as_str))
+                ),
             ));
         }
         _ => {
@@ -206,7 +248,9 @@ fn quoted(s: &str) -> String {
 /// A scalar shown in backticks (`5x`) for "is not a ..." messages.
 fn bare(v: &Value) -> String {
     match v {
-        Value::String(s) if s.chars().count() > 40 => format!("{}...", s.chars().take(40).collect::<String>()),
+        Value::String(s) if s.chars().count() > 40 => {
+            format!("{}...", s.chars().take(40).collect::<String>())
+        }
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
@@ -249,6 +293,31 @@ fn expected_types(kind: &TypeKind) -> String {
     useful.join(" or ")
 }
 
+/// A hint for scalars YAML typed differently than the user meant.
+fn type_help(root: &Value, schema_path: &str, kind: &TypeKind, instance: &Value) -> Option<String> {
+    let wants_string = match kind {
+        TypeKind::Single(t) => *t == JsonType::String,
+        TypeKind::Multiple(set) => set.contains(JsonType::String),
+    };
+    if !wants_string || !(instance.is_number() || instance.is_boolean()) {
+        return None;
+    }
+    let parent = schema_path
+        .strip_suffix("/type")
+        .and_then(|p| root.pointer(p));
+    let pattern = parent
+        .and_then(|s| s.get("pattern"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if pattern.contains("[0-7]") {
+        return Some(
+            "YAML reads an unquoted `0644` as the number 644; quote it: `mode: \"0644\"`"
+                .to_string(),
+        );
+    }
+    Some(format!("quote it to make it a string: `\"{instance}\"`"))
+}
+
 fn duration_problem(instance: &Value, path: Vec<Segment>) -> Problem {
     let help = match instance {
         Value::Number(n) => Some(format!("add a unit: `{n}s`")),
@@ -256,7 +325,10 @@ fn duration_problem(instance: &Value, path: Vec<Segment>) -> Problem {
     };
     Problem {
         code: "duration",
-        message: format!("`{}` is not a duration ({DURATION_EXAMPLES})", bare(instance)),
+        message: format!(
+            "`{}` is not a duration ({DURATION_EXAMPLES})",
+            bare(instance)
+        ),
         path,
         help,
     }
@@ -265,7 +337,10 @@ fn duration_problem(instance: &Value, path: Vec<Segment>) -> Problem {
 fn percent_problem(instance: &Value, path: Vec<Segment>) -> Problem {
     Problem {
         code: "percent",
-        message: format!("`{}` is not a percentage ({PERCENT_EXAMPLES})", bare(instance)),
+        message: format!(
+            "`{}` is not a percentage ({PERCENT_EXAMPLES})",
+            bare(instance)
+        ),
         path,
         help: None,
     }
@@ -284,19 +359,39 @@ fn pattern_problem(pattern: &str, instance: &Value, path: Vec<Segment>) -> Probl
             Some("names use lowercase letters, digits and `-`, start with a letter or digit, and have at most 63 characters".to_string()),
         )
     } else if pattern.contains(r"[0-9]+(\.[0-9]+)*") {
-        ("schema", format!("`{v}` is not a numeric OID (expected e.g. `1.3.6.1.2.1.1.3.0`)"), None)
+        (
+            "schema",
+            format!("`{v}` is not a numeric OID (expected e.g. `1.3.6.1.2.1.1.3.0`)"),
+            None,
+        )
     } else if pattern.contains("[0-7]") {
-        ("schema", format!("`{v}` is not a file mode (expected e.g. \"0644\")"), Some("quote it: `mode: \"0644\"`".to_string()))
+        (
+            "schema",
+            format!("`{v}` is not a file mode (expected e.g. \"0644\")"),
+            Some("quote it: `mode: \"0644\"`".to_string()),
+        )
     } else if pattern.starts_with("^[a-z0-9][a-z0-9-]") {
         (
             "name",
             format!("invalid prefix `{v}`"),
-            Some("use lowercase letters, digits and `-`, starting with a letter or digit".to_string()),
+            Some(
+                "use lowercase letters, digits and `-`, starting with a letter or digit"
+                    .to_string(),
+            ),
         )
     } else {
-        ("schema", format!("`{v}` does not match the pattern `{pattern}`"), None)
+        (
+            "schema",
+            format!("`{v}` does not match the pattern `{pattern}`"),
+            None,
+        )
     };
-    Problem { code, message, path, help }
+    Problem {
+        code,
+        message,
+        path,
+        help,
+    }
 }
 
 fn one_of_values(names: &[String], instance: &Value, path: Vec<Segment>) -> Problem {
@@ -318,12 +413,20 @@ fn one_of_values(names: &[String], instance: &Value, path: Vec<Segment>) -> Prob
 /// The properties allowed by the object schema whose `additionalProperties`
 /// keyword is at `schema_path`.
 fn allowed_properties(root: &Value, schema_path: &str) -> Vec<String> {
-    let parent = schema_path.strip_suffix("/additionalProperties").unwrap_or(schema_path);
+    let parent = schema_path
+        .strip_suffix("/additionalProperties")
+        .unwrap_or(schema_path);
     root.pointer(parent)
         .map(|s| resolve(root, s))
         .and_then(|s| s.get("properties"))
         .and_then(Value::as_object)
-        .map(|props| props.keys().filter(|k| k.as_str() != "kind").cloned().collect())
+        .map(|props| {
+            props
+                .keys()
+                .filter(|k| k.as_str() != "kind")
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -448,7 +551,8 @@ fn wrong_type(errors: &[ValidationError<'static>], here: &str) -> bool {
                 ValidationErrorKind::Type { .. }
                 | ValidationErrorKind::Constant { .. }
                 | ValidationErrorKind::Enum { .. } => true,
-                ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+                ValidationErrorKind::AnyOf { context }
+                | ValidationErrorKind::OneOfNotValid { context } => {
                     context.iter().all(|b| wrong_type(b, here))
                 }
                 _ => false,
@@ -463,7 +567,8 @@ fn wrong_variant(errors: &[ValidationError<'static>], here: &str) -> bool {
         e.instance_path().as_str() == here
             && matches!(
                 e.kind(),
-                ValidationErrorKind::Required { .. } | ValidationErrorKind::AdditionalProperties { .. }
+                ValidationErrorKind::Required { .. }
+                    | ValidationErrorKind::AdditionalProperties { .. }
             )
     })
 }
@@ -480,7 +585,11 @@ fn explain_alternatives(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let is_null_alt = |i: usize| schemas.get(i).is_some_and(|s| s.get("type") == Some(&Value::from("null")));
+    let is_null_alt = |i: usize| {
+        schemas
+            .get(i)
+            .is_some_and(|s| s.get("type") == Some(&Value::from("null")))
+    };
     // `Option<T>` wraps T in `anyOf: [T, null]`: for a non-null value, only T matters.
     let candidates: Vec<usize> = (0..context.len()).filter(|i| !is_null_alt(*i)).collect();
     if candidates.len() == 1 && !err.instance().is_null() {
@@ -527,7 +636,11 @@ fn summarise(err: &ValidationError<'_>, root: &Value) -> Problem {
         return duration_problem(instance, path);
     }
     let alts = alternatives(root, schema_path);
-    let names: Vec<String> = alts.iter().filter_map(Alt::name).map(str::to_string).collect();
+    let names: Vec<String> = alts
+        .iter()
+        .filter_map(Alt::name)
+        .map(str::to_string)
+        .collect();
     if !names.is_empty() && names.len() == alts.len() {
         let all_const = alts.iter().all(|a| matches!(a, Alt::Const(_)));
         if all_const {
@@ -540,7 +653,9 @@ fn summarise(err: &ValidationError<'_>, root: &Value) -> Problem {
                 let suggestion = unknown
                     .first()
                     .and_then(|u| did_you_mean(u, names.iter().map(String::as_str)));
-                let tagged = alts.iter().all(|a| matches!(a, Alt::Tag(_) | Alt::Const(_)));
+                let tagged = alts
+                    .iter()
+                    .all(|a| matches!(a, Alt::Tag(_) | Alt::Const(_)));
                 let shown: Vec<String> = if keys.is_empty() && tagged {
                     map.keys().cloned().collect()
                 } else {
@@ -548,16 +663,34 @@ fn summarise(err: &ValidationError<'_>, root: &Value) -> Problem {
                 };
                 (format!("found {}", and_list(&shown)), suggestion)
             }
+            Value::String(s) if alts.iter().any(|a| matches!(a, Alt::Tag(t) if t == s)) => {
+                return Problem {
+                    code: "type",
+                    message: format!(
+                        "`{s}` needs its settings: expected a mapping `{s}: ...`, found {}",
+                        found(instance)
+                    ),
+                    path,
+                    help: Some(format!("write `{s}:` followed by its settings")),
+                };
+            }
             Value::String(s) => (
                 format!("found {}", found(instance)),
-                did_you_mean(s, names.iter().map(String::as_str)),
+                did_you_mean(s, names.iter().map(String::as_str)).filter(|m| m != s),
             ),
             other => (format!("found {}", found(other)), None),
         };
-        let lead = if instance.is_object() { "expected exactly one of" } else { "expected one of" };
+        let lead = if instance.is_object() {
+            "expected exactly one of"
+        } else {
+            "expected one of"
+        };
         return Problem {
             code: "one-of",
-            message: format!("{lead} {}, {found_part}", backticked(names.iter().map(String::as_str))),
+            message: format!(
+                "{lead} {}, {found_part}",
+                backticked(names.iter().map(String::as_str))
+            ),
             path,
             help: suggestion.map(|s| format!("did you mean `{s}`?")),
         };
@@ -573,7 +706,11 @@ fn summarise(err: &ValidationError<'_>, root: &Value) -> Problem {
             parts.push(d);
         }
     }
-    let expected = if parts.is_empty() { "another value".to_string() } else { parts.join(" or ") };
+    let expected = if parts.is_empty() {
+        "another value".to_string()
+    } else {
+        parts.join(" or ")
+    };
     Problem {
         code: "type",
         message: format!("expected {expected}, found {}", found(instance)),

@@ -1,6 +1,57 @@
-//! Loading the config repository (in progress).
+//! Loading the config repository: files from a directory or a git commit,
+//! YAML with positions, JSON Schema validation, typed model objects and
+//! cross-object checks, with every problem of every file reported at once
+//! as [`Diagnostics`].
+//!
+//! ```text
+//! source (dir | git rev) -> yaml (spanned tree) -> document (kind, schema)
+//!   -> compile (names, typed objects, checks) -> Config | Diagnostics
+//! ```
+//!
+//! Must not depend on: the store, providers, the network.
 
-pub mod diag;
+mod checks;
+mod compile;
+mod diag;
+mod document;
 mod explain;
-pub mod schema;
+mod ignore;
+mod schema;
+mod source;
 pub mod yaml;
+
+use std::path::Path;
+
+pub use checks::TRIGGER_FUNCTIONS;
+pub use compile::{parse_policies, Config, Located};
+pub use diag::{Diagnostic, Diagnostics};
+pub use ignore::Ignore;
+pub use schema::{schema_for, schema_id, schema_text, write_schemas};
+
+/// Loads the config in the directory `root` (the working tree): every
+/// `*.yaml`/`*.yml` below it except hidden paths, `.scaler/` and
+/// `.scalerignore` matches.
+pub fn load(root: &Path) -> Result<Config, Diagnostics> {
+    let (files, diags) = source::read_dir(root);
+    let revision = source::worktree_revision(root);
+    compile::compile(compile::Input {
+        root,
+        files: &files,
+        revision,
+        diags,
+    })
+}
+
+/// Loads the config as committed at `rev` (`HEAD`, a branch, a commit id)
+/// from the git work tree directory `repo_root` (which may be a
+/// sub-directory of the repository: only files below it are read).
+pub fn load_rev(repo_root: &Path, rev: &str) -> Result<Config, Diagnostics> {
+    let (files, commit, diags) =
+        source::read_rev(repo_root, rev).map_err(|d| Diagnostics(vec![*d]))?;
+    compile::compile(compile::Input {
+        root: repo_root,
+        files: &files,
+        revision: commit,
+        diags,
+    })
+}

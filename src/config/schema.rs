@@ -46,7 +46,10 @@ fn finish<T: JsonSchema>(kind: Kind) -> Value {
     };
     // Put the header keys first, then the generated body.
     let mut out = serde_json::Map::new();
-    out.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
+    out.insert(
+        "$schema".into(),
+        json!("https://json-schema.org/draft/2020-12/schema"),
+    );
     out.insert("$id".into(), json!(schema_id(kind)));
     out.insert("title".into(), json!(kind.as_str()));
     for (k, v) in generated {
@@ -109,7 +112,9 @@ impl Validators {
     /// The shared validators (compiled on first use).
     pub(crate) fn get() -> Result<&'static Validators, String> {
         static CELL: OnceLock<Result<Validators, String>> = OnceLock::new();
-        CELL.get_or_init(Validators::build).as_ref().map_err(Clone::clone)
+        CELL.get_or_init(Validators::build)
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     fn build() -> Result<Validators, String> {
@@ -161,7 +166,12 @@ mod tests {
             .into_iter()
             .map(|p| {
                 let help = p.help.map(|h| format!(" [help: {h}]")).unwrap_or_default();
-                format!("{} {}: {}{help}", p.code, super::super::yaml::field_path(&p.path), p.message)
+                format!(
+                    "{} {}: {}{help}",
+                    p.code,
+                    super::super::yaml::field_path(&p.path),
+                    p.message
+                )
             })
             .collect()
     }
@@ -171,7 +181,10 @@ mod tests {
         for kind in Kind::ALL {
             let s = schema_for(kind);
             assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
-            assert_eq!(s["$id"], format!("https://scaler.dev/schema/{}.schema.json", kind.slug()));
+            assert_eq!(
+                s["$id"],
+                format!("https://scaler.dev/schema/{}.schema.json", kind.slug())
+            );
             assert_eq!(s["title"], kind.as_str());
             assert_eq!(s["properties"]["kind"]["const"], kind.as_str());
             assert_eq!(s["required"][0], "kind");
@@ -246,7 +259,7 @@ mod tests {
             vec![
                 "unknown-field source.ssh.comand: unknown field `comand`, did you mean `command`?",
                 "missing-field source.ssh: missing required field `command`",
-                "type parse.regex: expected string, found integer 5",
+                "type parse.regex: expected string, found integer 5 [help: quote it to make it a string: `\"5\"`]",
             ]
         );
     }

@@ -136,14 +136,24 @@ fn scan_error(e: &ScanError, text: &str) -> YamlError {
     let mut message = format!("invalid YAML: {info}");
     let mut help = None;
     let line_text = text.lines().nth(pos.line.saturating_sub(1)).unwrap_or("");
-    let leading: String = line_text.chars().take_while(|c| *c == ' ' || *c == '\t').collect();
+    let leading: String = line_text
+        .chars()
+        .take_while(|c| *c == ' ' || *c == '\t')
+        .collect();
     if info.contains("tab") || leading.contains('\t') {
         message = "invalid YAML: tabs are not allowed for indentation".to_string();
         help = Some("indent with spaces".to_string());
     } else if info.contains("unclosed quoted scalar") || info.contains("quoted scalar") {
         help = Some("close the quote on the same value, or use a block scalar (`|`)".to_string());
     } else if info.contains("mapping values are not allowed") {
-        help = Some("a value containing `: ` must be quoted".to_string());
+        help = Some(
+            "a value containing `: ` must be quoted; otherwise check the indentation".to_string(),
+        );
+    } else if info.contains("indicator")
+        || info.contains("expected ',' or")
+        || info.contains("flow")
+    {
+        help = Some("check the lines above for an unclosed `[`, `{` or quote".to_string());
     }
     YamlError { message, pos, help }
 }
@@ -203,7 +213,10 @@ impl Builder {
                             pos,
                             help: None,
                         });
-                        Node { pos, value: Value::Null }
+                        Node {
+                            pos,
+                            value: Value::Null,
+                        }
                     }
                 };
                 self.push_node(node);
@@ -247,7 +260,10 @@ impl Builder {
                         anchor,
                     ),
                     Some(Frame::Map {
-                        pos, anchor, entries, ..
+                        pos,
+                        anchor,
+                        entries,
+                        ..
                     }) => (
                         Node {
                             pos,
@@ -328,7 +344,10 @@ impl Builder {
             }) => match pending_key.take() {
                 None => {
                     let key = match node.value {
-                        Value::String(s) => Key { name: s, pos: node.pos },
+                        Value::String(s) => Key {
+                            name: s,
+                            pos: node.pos,
+                        },
                         other => {
                             let name = scalar_text(&other);
                             self.errors.push(YamlError {
@@ -396,7 +415,9 @@ pub fn resolve_plain(text: &str) -> Value {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Value::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY)
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
         _ => {}
@@ -518,7 +539,10 @@ impl Node {
     /// The value of `key` in a map.
     pub fn get(&self, key: &str) -> Option<(&Key, &Node)> {
         match &self.value {
-            Value::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(k, v)| (k, v)),
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.name == key)
+                .map(|(k, v)| (k, v)),
             _ => None,
         }
     }
@@ -654,7 +678,10 @@ mod tests {
         }
         assert!(matches!(resolve_plain(".nan"), Value::Float(f) if f.is_nan()));
         // YAML 1.1 spellings are strings in 1.2.
-        for s in ["yes", "no", "on", "off", "0644x", "0x", "0o8", "1.2.3", "10.0.0.1", "1e", "e3", "90s", "5%"] {
+        for s in [
+            "yes", "no", "on", "off", "0644x", "0x", "0o8", "1.2.3", "10.0.0.1", "1e", "e3", "90s",
+            "5%",
+        ] {
             assert_eq!(resolve_plain(s), Value::String(s.into()), "{s:?}");
         }
         // 0644 is decimal in YAML 1.2.
@@ -682,7 +709,10 @@ mod tests {
         let (f, _) = n.walk(&split_pointer("/list/1"));
         assert_eq!(f.key, Pos { line: 7, column: 5 });
         let (f, _) = n.walk(&split_pointer("/name"));
-        assert_eq!((f.key, f.value), (Pos { line: 2, column: 1 }, Pos { line: 2, column: 7 }));
+        assert_eq!(
+            (f.key, f.value),
+            (Pos { line: 2, column: 1 }, Pos { line: 2, column: 7 })
+        );
         // A missing tail stops at the deepest existing node.
         let (f, depth) = n.walk(&split_pointer("/scale_in/nope/x"));
         assert_eq!((depth, f.key), (1, Pos { line: 3, column: 1 }));
@@ -692,12 +722,27 @@ mod tests {
     fn pointer_map() {
         let n = one("then:\n  - scale: { group: web, by: 1 }\nx~/y: 1\n");
         let map = n.pointers();
-        assert_eq!(map["/then/0/scale/group"].key, Pos { line: 2, column: 14 });
-        assert_eq!(map["/then/0/scale/group"].value, Pos { line: 2, column: 21 });
+        assert_eq!(
+            map["/then/0/scale/group"].key,
+            Pos {
+                line: 2,
+                column: 14
+            }
+        );
+        assert_eq!(
+            map["/then/0/scale/group"].value,
+            Pos {
+                line: 2,
+                column: 21
+            }
+        );
         assert_eq!(map["/then/0"].key, Pos { line: 2, column: 5 });
         assert_eq!(map["/x~0~1y"].key, Pos { line: 3, column: 1 });
         assert!(map.contains_key(""));
-        assert_eq!(field_path(&split_pointer("/then/0/scale/group")), "then[0].scale.group");
+        assert_eq!(
+            field_path(&split_pointer("/then/0/scale/group")),
+            "then[0].scale.group"
+        );
     }
 
     #[test]
@@ -706,7 +751,11 @@ mod tests {
         let errs = &p.docs[0].errors;
         assert_eq!(errs.len(), 2);
         assert_eq!(errs[0].pos, Pos { line: 4, column: 3 });
-        assert!(errs[0].message.contains("duplicate key `c`"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.contains("duplicate key `c`"),
+            "{}",
+            errs[0].message
+        );
         assert_eq!(errs[1].pos, Pos { line: 5, column: 1 });
         // The first value is kept.
         assert_eq!(p.docs[0].root.to_json(), json!({"a": 1, "b": {"c": 1}}));
@@ -739,7 +788,7 @@ mod tests {
         let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..10 {
             let prev = format!("*a{}", i - 1);
-            let items = vec![prev.as_str(); 10].join(", ");
+            let items = [prev.as_str(); 10].join(", ");
             bomb.push_str(&format!("a{i}: &a{i} [{items}]\n"));
         }
         let p = parse(&bomb);
