@@ -222,7 +222,16 @@ impl<'a> Ctx<'a> {
                 .chain(TRIGGER_FUNCTIONS)
                 .collect();
             let suggestion = did_you_mean(&v, candidates.iter().copied());
-            let help = if suggestion.is_none() {
+            let dashed = self
+                .names
+                .names(Kind::Counter)
+                .find(|c| c.contains('-') && c.split('-').any(|part| part == v));
+            let help = if let Some(c) = dashed {
+                Some(format!(
+                    "`-` means minus in expressions: `{c}` is read as `{}`",
+                    c.replace('-', " - ")
+                ))
+            } else if suggestion.is_none() {
                 Some(format!(
                     "expressions may use counters and the functions {}",
                     super::diag::backticked(TRIGGER_FUNCTIONS)

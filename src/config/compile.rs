@@ -157,8 +157,10 @@ pub fn compile(input: Input<'_>) -> Result<Config, Diagnostics> {
         mut diags,
     } = input;
     let read = read_documents(files, validators()?);
+    // A file that could not be read or parsed completely hides its objects:
+    // reference checks would then only report noise.
+    let refs = !read.incomplete && diags.is_empty();
     diags.extend(read.diags);
-    let refs = !read.incomplete && diags.iter().all(|d| d.code != "io");
 
     // Names first (from every document that has one, valid or not), so that
     // references to an invalid object do not add noise.
