@@ -398,3 +398,128 @@ pub fn parse_policies(file_name: &str, text: &str) -> Result<Vec<Policy>, Diagno
         Err(finish(diags, &files))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(list: &[(&str, &str)]) -> Vec<SourceFile> {
+        let mut v: Vec<SourceFile> = list
+            .iter()
+            .map(|(p, t)| SourceFile {
+                path: (*p).to_string(),
+                text: (*t).to_string(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.path.cmp(&b.path));
+        v
+    }
+
+    fn run(list: &[(&str, &str)]) -> Result<Config, Diagnostics> {
+        let files = files(list);
+        compile(Input {
+            root: Path::new("repo"),
+            files: &files,
+            revision: "none".into(),
+            diags: Vec::new(),
+        })
+    }
+
+    const PROJECT: (&str, &str) = ("scaler.yaml", "kind: Project\nname: p\n");
+    const NODES: (&str, &str) = (
+        "nodes.yaml",
+        "kind: NodeTemplate\nname: n\nprovider: local\nlocal: { command: run }\n---\nkind: Group\nname: g\ntemplate: n\nmin: 1\nmax: 3\n",
+    );
+
+    fn summary(d: &Diagnostics) -> Vec<String> {
+        d.0.iter()
+            .map(|d| {
+                format!(
+                    "{} {}:{}:{} {}",
+                    d.code, d.file, d.line, d.column, d.message
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_file_reports_at_once_sorted() {
+        let err = run(&[
+            PROJECT,
+            NODES,
+            ("b.yaml", "kind: Group\nname: h\ntemplate: n\nmin: 1\nmax: 3\ndesired: 9\n"),
+            ("a.yaml", "kind: Target\nname: t\ngroup: gg\n---\nkind: Target\nname: t\nhosts: [x]\n"),
+            ("c.yaml", "kind: Counter\nname: c\nsource: { ssh: { command: x } }\ntargets: [t]\ninterval: 3\n"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            summary(&err),
+            vec![
+                "reference a.yaml:3:1 unknown group `gg`, did you mean `g`?",
+                "duplicate a.yaml:6:1 duplicate target name `t` (first defined at a.yaml:2)",
+                "range b.yaml:6:1 `desired` (9) is outside `min`..`max` (1..3)",
+                "duration c.yaml:5:1 `3` is not a duration (expected e.g. \"90s\", \"5m\", \"1h30m\")",
+            ]
+        );
+        assert_eq!(err.0[0].source_line.as_deref(), Some("group: gg"));
+    }
+
+    #[test]
+    fn syntax_errors_silence_reference_checks_only() {
+        let err = run(&[
+            ("broken.yaml", "kind: Group\nname: [g\n"),
+            ("t.yaml", "kind: Target\nname: t\ngroup: g\n---\nkind: Group\nname: x\ntemplate: n\nmin: 3\nmax: 1\n"),
+        ])
+        .unwrap_err();
+        let codes: Vec<&str> = err.0.iter().map(|d| d.code).collect();
+        assert_eq!(codes, vec!["yaml", "range"]);
+    }
+
+    #[test]
+    fn objects_and_digest_ignore_layout() {
+        let a = run(&[PROJECT, NODES]).unwrap();
+        let b = run(&[
+            ("z.yaml", "# comment\nname: p\nkind: Project\n"),
+            (
+                "g.yaml",
+                "kind: Group\nname: g\nmax: 3\nmin: 1\ntemplate: n\n",
+            ),
+            (
+                "n.yaml",
+                "kind: NodeTemplate\nname: n\nprovider: local\nlocal:\n  command: run\n",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(a.digest, b.digest);
+        assert_eq!(a.digest.len(), 64);
+        let names: Vec<(Kind, String)> = a.objects().into_iter().map(|(k, n, _)| (k, n)).collect();
+        assert_eq!(
+            names,
+            vec![
+                (Kind::Project, "p".to_string()),
+                (Kind::NodeTemplate, "n".to_string()),
+                (Kind::Group, "g".to_string()),
+            ]
+        );
+        assert_eq!(
+            (a.groups["g"].file.as_str(), a.groups["g"].line),
+            ("nodes.yaml", 6)
+        );
+        let c = run(&[PROJECT, ("g.yaml", &NODES.1.replace("max: 3", "max: 4"))]).unwrap();
+        assert_ne!(a.digest, c.digest);
+    }
+
+    #[test]
+    fn projects_exactly_one() {
+        let err = run(&[NODES]).unwrap_err();
+        assert_eq!(
+            summary(&err),
+            vec!["project :0:0 no `Project` document in `repo`"]
+        );
+        let err = run(&[PROJECT, ("x.yaml", "kind: Project\nname: q\n")]).unwrap_err();
+        assert_eq!(
+            summary(&err),
+            vec!["project x.yaml:1:1 a second `Project` document (the first is at scaler.yaml:1)"]
+        );
+    }
+}
