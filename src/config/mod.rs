@@ -1,40 +1,57 @@
-//! TEMPORARY stub matching the config API being written on branch wt-config.
-#![allow(missing_docs, dead_code)]
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use crate::model::*;
+//! Loading the config repository: files from a directory or a git commit,
+//! YAML with positions, JSON Schema validation, typed model objects and
+//! cross-object checks, with every problem of every file reported at once
+//! as [`Diagnostics`].
+//!
+//! ```text
+//! source (dir | git rev) -> yaml (spanned tree) -> document (kind, schema)
+//!   -> compile (names, typed objects, checks) -> Config | Diagnostics
+//! ```
+//!
+//! Must not depend on: the store, providers, the network.
 
-#[derive(Debug, Clone)]
-pub struct Located<T> { pub spec: T, pub file: String, pub line: usize, pub column: usize }
+mod checks;
+mod compile;
+mod diag;
+mod document;
+mod explain;
+mod ignore;
+mod schema;
+mod source;
+pub mod yaml;
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub root: PathBuf,
-    pub project: Located<Project>,
-    pub templates: BTreeMap<String, Located<NodeTemplate>>,
-    pub groups: BTreeMap<String, Located<Group>>,
-    pub targets: BTreeMap<String, Located<Target>>,
-    pub counters: BTreeMap<String, Located<Counter>>,
-    pub playbooks: BTreeMap<String, Located<Playbook>>,
-    pub triggers: BTreeMap<String, Located<Trigger>>,
-    pub policies: BTreeMap<String, Located<Policy>>,
-    pub digest: String,
-    pub revision: String,
+use std::path::Path;
+
+pub use checks::TRIGGER_FUNCTIONS;
+pub use compile::{parse_policies, Config, Located};
+pub use diag::{Diagnostic, Diagnostics};
+pub use ignore::Ignore;
+pub use schema::{schema_for, schema_id, schema_text, write_schemas};
+
+/// Loads the config in the directory `root` (the working tree): every
+/// `*.yaml`/`*.yml` below it except hidden paths, `.scaler/` and
+/// `.scalerignore` matches.
+pub fn load(root: &Path) -> Result<Config, Diagnostics> {
+    let (files, diags) = source::read_dir(root);
+    let revision = source::worktree_revision(root);
+    compile::compile(compile::Input {
+        root,
+        files: &files,
+        revision,
+        diags,
+    })
 }
-impl Config { pub fn objects(&self) -> Vec<(Kind, String, serde_json::Value)> { vec![] } }
 
-#[derive(Debug, Clone)]
-pub struct Diagnostic { pub code: &'static str, pub message: String, pub file: String, pub line: usize, pub column: usize, pub field: String, pub help: Option<String> }
-#[derive(Debug, Clone)]
-pub struct Diagnostics(pub Vec<Diagnostic>);
-impl std::fmt::Display for Diagnostics { fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{} errors", self.0.len()) } }
-impl std::error::Error for Diagnostics {}
-impl Diagnostics {
-    pub fn render(&self, _color: bool) -> String { String::new() }
-    pub fn to_json(&self) -> serde_json::Value { serde_json::Value::Null }
+/// Loads the config as committed at `rev` (`HEAD`, a branch, a commit id)
+/// from the git work tree directory `repo_root` (which may be a
+/// sub-directory of the repository: only files below it are read).
+pub fn load_rev(repo_root: &Path, rev: &str) -> Result<Config, Diagnostics> {
+    let (files, commit, diags) =
+        source::read_rev(repo_root, rev).map_err(|d| Diagnostics(vec![*d]))?;
+    compile::compile(compile::Input {
+        root: repo_root,
+        files: &files,
+        revision: commit,
+        diags,
+    })
 }
-pub fn load(_root: &Path) -> Result<Config, Diagnostics> { Err(Diagnostics(vec![])) }
-pub fn load_rev(_root: &Path, _rev: &str) -> Result<Config, Diagnostics> { Err(Diagnostics(vec![])) }
-pub fn schema_for(_kind: Kind) -> serde_json::Value { serde_json::Value::Null }
-pub fn write_schemas(_dir: &Path) -> std::io::Result<()> { Ok(()) }
-pub fn parse_policies(_file_name: &str, _text: &str) -> Result<Vec<Policy>, Diagnostics> { Ok(vec![]) }

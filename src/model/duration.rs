@@ -130,7 +130,8 @@ impl JsonSchema for Duration {
 pub struct Percent(f64);
 
 /// The pattern a percentage string must match.
-pub const PERCENT_PATTERN: &str = "^[0-9]+(\\.[0-9]+)?%$";
+/// Like [`Percent::parse`], it rejects values above 100.
+pub const PERCENT_PATTERN: &str = "^(100(\\.0+)?|[0-9]{1,2}(\\.[0-9]+)?)%$";
 
 impl Percent {
     /// Parses `"90%"` or `"12.5%"`.

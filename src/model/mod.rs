@@ -10,7 +10,7 @@
 mod duration;
 mod kinds;
 
-pub use duration::{Duration, Percent};
+pub use duration::{Duration, Percent, DURATION_PATTERN, PERCENT_PATTERN};
 pub use kinds::*;
 
 /// The eight document kinds, in dependency order (a kind may only refer to
