@@ -449,3 +449,240 @@ fn describe(kind: Kind, v: &Value) -> Option<String> {
         Kind::Project => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Action::*;
+    use crate::store::{StateMeta, StoredObject};
+    use chrono::TimeZone;
+
+    const BASE: &str = "kind: Project\nname: p\n---\nkind: NodeTemplate\nname: t\nprovider: local\nlocal: { command: sleep 100 }\n";
+
+    fn config(group: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("scaler.yaml"), format!("{BASE}---\n{group}")).unwrap();
+        crate::config::load(dir.path()).unwrap()
+    }
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn rec(name: &str, index: u32, status: NodeStatus, at: i64) -> NodeRecord {
+        NodeRecord {
+            name: name.into(),
+            group: "web".into(),
+            index,
+            provider: "local".into(),
+            provider_id: Some(format!("{}", 100 + index)),
+            status,
+            created_at: t(at),
+            template_digest: String::new(),
+            address: None,
+            attrs: Value::Null,
+        }
+    }
+
+    fn alive(name: &str) -> ObservedNode {
+        ObservedNode {
+            name: name.into(),
+            group: "web".into(),
+            provider_id: Some("1".into()),
+            health: Health::Running,
+            address: Some("127.0.0.1:1".into()),
+            attrs: BTreeMap::new(),
+        }
+    }
+
+    /// State as if `cfg` had been applied, with these nodes and runtime desired.
+    fn applied(cfg: &Config, nodes: Vec<NodeRecord>, desired: Option<u32>) -> Snapshot {
+        Snapshot {
+            meta: StateMeta { lineage: "l".into(), serial: 7, revision: None, config_digest: None },
+            objects: cfg
+                .objects()
+                .into_iter()
+                .map(|(k, n, spec)| StoredObject { kind: k.slug().into(), name: n, spec, serial: 1 })
+                .collect(),
+            nodes,
+            desired: desired.map(|d| BTreeMap::from([("web".to_string(), d)])).unwrap_or_default(),
+        }
+    }
+
+    fn run(cfg: &Config, snap: &Snapshot, observed: &[ObservedNode]) -> Plan {
+        diff(&DiffInput {
+            config: cfg,
+            snapshot: snap,
+            observed,
+            operation: Operation::Apply,
+            filters: Filters::default(),
+            flags: Flags::default(),
+            now: t(1000),
+        })
+    }
+
+    fn summary(plan: &Plan) -> Vec<(Action, String)> {
+        plan.changes.iter().map(|c| (c.action, c.address.clone())).collect()
+    }
+
+    const WEB: &str = "kind: Group\nname: web\ntemplate: t\nmin: 1\nmax: 5\ndesired: 2\n";
+
+    #[test]
+    fn empty_state_creates_objects_then_nodes() {
+        let cfg = config(WEB);
+        let snap = Snapshot { objects: vec![], nodes: vec![], ..applied(&cfg, vec![], None) };
+        let plan = run(&cfg, &snap, &[]);
+        assert_eq!(
+            summary(&plan),
+            vec![
+                (Create, "project.p".into()),
+                (Create, "nodetemplate.t".into()),
+                (Create, "group.web".into()),
+                (Create, "node.web/web-01".into()),
+                (Create, "node.web/web-02".into()),
+            ]
+        );
+        assert_eq!((plan.summary.add, plan.summary.change, plan.summary.destroy), (5, 0, 0));
+        assert_eq!(plan.groups[0].nodes_after, 2);
+        assert_eq!(plan.serial, 7);
+    }
+
+    #[test]
+    fn matching_state_has_no_changes() {
+        let cfg = config(WEB);
+        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Running, 0), rec("web-02", 2, NodeStatus::Running, 1)], Some(2));
+        let plan = run(&cfg, &snap, &[alive("web-01"), alive("web-02")]);
+        assert!(plan.changes.is_empty(), "{:?}", summary(&plan));
+        assert!(plan.refresh.is_empty());
+    }
+
+    #[test]
+    fn a_dead_node_is_replaced_in_its_slot() {
+        let cfg = config(WEB);
+        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Running, 0), rec("web-02", 2, NodeStatus::Running, 1)], Some(2));
+        let plan = run(&cfg, &snap, &[alive("web-01")]);
+        assert_eq!(summary(&plan), vec![(Replace, "node.web/web-02".into())]);
+        assert_eq!(plan.changes[0].reason.as_deref(), Some("process died outside scaler"));
+        assert_eq!((plan.summary.add, plan.summary.destroy), (1, 1));
+        assert_eq!(plan.groups[0].nodes_after, 2);
+    }
+
+    #[test]
+    fn an_unfinished_launch_is_adopted_or_redone() {
+        let cfg = config(WEB);
+        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Creating, 0), rec("web-02", 2, NodeStatus::Creating, 1)], Some(2));
+        let plan = run(&cfg, &snap, &[alive("web-01")]);
+        assert_eq!(summary(&plan), vec![(Create, "node.web/web-02".into())]);
+        assert_eq!(plan.changes[0].reason.as_deref(), Some("launch did not finish"));
+        assert_eq!(plan.refresh.len(), 1);
+        assert_eq!(plan.refresh[0].name, "web-01");
+        assert_eq!(plan.refresh[0].status, NodeStatus::Running);
+    }
+
+    #[test]
+    fn an_unrecorded_running_node_is_adopted() {
+        let cfg = config(WEB);
+        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Running, 0)], Some(2));
+        let plan = run(&cfg, &snap, &[alive("web-01"), alive("web-02")]);
+        assert!(plan.changes.is_empty(), "{:?}", summary(&plan));
+        assert_eq!(plan.refresh.iter().map(|r| (r.name.as_str(), r.index)).collect::<Vec<_>>(), [("web-02", 2)]);
+    }
+
+    #[test]
+    fn scale_in_picks_newest_or_oldest() {
+        let nodes = vec![rec("web-01", 1, NodeStatus::Running, 5), rec("web-02", 2, NodeStatus::Running, 1), rec("web-03", 3, NodeStatus::Running, 3)];
+        let obs = [alive("web-01"), alive("web-02"), alive("web-03")];
+        let cfg = config(WEB);
+        let plan = run(&cfg, &applied(&cfg, nodes.clone(), Some(2)), &obs);
+        assert_eq!(summary(&plan), vec![(Delete, "node.web/web-01".into())]);
+        assert_eq!(plan.changes[0].reason.as_deref(), Some("scale in to 2"));
+        let cfg = config(&format!("{WEB}scale_in: {{ pick: oldest }}\n"));
+        let plan = run(&cfg, &applied(&cfg, nodes, Some(1)), &obs);
+        assert_eq!(summary(&plan), vec![(Delete, "node.web/web-02".into()), (Delete, "node.web/web-03".into())]);
+        assert_eq!(plan.groups[0].nodes_after, 1);
+    }
+
+    #[test]
+    fn new_nodes_take_the_lowest_free_numbers() {
+        let cfg = config(WEB);
+        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Running, 0), rec("web-03", 3, NodeStatus::Running, 1)], Some(4));
+        let plan = run(&cfg, &snap, &[alive("web-01"), alive("web-03")]);
+        assert_eq!(summary(&plan), vec![(Create, "node.web/web-02".into()), (Create, "node.web/web-04".into())]);
+    }
+
+    #[test]
+    fn runtime_desired_wins_until_git_changes_it() {
+        let cfg = config(WEB);
+        let nodes = vec![rec("web-01", 1, NodeStatus::Running, 0), rec("web-02", 2, NodeStatus::Running, 1)];
+        let obs = [alive("web-01"), alive("web-02")];
+        // `scaler scale web --to 3` recorded 3; config still says 2.
+        let plan = run(&cfg, &applied(&cfg, nodes.clone(), Some(3)), &obs);
+        assert_eq!(summary(&plan), vec![(Create, "node.web/web-03".into())]);
+        // Now git says desired: 1: the config change takes over.
+        let cfg2 = config(&WEB.replace("desired: 2", "desired: 1"));
+        let mut snap = applied(&cfg, nodes, Some(3));
+        snap.objects.retain(|o| o.kind != "group" || o.name != "web");
+        snap.objects.extend(applied(&cfg, vec![], None).objects.into_iter().filter(|o| o.kind == "group"));
+        let plan = run(&cfg2, &snap, &obs);
+        let s = summary(&plan);
+        assert_eq!(s[0], (Update, "group.web".into()));
+        assert_eq!(s[1], (Delete, "node.web/web-02".into()));
+        assert_eq!(plan.changes[0].diff, vec!["- desired: 2", "+ desired: 1"]);
+        // Runtime values are clamped into min..max.
+        let plan = run(&cfg, &applied(&cfg, vec![], Some(50)), &[]);
+        assert_eq!(plan.groups[0].desired, 5);
+    }
+
+    #[test]
+    fn a_group_at_its_naming_limit_refuses_to_grow() {
+        let cfg = config("kind: Group\nname: web\ntemplate: t\nmin: 1\nmax: 12\ndesired: 12\nnaming: { digits: 1 }\n");
+        let plan = run(&cfg, &applied(&cfg, vec![], None), &[]);
+        assert_eq!(plan.changes.iter().filter(|c| c.action == Create).count(), 9);
+        assert!(plan.errors.iter().any(|e| e.contains("group `web` is at its limit")), "{:?}", plan.errors);
+        assert!(!plan.is_allowed());
+        assert_eq!(plan.changes[0].name, "web-1");
+    }
+
+    #[test]
+    fn removing_a_group_destroys_its_nodes_and_prevent_destroy_blocks_it() {
+        let with = config(&format!("{WEB}prevent_destroy: true\n"));
+        let nodes = vec![rec("web-01", 1, NodeStatus::Running, 0)];
+        let snap = applied(&with, nodes, Some(1));
+        let without = config("kind: Target\nname: x\nhosts: [a]\n");
+        let plan = run(&without, &snap, &[alive("web-01")]);
+        let s = summary(&plan);
+        assert!(s.contains(&(Delete, "node.web/web-01".into())) && s.contains(&(Delete, "group.web".into())), "{s:?}");
+        assert!(plan.groups[0].removed);
+        assert_eq!(plan.groups[0].nodes_after, 0);
+        assert_eq!(plan.errors, vec!["group `web` has `prevent_destroy: true`; this plan would destroy node `web-01`"]);
+    }
+
+    #[test]
+    fn destroy_removes_every_node_but_no_objects() {
+        let cfg = config(WEB);
+        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Running, 0), rec("web-02", 2, NodeStatus::Running, 1)], Some(2));
+        let plan = diff(&DiffInput {
+            config: &cfg,
+            snapshot: &snap,
+            observed: &[alive("web-01")],
+            operation: Operation::Destroy,
+            filters: Filters::default(),
+            flags: Flags { allow_destroy_all: true },
+            now: t(1000),
+        });
+        assert_eq!(summary(&plan), vec![(Delete, "node.web/web-02".into()), (Delete, "node.web/web-01".into())]);
+        assert_eq!(plan.changes[0].reason.as_deref(), Some(REASON_GONE));
+        assert_eq!(plan.groups[0].destroy, 1);
+    }
+
+    #[test]
+    fn updates_show_field_diffs() {
+        let cfg = config(WEB);
+        let snap = applied(&cfg, vec![], None);
+        let cfg2 = config(&WEB.replace("max: 5", "max: 6"));
+        let plan = run(&cfg2, &snap, &[]);
+        let c = plan.changes.iter().find(|c| c.address == "group.web").unwrap();
+        assert_eq!(c.action, Update);
+        assert_eq!(c.diff, vec!["- max: 5", "+ max: 6"]);
+    }
+}

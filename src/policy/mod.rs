@@ -101,3 +101,68 @@ fn truthy(v: &Value) -> bool {
         Value::Object(o) => !o.is_empty(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Flags, GroupPlan, Operation, Plan, Summary};
+
+    fn plan(before: u32, after: u32, destroy: u32, min: u32, flags: Flags) -> Plan {
+        Plan {
+            format_version: "1".into(),
+            created_at: Utc::now(),
+            operation: Operation::Apply,
+            root: ".".into(),
+            lineage: "l".into(),
+            serial: 1,
+            config_digest: "d".into(),
+            revision: "none".into(),
+            filters: Default::default(),
+            flags,
+            changes: vec![],
+            summary: Summary::default(),
+            groups: vec![GroupPlan {
+                name: "web".into(),
+                min,
+                max: 4,
+                desired: after,
+                nodes_before: before,
+                nodes_after: after,
+                create: 0,
+                destroy,
+                prevent_destroy: false,
+                removed: false,
+            }],
+            errors: vec![],
+            violations: vec![],
+            refresh: vec![],
+        }
+    }
+
+    fn rules(v: &[Violation]) -> Vec<&str> {
+        v.iter().map(|v| v.rule.as_str()).collect()
+    }
+
+    #[test]
+    fn builtin_rules_parse_and_guard() {
+        let builtin = builtin().unwrap();
+        assert!(check(&plan(2, 1, 1, 1, Flags::default()), &builtin).is_empty());
+        assert_eq!(rules(&check(&plan(2, 0, 2, 1, Flags::default()), &builtin)), ["keep-one-node", "no-total-destroy"]);
+        assert_eq!(rules(&check(&plan(2, 0, 2, 0, Flags::default()), &builtin)), ["no-total-destroy"]);
+        assert!(check(&plan(2, 0, 2, 1, Flags { allow_destroy_all: true }), &builtin).is_empty());
+        let v = check(&plan(5, 5, 0, 1, Flags::default()), &builtin);
+        assert_eq!(v[0].message, "group `web` would have 5 nodes, above its max of 4");
+    }
+
+    #[test]
+    fn a_rule_that_cannot_evaluate_denies() {
+        let p: Vec<Policy> = crate::config::parse_policies(
+            "x.yaml",
+            "kind: Policy\nname: x\nrules:\n  - name: bad\n    deny: plan.nope.deeper > 1\n    message: m\n",
+        )
+        .unwrap();
+        let v = check(&plan(1, 1, 0, 1, Flags::default()), &p);
+        assert_eq!(v.len(), 1);
+        assert!(v[0].message.starts_with("rule cannot be evaluated"), "{}", v[0].message);
+    }
+}
