@@ -4,6 +4,7 @@
 mod harness;
 
 mod config_fixtures;
+mod harness_smoke;
 mod plan_apply;
 mod provider_local;
 mod store;

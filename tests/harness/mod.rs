@@ -1,1 +1,22 @@
-//! Test harness (to come).
+//! Test harness shared by every integration test module: the built `scaler`
+//! binary with an isolated environment ([`cli`]), git repositories with
+//! isolated config ([`git`]), a real `sshd` on loopback with temp keys
+//! ([`sshd`]), free ports and polling with deadlines ([`wait`]).
+//!
+//! A missing server binary fails the test with an install hint; nothing is
+//! silently skipped. Tests never sleep to synchronise: they poll an
+//! observable condition with [`wait_until`].
+
+#![allow(dead_code, unused_imports)]
+// Test code: a failed step panics with a message, like an assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod cli;
+pub mod git;
+pub mod sshd;
+pub mod wait;
+
+pub use cli::{scaler, scaler_bin, scaler_with_stdin, stderr, stdout, Cli};
+pub use git::GitRepo;
+pub use sshd::Sshd;
+pub use wait::{free_port, wait_until};

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (when missing), then runs
+# every test and clippy. Works from a clean clone:
+#
+#     scripts/test.sh
+#
+# Debian/Ubuntu: missing tools are installed with apt-get (via sudo unless
+# root). Elsewhere, install them yourself: sshd (OpenSSH server), ssh,
+# ssh-keygen, git, python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "error: need root (or sudo) to run: $*" >&2
+        exit 1
+    fi
+}
+
+# missing packages, judged by a file each provides
+missing=()
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+{ command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } || missing+=(openssh-client)
+command -v git >/dev/null || missing+=(git)
+command -v python3 >/dev/null || missing+=(python3)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    if command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing: ${missing[*]}" >&2
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    else
+        echo "error: missing ${missing[*]} and no apt-get; install them and re-run" >&2
+        exit 1
+    fi
+fi
+
+# sshd needs its privilege separation directory (it lives on a tmpfs).
+[ -d /run/sshd ] || as_root mkdir -p /run/sshd
+
+if [ ! -f Cargo.lock ]; then
+    echo "==> generating Cargo.lock" >&2
+    cargo generate-lockfile
+fi
+
+echo "==> cargo test" >&2
+cargo test --locked --all-targets
+
+if cargo clippy --version >/dev/null 2>&1; then
+    echo "==> cargo clippy" >&2
+    cargo clippy --all-targets --locked -- -D warnings
+else
+    echo "==> clippy not installed; skipping lints (rustup component add clippy)" >&2
+fi
