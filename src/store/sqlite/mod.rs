@@ -16,10 +16,10 @@ pub mod schema;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use uuid::Uuid;
 
 use super::{
@@ -236,9 +236,7 @@ fn connect(path: &Path, label: &str) -> Result<Connection> {
         .map_err(&db)?;
     // Refuse a newer schema before changing anything in the file.
     schema::check_version(schema::version(&conn, label)?, label)?;
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(&db)?;
+    let mode = enable_wal(&conn, label)?;
     if !mode.eq_ignore_ascii_case("wal") {
         // E.g. a file system without shared memory: still correct, only
         // readers and the writer block each other.
@@ -246,6 +244,35 @@ fn connect(path: &Path, label: &str) -> Result<Connection> {
     }
     schema::migrate(&mut conn, label)?;
     Ok(conn)
+}
+
+/// Switches the database to WAL (a persistent setting, so only the first open
+/// of a new file really switches) and returns the journal mode in effect.
+///
+/// The switch needs an exclusive lock, and when two connections switch a new
+/// file at once SQLite answers one of them `SQLITE_BUSY` at once, without the
+/// busy handler (waiting could deadlock). By then the other has switched, so
+/// that one retries, within [`BUSY_TIMEOUT`] as the busy handler would.
+fn enable_wal(conn: &Connection, label: &str) -> Result<String> {
+    let db = db_err(label);
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .map_err(&db)?;
+    if mode.eq_ignore_ascii_case("wal") {
+        return Ok(mode);
+    }
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(e)
+                if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            result => return result.map_err(&db),
+        }
+    }
 }
 
 /// Wraps a SQLite error with the database path.
