@@ -58,9 +58,10 @@ pub enum StoreError {
         /// What is wrong.
         detail: String,
     },
-    /// The lock is held by someone else.
+    /// The lock is held by someone else (boxed: it keeps `StoreError`, and
+    /// every `Result` carrying it, small).
     #[error("state is locked by {} (lock `{}`, {} since {}, expires {}); wait, or break it with `scaler unlock {}`", .0.who(), .0.id, .0.operation, .0.created.to_rfc3339(), .0.expires.to_rfc3339(), .0.id)]
-    Locked(LockInfo),
+    Locked(Box<LockInfo>),
     /// The lock we hold was lost (expired and taken, or broken).
     #[error("state lock `{0}` was lost (expired or broken by `scaler unlock`)")]
     LockLost(String),
@@ -77,7 +78,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct StateMeta {
     /// Fixed when the state is created; a plan from another lineage is stale.
     pub lineage: String,
-    /// Increases by one on every commit.
+    /// Increases by one on every non-empty commit.
     pub serial: u64,
     /// The applied revision (git commit id, or `dir:<digest>` for a plain directory).
     pub revision: Option<String>,
@@ -238,11 +239,13 @@ pub struct Snapshot {
     pub desired: BTreeMap<String, u32>,
 }
 
-/// The state store. Every `commit` is atomic and increases the serial by one.
+/// The state store. Every `commit` is atomic and increases the serial by one;
+/// an empty one changes nothing.
 pub trait Store: Send {
     /// Reads the whole state consistently.
     fn snapshot(&self) -> Result<Snapshot>;
-    /// Applies the mutations atomically; returns the new serial.
+    /// Applies the mutations atomically (all or none); returns the new serial.
+    /// An empty list changes nothing and returns the current serial.
     fn commit(&mut self, mutations: &[Mutation]) -> Result<u64>;
     /// Takes the lock, or fails with [`StoreError::Locked`] if another live
     /// lease holds it. An expired lease is taken over.

@@ -1,0 +1,165 @@
+//! The SQLite schema and its versioned migrations.
+//!
+//! [`MIGRATIONS`] is an ordered list of SQL scripts; script `i` takes the
+//! database from version `i` to `i + 1`, and `PRAGMA user_version` records the
+//! version reached. Scripts are append-only: once released, a script is never
+//! edited; a change is a new script.
+
+use rusqlite::{Connection, TransactionBehavior};
+use uuid::Uuid;
+
+use super::db_err;
+use crate::store::{Result, StoreError};
+
+/// Version 1: lineage/serial, applied objects, nodes, desired counts, the lock.
+///
+/// Tables are `STRICT`, so a value of the wrong type is refused instead of
+/// stored. Timestamps are RFC 3339 UTC text with a fixed nine-digit fraction
+/// (`2024-05-01T12:00:00.123456789Z`), readable and sortable as text.
+const V1: &str = r#"
+CREATE TABLE meta (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    lineage       TEXT    NOT NULL,
+    serial        INTEGER NOT NULL CHECK (serial >= 0),
+    revision      TEXT,
+    config_digest TEXT
+) STRICT;
+
+CREATE TABLE objects (
+    kind   TEXT    NOT NULL,
+    name   TEXT    NOT NULL,
+    spec   TEXT    NOT NULL CHECK (json_valid(spec)),
+    serial INTEGER NOT NULL CHECK (serial >= 0),
+    PRIMARY KEY (kind, name)
+) STRICT;
+
+-- One node per slot of a group: the name is derived from group and index,
+-- and a launch is idempotent per slot.
+CREATE TABLE nodes (
+    name            TEXT    PRIMARY KEY,
+    "group"         TEXT    NOT NULL,
+    idx             INTEGER NOT NULL CHECK (idx >= 0),
+    provider        TEXT    NOT NULL,
+    provider_id     TEXT,
+    status          TEXT    NOT NULL CHECK (status IN ('creating', 'running', 'terminating')),
+    created_at      TEXT    NOT NULL,
+    template_digest TEXT    NOT NULL,
+    address         TEXT,
+    attrs           TEXT    NOT NULL CHECK (json_valid(attrs)),
+    UNIQUE ("group", idx)
+) STRICT;
+
+CREATE TABLE desired (
+    "group" TEXT    PRIMARY KEY,
+    count   INTEGER NOT NULL CHECK (count >= 0)
+) STRICT;
+
+-- The state lock: at most one lease (slot 1).
+CREATE TABLE lock (
+    slot      INTEGER PRIMARY KEY CHECK (slot = 1),
+    id        TEXT    NOT NULL,
+    owner     TEXT    NOT NULL,
+    host      TEXT    NOT NULL,
+    pid       INTEGER NOT NULL CHECK (pid >= 0),
+    operation TEXT    NOT NULL,
+    created   TEXT    NOT NULL,
+    expires   TEXT    NOT NULL
+) STRICT;
+"#;
+
+/// The migrations, oldest first.
+pub const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build writes and understands.
+pub const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// The database's `user_version`.
+pub fn version(conn: &Connection, label: &str) -> Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(db_err(label))
+}
+
+/// Fails with [`StoreError::TooNew`] if `found` is newer than this build.
+pub fn check_version(found: i64, label: &str) -> Result<()> {
+    if found > LATEST {
+        return Err(StoreError::TooNew {
+            path: label.to_owned(),
+            found,
+            supported: LATEST,
+        });
+    }
+    Ok(())
+}
+
+/// Brings the database to [`LATEST`] in one `BEGIN IMMEDIATE` transaction; on
+/// a fresh database also records a new lineage and serial 0. Concurrent
+/// openers are serialised by the write lock and re-read the version inside it,
+/// so each script runs exactly once.
+pub fn migrate(conn: &mut Connection, label: &str) -> Result<()> {
+    let db = db_err(label);
+    if version(conn, label)? == LATEST {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(&db)?;
+    let found = version(&tx, label)?;
+    check_version(found, label)?;
+    let from = usize::try_from(found).map_err(|_| StoreError::Corrupt {
+        path: label.to_owned(),
+        what: "user_version".into(),
+        detail: format!("negative schema version {found}"),
+    })?;
+    for (done, script) in MIGRATIONS.iter().enumerate().skip(from) {
+        tx.execute_batch(script).map_err(&db)?;
+        let reached = done + 1;
+        tx.pragma_update(None, "user_version", reached as i64)
+            .map_err(&db)?;
+        tracing::info!(
+            path = label,
+            version = reached,
+            "state store schema migrated"
+        );
+    }
+    if found == 0 {
+        let lineage = Uuid::new_v4().to_string();
+        tx.execute(
+            "INSERT INTO meta (id, lineage, serial) VALUES (1, ?1, 0)",
+            [&lineage],
+        )
+        .map_err(&db)?;
+        tracing::info!(path = label, %lineage, "new state created");
+    }
+    tx.commit().map_err(&db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_applies_in_order_on_an_empty_database() {
+        let mut conn = Connection::open_in_memory().expect("in-memory db");
+        migrate(&mut conn, ":memory:").expect("migrate");
+        assert_eq!(version(&conn, ":memory:").expect("version"), LATEST);
+        let serial: i64 = conn
+            .query_row("SELECT serial FROM meta", [], |row| row.get(0))
+            .expect("meta row");
+        assert_eq!(serial, 0);
+        // idempotent
+        migrate(&mut conn, ":memory:").expect("migrate again");
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM meta", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(rows, 1);
+    }
+
+    #[test]
+    fn newer_versions_are_refused() {
+        assert!(check_version(LATEST, "x").is_ok());
+        assert!(matches!(
+            check_version(LATEST + 1, "x"),
+            Err(StoreError::TooNew { found, supported, .. }) if found == LATEST + 1 && supported == LATEST
+        ));
+    }
+}
