@@ -1,6 +1,9 @@
 //! The one integration test binary. Tests talk to the real `scaler` binary and
 //! to real servers started by `harness` on 127.0.0.1.
 
+// Test code may unwrap: a panic is a failed test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod harness;
 
 mod config_fixtures;

@@ -311,7 +311,7 @@ fn kill_9_during_apply_loses_nothing_and_doubles_nothing() {
     let started: Vec<String> = repo.read("starts.log").lines().map(str::to_string).collect();
     let alive = plan["groups"][0]["nodes_before"].as_u64().unwrap() as usize;
     assert_eq!(creates.len(), 5 - alive, "plan {creates:?}, started {started:?}");
-    assert!(alive >= 2 && alive < 5, "alive {alive}");
+    assert!((2..5).contains(&alive), "alive {alive}");
 
     // The killed apply's lease still holds the lock until it expires.
     let locked = repo.scaler(&["apply", "--auto-approve", "."]);

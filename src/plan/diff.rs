@@ -441,7 +441,8 @@ fn describe(kind: Kind, v: &Value) -> Option<String> {
         },
         Kind::Trigger => match v.get("when") {
             Some(Value::String(w)) => Some(format!("when {w}")),
-            Some(Value::Array(a)) => Some(format!("when {} conditions hold", a.len())),
+            Some(Value::Array(a)) if a.len() == 1 => a[0].as_str().map(|w| format!("when {w}")),
+            Some(Value::Array(a)) => Some(format!("when all of {} conditions hold", a.len())),
             _ => None,
         },
         Kind::Playbook => v.get("steps").and_then(Value::as_array).map(|a| format!("{} step(s)", a.len())),

@@ -58,7 +58,8 @@ pub fn render(plan: &Plan, opts: RenderOptions) -> String {
             } else {
                 format!("  {}", paint(opts.color, dim, &format!("({})", detail.join("; "))))
             };
-            let _ = writeln!(out, "{symbol} {:<kind_w$}  {}{}", c.kind, paint(opts.color, bold, &format!("{name:<name_w$}")), detail);
+            let line = format!("{symbol} {:<kind_w$}  {}{}", c.kind, paint(opts.color, bold, &format!("{name:<name_w$}")), detail);
+            let _ = writeln!(out, "{}", line.trim_end());
             for line in &c.diff {
                 let st = if line.starts_with('-') { style_of(Action::Delete) } else { style_of(Action::Create) };
                 let _ = writeln!(out, "        {}", paint(opts.color, st, line));

@@ -147,6 +147,8 @@ mod tests {
     fn builtin_rules_parse_and_guard() {
         let builtin = builtin().unwrap();
         assert!(check(&plan(2, 1, 1, 1, Flags::default()), &builtin).is_empty());
+        // Nothing destroyed (a new group, or its nodes filtered out): allowed.
+        assert!(check(&plan(0, 0, 0, 1, Flags::default()), &builtin).is_empty());
         assert_eq!(rules(&check(&plan(2, 0, 2, 1, Flags::default()), &builtin)), ["keep-one-node", "no-total-destroy"]);
         assert_eq!(rules(&check(&plan(2, 0, 2, 0, Flags::default()), &builtin)), ["no-total-destroy"]);
         assert!(check(&plan(2, 0, 2, 1, Flags { allow_destroy_all: true }), &builtin).is_empty());
