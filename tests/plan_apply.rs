@@ -492,3 +492,27 @@ fn help_teaches_with_examples() {
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+#[test]
+fn a_failed_launch_stops_the_apply_and_state_tells_what_was_done() {
+    let repo = fleet("failing", 3);
+    let cfg = repo.read("scaler.yaml").replace(
+        "command: echo",
+        "command: test {{ node.index }} -ne 2 || exit 3; echo",
+    );
+    repo.write("scaler.yaml", &cfg);
+    let out = repo.scaler(&["apply", "--auto-approve", "--parallelism", "1", "."]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("`node.web/web-02`: node `web-02` exited during launch"), "{err}");
+    assert!(err.contains("1 not started"), "{err}");
+    assert_eq!(repo.running_nodes().iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["web-01"]);
+    let plan = repo.plan_json();
+    assert_eq!(
+        changes(&plan),
+        [("create".to_string(), "node.web/web-02".to_string()), ("create".to_string(), "node.web/web-03".to_string())]
+    );
+    assert_eq!(plan["changes"][0]["reason"], "launch did not finish");
+    // The lock was released on failure.
+    assert!(repo.store().current_lock().unwrap().is_none());
+}

@@ -36,6 +36,9 @@ pub fn load_config(dir: &Path, rev: Option<&str>, ui: &Ui) -> Result<Config, Fai
     if !dir.is_dir() {
         return Err(Failure::new(format!("`{}` is not a directory", dir.display())));
     }
+    // Absolute, so that saved plans and node directories do not depend on the
+    // working directory of a later command.
+    let dir = &std::path::absolute(dir).map_err(|e| Failure::new(format!("`{}`: {e}", dir.display())))?;
     let result = match rev {
         Some(r) => config::load_rev(dir, r),
         None => config::load(dir),

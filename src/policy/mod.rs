@@ -5,6 +5,8 @@
 //! the binary and always evaluated after the repo's own policies.
 
 use chrono::{DateTime, Datelike, Local, Timelike, Utc};
+use minijinja::context;
+use minijinja::value::{Serde, Value as MjValue};
 use serde_json::{json, Value};
 
 use crate::model::{Policy, PolicyScope};
@@ -34,72 +36,73 @@ fn now_value(now: DateTime<Utc>) -> Value {
 /// Evaluates `policies` against `plan`; returns the denials. A rule that
 /// fails to evaluate denies the plan too (fail closed), with the error.
 pub fn check(plan: &Plan, policies: &[Policy]) -> Vec<Violation> {
+    let changes: Vec<Value> = plan
+        .changes
+        .iter()
+        .map(|c| {
+            json!({
+                "address": c.address, "kind": c.kind, "name": c.name,
+                "action": c.action, "reason": c.reason,
+                "group": c.node.as_ref().map(|n| n.group.clone()),
+            })
+        })
+        .collect();
     let base = json!({
         "plan": {
             "operation": plan.operation,
             "summary": plan.summary,
-            "changes": plan.changes.iter().map(|c| json!({
-                "address": c.address, "kind": c.kind, "name": c.name,
-                "action": c.action, "reason": c.reason,
-                "group": c.node.as_ref().map(|n| n.group.clone()),
-            })).collect::<Vec<_>>(),
+            "changes": changes,
             "groups": plan.groups,
             "revision": plan.revision,
         },
         "flags": plan.flags,
         "now": now_value(plan.created_at),
     });
+    // Converted once: minijinja values share their data, so each scope below
+    // only adds its own variable.
+    let base = MjValue::from(Serde(&base));
+    let env = template::expr_env();
     let mut out = Vec::new();
     for policy in policies {
         for rule in &policy.rules {
-            let scopes: Vec<Value> = match rule.each.unwrap_or(PolicyScope::Plan) {
+            let deny = |message: String| Violation { policy: policy.name.clone(), rule: rule.name.clone(), message };
+            let expr = match env.compile_expression(&rule.deny) {
+                Ok(e) => e,
+                Err(e) => {
+                    out.push(deny(format!("rule cannot be evaluated (denied to be safe): {}", template::describe_error(&e))));
+                    continue;
+                }
+            };
+            let scopes: Vec<MjValue> = match rule.each.unwrap_or(PolicyScope::Plan) {
                 PolicyScope::Plan => vec![base.clone()],
-                PolicyScope::Group => plan.groups.iter().map(|g| with(&base, "group", json!(g))).collect(),
-                PolicyScope::Change => base["plan"]["changes"]
-                    .as_array()
-                    .map(|cs| cs.iter().map(|c| with(&base, "change", c.clone())).collect())
-                    .unwrap_or_default(),
+                PolicyScope::Group => plan
+                    .groups
+                    .iter()
+                    .map(|g| context! { group => MjValue::from(Serde(g)), ..base.clone() })
+                    .collect(),
+                PolicyScope::Change => changes
+                    .iter()
+                    .map(|c| context! { change => MjValue::from(Serde(c)), ..base.clone() })
+                    .collect(),
             };
             for ctx in scopes {
-                let denied = match template::eval_expression(&rule.deny, &ctx) {
-                    Ok(v) => truthy(&v),
-                    Err(e) => {
-                        out.push(Violation {
-                            policy: policy.name.clone(),
-                            rule: rule.name.clone(),
-                            message: format!("rule cannot be evaluated (denied to be safe): {e}"),
-                        });
-                        continue;
+                match expr.eval(ctx.clone()) {
+                    Ok(v) if v.is_true() => {
+                        let message = env
+                            .render_str(&rule.message, ctx)
+                            .unwrap_or_else(|e| format!("{} (message failed to render: {})", rule.message, template::describe_error(&e)));
+                        out.push(deny(message));
                     }
-                };
-                if denied {
-                    let message = template::render_text(&rule.message, &ctx)
-                        .unwrap_or_else(|e| format!("{} (message failed to render: {e})", rule.message));
-                    out.push(Violation { policy: policy.name.clone(), rule: rule.name.clone(), message });
+                    Ok(_) => {}
+                    Err(e) => out.push(deny(format!(
+                        "rule cannot be evaluated (denied to be safe): {}",
+                        template::describe_error(&e)
+                    ))),
                 }
             }
         }
     }
     out
-}
-
-fn with(base: &Value, key: &str, v: Value) -> Value {
-    let mut ctx = base.clone();
-    if let Some(m) = ctx.as_object_mut() {
-        m.insert(key.to_string(), v);
-    }
-    ctx
-}
-
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
 }
 
 #[cfg(test)]

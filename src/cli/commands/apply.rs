@@ -25,15 +25,8 @@ pub struct Args {
     /// The config repo when PATH is a plan file (default: the one the plan was made from).
     #[arg(long = "dir", value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// Do not ask for confirmation.
-    #[arg(long)]
-    pub auto_approve: bool,
-    /// Node changes running at once (default: project `apply.parallelism`, else 4).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub parallelism: Option<u32>,
-    /// Print the plan and the apply report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
     #[command(flatten)]
     pub flags: PlanFlags,
 }
@@ -47,17 +40,24 @@ pub struct DestroyArgs {
     /// The config repo.
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub run: RunFlags,
+    #[command(flatten)]
+    pub flags: PlanFlags,
+}
+
+/// Flags shared by `apply` and `destroy`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunFlags {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub auto_approve: bool,
-    /// Node changes running at once.
+    /// Node changes running at once (default: project `apply.parallelism`, else 4).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub parallelism: Option<u32>,
     /// Print the plan and the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    #[command(flatten)]
-    pub flags: PlanFlags,
 }
 
 /// Runs `apply`.
@@ -66,32 +66,25 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         let plan = plan::load(&args.path).map_err(|e| Failure::new(format!("cannot read plan `{}`: {e}", args.path.display())))?;
         let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&plan.root));
         let ws = Workspace::load(&dir, None, ui)?;
-        if !args.json {
+        if !args.run.json {
             ui.out(&plan::render(&plan, RenderOptions { color: ui.color }));
         }
         // A saved plan was approved when it was saved.
-        return execute(&ws, &plan, args.parallelism, args.json, ui);
+        return execute(&ws, &plan, &args.run, ui);
     }
     let dir = args.dir.clone().unwrap_or(args.path.clone());
     let ws = Workspace::load(&dir, args.flags.rev.as_deref(), ui)?;
-    plan_confirm_execute(&ws, Operation::Apply, &args.flags, args.auto_approve, args.parallelism, args.json, ui)
+    plan_confirm_execute(&ws, Operation::Apply, &args.flags, &args.run, ui)
 }
 
 /// Runs `destroy`.
 pub fn run_destroy(args: DestroyArgs, ui: &Ui) -> CmdResult {
     let ws = Workspace::load(&args.dir, args.flags.rev.as_deref(), ui)?;
-    plan_confirm_execute(&ws, Operation::Destroy, &args.flags, args.auto_approve, args.parallelism, args.json, ui)
+    plan_confirm_execute(&ws, Operation::Destroy, &args.flags, &args.run, ui)
 }
 
-fn plan_confirm_execute(
-    ws: &Workspace,
-    operation: Operation,
-    flags: &PlanFlags,
-    auto_approve: bool,
-    parallelism: Option<u32>,
-    json: bool,
-    ui: &Ui,
-) -> CmdResult {
+fn plan_confirm_execute(ws: &Workspace, operation: Operation, flags: &PlanFlags, run: &RunFlags, ui: &Ui) -> CmdResult {
+    let json = run.json;
     let plan = make_plan(ws, operation, flags)?;
     if !json {
         ui.out(&plan::render(&plan, RenderOptions { color: ui.color }));
@@ -108,10 +101,10 @@ fn plan_confirm_execute(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if !auto_approve {
+    if !run.auto_approve {
         confirm(operation)?;
     }
-    execute(ws, &plan, parallelism, json, ui)
+    execute(ws, &plan, run, ui)
 }
 
 fn confirm(operation: Operation) -> Result<(), Failure> {
@@ -135,7 +128,8 @@ fn confirm(operation: Operation) -> Result<(), Failure> {
     }
 }
 
-fn execute(ws: &Workspace, plan: &Plan, parallelism: Option<u32>, json: bool, ui: &Ui) -> CmdResult {
+fn execute(ws: &Workspace, plan: &Plan, run: &RunFlags, ui: &Ui) -> CmdResult {
+    let (parallelism, json) = (run.parallelism, run.json);
     let rt = runtime()?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let opts = ws.apply_options(parallelism.map(|p| p as usize), interrupted.clone());
