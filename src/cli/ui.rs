@@ -158,6 +158,8 @@ impl Observer for Progress {
             bar.inc(1);
         }
         match result {
+            // Config objects are records: no time worth showing.
+            Ok(()) if change.node.is_none() => self.line(format!("{}: {}", change.address, verb(change.action, true))),
             Ok(()) => self.line(format!("{}: {} ({:.1}s)", change.address, verb(change.action, true), elapsed.as_secs_f64())),
             Err(e) => self.line(format!("{}: failed after {:.1}s: {e}", change.address, elapsed.as_secs_f64())),
         }
