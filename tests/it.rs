@@ -7,6 +7,7 @@
 mod harness;
 
 mod config_fixtures;
+mod exec;
 mod harness_smoke;
 mod plan_apply;
 mod provider_local;
