@@ -14,7 +14,7 @@ hostpub=$(cut -d' ' -f1,2 "$d/hostkey.pub")
 printf 'kind: Project\nname: bench\ndefaults:\n  ssh: { user: %s, key: %s, known_hosts: known_hosts }\n' \
   "${SSH_USER:-fleetbench}" "$key" > "$repo/scaler.yaml"
 { printf 'kind: Target\nname: fleet\nhosts:\n'; sed 's/.*/  - "&"/' "$inv"; } > "$repo/fleet.yaml"
-sed "s/^\(.*\):\([0-9]*\)$/[\1]:\2 $hostpub/" "$inv" > "$repo/known_hosts"
+awk -v k="$hostpub" -F: '{ print "[" $1 "]:" $2 " " k }' "$inv" > "$repo/known_hosts"
 t0=$(date +%s.%N)
 "$SCALER" exec fleet --dir "$repo" --forks "$par" --json -- "$cmd" > "$repo/out.json" || true
 t1=$(date +%s.%N)
