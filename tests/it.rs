@@ -8,6 +8,7 @@ mod harness;
 
 mod architecture;
 mod config_fixtures;
+mod exec;
 mod harness_smoke;
 mod plan_apply;
 mod provider_local;

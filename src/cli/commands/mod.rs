@@ -2,8 +2,11 @@
 //! into options and calls the library.
 
 pub mod apply;
+pub mod exec;
 pub mod init;
 pub mod plan;
+pub mod remote;
+pub mod run;
 pub mod scale;
 pub mod schema;
 pub mod state;
