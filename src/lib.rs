@@ -20,6 +20,7 @@
 //! | [`plan`] | `diff(desired, recorded, observed) -> Plan`, rendering, plan files |
 //! | [`policy`] | guardrails evaluated against a plan (pure) |
 //! | [`apply`] | lock, stale check, run changes through providers, commit state |
+//! | [`survey`] | one-shot fleet survey: poll `/status` on many hosts, exact QoS verdict, aggregate, report files |
 //! | [`cli`] | the command line: the only place that constructs backends |
 
 pub mod apply;
@@ -30,4 +31,5 @@ pub mod plan;
 pub mod policy;
 pub mod provider;
 pub mod store;
+pub mod survey;
 pub mod template;

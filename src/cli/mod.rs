@@ -108,6 +108,8 @@ pub enum Command {
     State(commands::state::StateCommand),
     /// Break a state lock on purpose.
     Unlock(commands::state::UnlockArgs),
+    /// Poll `/status` on every host of an inventory: QoS verdict, aggregate, report.
+    Survey(commands::survey::Args),
 }
 
 /// Entry point of the binary.
@@ -138,6 +140,7 @@ pub fn main() -> ExitCode {
         Command::Scale(a) => commands::scale::run(a, &ui),
         Command::State(c) => commands::state::run(c, &ui),
         Command::Unlock(a) => commands::state::run_unlock(a, &ui),
+        Command::Survey(a) => commands::survey::run(a, &ui),
     };
     match result {
         Ok(code) => code,

@@ -7,4 +7,5 @@ pub mod plan;
 pub mod scale;
 pub mod schema;
 pub mod state;
+pub mod survey;
 pub mod validate;
