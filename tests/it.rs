@@ -11,3 +11,4 @@ mod harness_smoke;
 mod plan_apply;
 mod provider_local;
 mod store;
+mod survey;

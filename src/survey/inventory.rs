@@ -148,7 +148,9 @@ fn target(authority: &Authority, scheme: &str, path: &str) -> Result<Target, Str
     }
     let port = match authority.port() {
         Some(p) => p.as_u16(),
-        None if text.ends_with(':') => return Err(format!("`{text}` has an empty port")),
+        None if text.rsplit(']').next().is_some_and(|rest| rest.contains(':')) => {
+            return Err(format!("`{text}` has an invalid port"))
+        }
         None => 80,
     };
     Ok(Target {

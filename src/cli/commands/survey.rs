@@ -12,21 +12,22 @@ use crate::survey::{self, Fields, Options, Qos, Report, Status, SurveyError, Url
 
 const AFTER_HELP: &str = "\
 Examples:
-  scaler survey -i fleet.txt                     poll http://<host>/status on every host; files in ./survey/
+  scaler survey -i fleet.txt            poll http://<host>/status on every host; files in ./survey/
   scaler survey -i fleet.txt -o out --qos 99.5 --timeout 500ms --retries 1
   scaler survey -i fleet.txt --path /health --aggregate app,region \\
       --success-field ok --request-field total --error-field errors
   scaler survey -i fleet.txt --json | jq '.failures_by_reason'
 
-Inventory: one `host`, `host:port` or `http://host[:port]/path` per line; blank lines, surrounding
-whitespace and `#` comments are ignored. `--path`/`--scheme` apply to bare hosts. Only plain http is
-supported (no https).
-A query succeeds on HTTP 200 with a JSON object that has every aggregate field; anything else fails
-with a reason: timeout, connect_refused, connection, dns, protocol, http_status, too_large, bad_json,
-missing_field. Only connection failures and timeouts are retried (backoff 20, 40, 80 ms ...).
+Inventory: one `host`, `host:port` or `http://host[:port]/path` per line; blank lines,
+surrounding whitespace and `#` comments are ignored. `--path`/`--scheme` apply to bare hosts.
+Only plain http is supported (no https).
+A query succeeds on HTTP 200 with a JSON object that has every aggregate field. Otherwise it
+fails with a reason: timeout, connect_refused, connection, dns, protocol, http_status,
+too_large, bad_json, missing_field. Only connection failures and timeouts are retried
+(backoff 20, 40, 80 ms ...); one keep-alive connection per host serves all of its URLs.
 QoS is met when successful x 100 >= qos x total, in exact decimal arithmetic.
-Files in DIR: report.md, report.json, failures.csv, responses.ndjson, and aggregate.csv only when QoS
-is met.
+Files in DIR: report.md, report.json, failures.csv, responses.ndjson, and aggregate.csv
+(only when QoS is met).
 
 Exit codes: 0 QoS met, 1 QoS not met (or a file could not be written), 2 usage error.";
 
