@@ -7,6 +7,7 @@
 #   SCALER_BIN   scaler release binary (default: $CARGO_TARGET_DIR/release/scaler, else target/release/scaler)
 #   BENCH        the shared bench dir (default: ../shared/bench next to the repo, else /work/shared/bench)
 #   BENCH_NICE   nice value for the fleet and the clients (default -10: run as root)
+#   BASE_PORT    first fleet port (default 10000: 20000.. collides with services such as rabbitmq on 25672)
 #   SKIP_SLOW=1  leave out the slowest baselines (cs_threads f=1 at 10,000; faulty cs_threads f=10)
 # Prints a markdown table of medians (bench/summarize.py) at the end.
 set -uo pipefail
@@ -33,7 +34,7 @@ echo "machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinf
 echo "results: $out"
 for n in $ns; do
   # --- clean: every endpoint answers 200 ---
-  phase=clean; "$H/fleet_up.sh" "$work" "$n" >/dev/null || exit 1; inv=$work/inventory.txt
+  phase=clean; "$H/fleet_up.sh" "$work" "$n" --base-port "${BASE_PORT:-10000}" >/dev/null || exit 1; inv=$work/inventory.txt
   scaler "" 100 "$runs"
   if [ "$n" -le 1000 ] || [ -z "${SKIP_SLOW:-}" ]; then m "cs_threads f=1" 1 -- "$PY" "$H/cs_threads.py" -i "$inv" -f 1 -t 1 -r 3; fi
   for f in 10 100; do m "cs_threads f=$f" "$runs" -- "$PY" "$H/cs_threads.py" -i "$inv" -f $f -t 1 -r 3; done
@@ -43,12 +44,12 @@ for n in $ns; do
   [ "$n" -le 1000 ] && m "wrk floor (1 endpoint, -c50, 5 s)" 1 -- "$H/wrk_floor.sh" "$(head -1 "$inv")" 5 50
   "$H/fleet_down.sh" "$work" >/dev/null
   # a 2-thread fleet, so the server is less of a limit for the native client
-  phase=clean-fleet-threads=2; "$H/fleet_up.sh" "$work" "$n" --threads 2 >/dev/null || exit 1
+  phase=clean-fleet-threads=2; "$H/fleet_up.sh" "$work" "$n" --base-port "${BASE_PORT:-10000}" --threads 2 >/dev/null || exit 1
   scaler "" 100 "$runs"
   m "aiohttp c=1000" "$runs" -- "$PY" "$H/aio_fanout.py" -i "$inv" -c 1000 -t 1 -r 3
   "$H/fleet_down.sh" "$work" >/dev/null
   # --- faulty: 10% slow (5 s, past the 1 s timeout), 5% connection refused ---
-  phase=faulty; "$H/fleet_up.sh" "$work" "$n" --slow 0.10 --refused 0.05 --slow-ms 5000 >/dev/null || exit 1
+  phase=faulty; "$H/fleet_up.sh" "$work" "$n" --base-port "${BASE_PORT:-10000}" --slow 0.10 --refused 0.05 --slow-ms 5000 >/dev/null || exit 1
   scaler "" 80 "$runs"
   if [ "$n" -le 1000 ] && [ -z "${SKIP_SLOW:-}" ]; then m "cs_threads f=10" 1 -- "$PY" "$H/cs_threads.py" -i "$inv" -f 10 -t 1 -r 3; fi
   m "cs_threads f=100" 1 -- "$PY" "$H/cs_threads.py" -i "$inv" -f 100 -t 1 -r 3
@@ -57,7 +58,7 @@ for n in $ns; do
   [ "$n" -le 1000 ] && m "curl --parallel p=100" 1 -- "$H/curl_parallel.sh" "$inv" 100 1 3
   "$H/fleet_down.sh" "$work" >/dev/null
   # --- 5% slow only: the wall-time target (timeout x attempts + 0.5 s) ---
-  phase=slow5; "$H/fleet_up.sh" "$work" "$n" --slow 0.05 --slow-ms 5000 >/dev/null || exit 1
+  phase=slow5; "$H/fleet_up.sh" "$work" "$n" --base-port "${BASE_PORT:-10000}" --slow 0.05 --slow-ms 5000 >/dev/null || exit 1
   scaler "" 90 "$runs"
   "$H/fleet_down.sh" "$work" >/dev/null
 done

@@ -6,7 +6,7 @@
 //! | `report.md` | the same for people |
 //! | `failures.csv` | `url,reason,status,attempts,error`, one row per failed query, inventory order |
 //! | `aggregate.csv` | group-by fields, `hosts`, the three sums, `success_rate`; only when QoS is met |
-//! | `responses.ndjson` | one line per query in completion order: `index`, `url`, `status`, `latency_ms`, `attempts`, then `body` or `reason` + `error` |
+//! | `responses.ndjson` | one line per query in completion order: `index` (inventory order), `url`, `status` (`null` without an answer), `latency_ms` (the last attempt), `attempts`, then `body` (the status object) or `reason` + `error` (+ `body` for `missing_field`) |
 
 use std::collections::BTreeMap;
 use std::io::Write;
