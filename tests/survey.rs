@@ -308,3 +308,13 @@ fn help_has_examples_and_exit_codes() {
     assert_eq!(code(&out), 0);
     insta::assert_snapshot!("survey_help", stdout(&out));
 }
+
+#[test]
+fn host_names_are_resolved() {
+    let fleet = Fleet::start(vec![ok("web", "1", 1, 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    // `localhost` may resolve to ::1 first, where nobody listens: the next address is tried
+    let out = survey(dir.path(), &format!("localhost:{}\n", fleet.endpoints[0].port), &["--qos", "100"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    assert_eq!(fleet.endpoints[0].requests(), 1);
+}

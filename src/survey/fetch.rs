@@ -344,6 +344,26 @@ mod tests {
     }
 
     #[test]
+    fn only_connection_failures_and_timeouts_are_retried() {
+        let retried: Vec<&str> = [
+            Reason::Timeout,
+            Reason::ConnectRefused,
+            Reason::Connection,
+            Reason::Dns,
+            Reason::Protocol,
+            Reason::HttpStatus,
+            Reason::TooLarge,
+            Reason::BadJson,
+            Reason::MissingField,
+        ]
+        .into_iter()
+        .filter(|r| r.is_retryable())
+        .map(Reason::as_str)
+        .collect();
+        assert_eq!(retried, ["timeout", "connect_refused", "connection"]);
+    }
+
+    #[test]
     fn concurrency_is_bounded_by_descriptors() {
         let tight = FdLimit { before: 100, soft: 100, hard: 100 };
         assert_eq!(default_concurrency(&tight), 36);
