@@ -16,9 +16,15 @@ use crate::harness::{scaler, stderr, stdout, wait_until};
 /// Slow handlers answer after this; every client timeout in these tests is far shorter.
 const SLOW: Duration = Duration::from_secs(30);
 
+/// Runs `scaler survey` on `inventory`; files land in `dir/out`. Unless the
+/// test sets one, the timeout is generous so that a loaded machine does not
+/// turn a healthy test server into a timeout.
 fn survey(dir: &Path, inventory: &str, args: &[&str]) -> Output {
     std::fs::write(dir.join("inventory.txt"), inventory).unwrap();
     let mut all = vec!["survey", "-i", "inventory.txt", "-o", "out"];
+    if !args.contains(&"--timeout") {
+        all.extend(["--timeout", "10s"]);
+    }
     all.extend_from_slice(args);
     scaler(dir, &all)
 }
@@ -48,7 +54,7 @@ fn mixed_fleet_reports_every_failure_with_its_reason() {
     ]);
     let dir = tempfile::tempdir().unwrap();
     let inventory = format!("# mixed\n{}\n  127.0.0.1:{}  # refused\n", fleet.inventory(), refused_port());
-    let out = survey(dir.path(), &inventory, &["--timeout", "200ms", "--retries", "1"]);
+    let out = survey(dir.path(), &inventory, &["--timeout", "1s", "--retries", "1"]);
     assert_eq!(code(&out), 1, "{}", explain(&out));
     let r = report(dir.path());
     assert_eq!(r["status"], "FAILED");
@@ -66,7 +72,7 @@ fn mixed_fleet_reports_every_failure_with_its_reason() {
         .map(|f| (f["reason"].as_str().unwrap().to_string(), f["error"].as_str().unwrap().to_string(), f["attempts"].as_u64().unwrap()))
         .collect();
     assert_eq!(failures[0], ("http_status".into(), "HTTP 500 Internal Server Error".into(), 1));
-    assert_eq!(failures[1], ("timeout".into(), "no answer within 200ms".into(), 2));
+    assert_eq!(failures[1], ("timeout".into(), "no answer within 1s".into(), 2));
     assert_eq!(failures[2].0, "bad_json");
     assert_eq!(failures[3].1, "expected a JSON object, got an array");
     assert_eq!(failures[4], ("missing_field".into(), "`Success_Count` is missing".into(), 1));
@@ -86,7 +92,7 @@ fn mixed_fleet_reports_every_failure_with_its_reason() {
     assert!(lines[0]["latency_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(lines[2]["status"], 500);
     assert_eq!(lines[2]["reason"], "http_status");
-    assert!(lines[3]["status"].is_null() && lines[3]["error"] == "no answer within 200ms");
+    assert!(lines[3]["status"].is_null() && lines[3]["error"] == "no answer within 1s");
     assert_eq!(lines[6]["body"]["Request_Count"], 3, "a body that lacks a field is kept");
     let md = std::fs::read_to_string(dir.path().join("out/report.md")).unwrap();
     assert!(md.starts_with("# Fleet survey: FAILED\n"), "{md}");
@@ -98,7 +104,7 @@ fn mixed_fleet_reports_every_failure_with_its_reason() {
 fn retries_are_counted_by_the_server_and_only_for_timeouts_and_connect_failures() {
     let fleet = Fleet::start(vec![Behaviour::Slow(SLOW), Behaviour::Status(500), Behaviour::Status(503), Behaviour::Body("nope".into())]);
     let dir = tempfile::tempdir().unwrap();
-    let out = survey(dir.path(), &fleet.inventory(), &["--timeout", "150ms", "--retries", "3"]);
+    let out = survey(dir.path(), &fleet.inventory(), &["--timeout", "400ms", "--retries", "3"]);
     assert_eq!(code(&out), 1, "{}", explain(&out));
     // the slow handler sees the first attempt and 3 retries: 4 requests, on 4 connections
     let slow = &fleet.endpoints[0];
@@ -113,7 +119,7 @@ fn retries_are_counted_by_the_server_and_only_for_timeouts_and_connect_failures(
     assert_eq!(r["failures"][1]["attempts"], 1);
     assert_eq!(r["failures"][2]["error"], "HTTP 503 Service Unavailable");
     // --retries 0: one attempt only
-    let out = survey(dir.path(), &fleet.endpoints[0].addr(), &["--timeout", "100ms", "--retries", "0"]);
+    let out = survey(dir.path(), &fleet.endpoints[0].addr(), &["--timeout", "300ms", "--retries", "0"]);
     assert_eq!(code(&out), 1, "{}", explain(&out));
     wait_until(Duration::from_secs(5), "the fifth request", || slow.requests() == 5);
     assert_eq!(report(dir.path())["failures"][0]["attempts"], 1);
@@ -245,7 +251,7 @@ fn a_thousand_hosts() {
 fn json_prints_the_report() {
     let fleet = Fleet::start(vec![ok("web", "1.0", 9, 10), Behaviour::Status(502)]);
     let dir = tempfile::tempdir().unwrap();
-    let out = survey(dir.path(), &fleet.inventory(), &["--json", "--qos", "50", "--concurrency", "1"]);
+    let out = survey(dir.path(), &fleet.inventory(), &["--json", "--qos", "50", "--concurrency", "1", "--timeout", "5s"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1, "one line: {text}");
@@ -266,7 +272,7 @@ fn json_prints_the_report() {
         serde_json::json!({"index": 1, "url": format!("http://{}/status", fleet.endpoints[1].addr()), "reason": "http_status", "status": 502, "attempts": 1, "error": "HTTP 502 Bad Gateway"})
     );
     assert_eq!(v["aggregate"]["fields"], serde_json::json!({"group_by": ["Application", "Version"], "success": "Success_Count", "requests": "Request_Count", "errors": "Error_Count"}));
-    assert_eq!(v["settings"], serde_json::json!({"timeout_ms": 1000, "retries": 3, "concurrency": 1, "max_body_bytes": 65536}));
+    assert_eq!(v["settings"], serde_json::json!({"timeout_ms": 5000, "retries": 3, "concurrency": 1, "max_body_bytes": 65536}));
     assert_eq!(v, report(dir.path()), "stdout and report.json agree");
 }
 
