@@ -21,6 +21,7 @@
 //! | [`policy`] | guardrails evaluated against a plan (pure) |
 //! | [`apply`] | lock, stale check, run changes through providers, commit state |
 //! | [`exec`] | playbook steps, rendering, the `Transport` seam (ssh, local), target resolution |
+//! | [`survey`] | one-shot fleet survey: poll `/status` on many hosts, exact QoS verdict, aggregate, report files |
 //! | [`cli`] | the command line: the only place that constructs backends |
 
 pub mod apply;
@@ -32,4 +33,5 @@ pub mod plan;
 pub mod policy;
 pub mod provider;
 pub mod store;
+pub mod survey;
 pub mod template;

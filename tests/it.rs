@@ -13,3 +13,4 @@ mod harness_smoke;
 mod plan_apply;
 mod provider_local;
 mod store;
+mod survey;

@@ -113,6 +113,8 @@ pub enum Command {
     Exec(commands::exec::Args),
     /// Run a playbook on a target (`--check` shows what would run).
     Run(commands::run::Args),
+    /// Poll `/status` on every host of an inventory: QoS verdict, aggregate, report.
+    Survey(commands::survey::Args),
 }
 
 /// Entry point of the binary.
@@ -145,6 +147,7 @@ pub fn main() -> ExitCode {
         Command::Unlock(a) => commands::state::run_unlock(a, &ui),
         Command::Exec(a) => commands::exec::run(a, &ui),
         Command::Run(a) => commands::run::run(a, &ui),
+        Command::Survey(a) => commands::survey::run(a, &ui),
     };
     match result {
         Ok(code) => code,

@@ -10,4 +10,5 @@ pub mod run;
 pub mod scale;
 pub mod schema;
 pub mod state;
+pub mod survey;
 pub mod validate;
