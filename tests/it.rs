@@ -10,4 +10,5 @@ mod config_fixtures;
 mod harness_smoke;
 mod plan_apply;
 mod provider_local;
+mod samples;
 mod store;
