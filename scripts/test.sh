@@ -6,7 +6,7 @@
 #
 # Debian/Ubuntu: missing tools are installed with apt-get (via sudo unless
 # root). Elsewhere, install them yourself: sshd (OpenSSH server), ssh,
-# ssh-keygen, git, python3.
+# ssh-keygen, git, python3, snmpd (net-snmp), redis-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +27,8 @@ missing=()
 { command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } || missing+=(openssh-client)
 command -v git >/dev/null || missing+=(git)
 command -v python3 >/dev/null || missing+=(python3)
+[ -x /usr/sbin/snmpd ] || missing+=(snmpd)
+command -v redis-server >/dev/null || missing+=(redis-server)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then

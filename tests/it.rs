@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod collect;
 mod config_fixtures;
 mod harness_smoke;
 mod plan_apply;

@@ -2,8 +2,10 @@
 //! into options and calls the library.
 
 pub mod apply;
+pub mod collect;
 pub mod init;
 pub mod plan;
+pub mod query;
 pub mod scale;
 pub mod schema;
 pub mod state;
