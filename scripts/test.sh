@@ -6,7 +6,8 @@
 #
 # Debian/Ubuntu: missing tools are installed with apt-get (via sudo unless
 # root). Elsewhere, install them yourself: sshd (OpenSSH server), ssh,
-# ssh-keygen, git, python3, snmpd (net-snmp), redis-server.
+# ssh-keygen, git, python3, sudo, script (util-linux), snmpd (net-snmp),
+# redis-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,10 @@ command -v git >/dev/null || missing+=(git)
 command -v python3 >/dev/null || missing+=(python3)
 [ -x /usr/sbin/snmpd ] || missing+=(snmpd)
 command -v redis-server >/dev/null || missing+=(redis-server)
+# the sudo test logs in as a user that sudo asks a password of
+[ -x /usr/bin/sudo ] || missing+=(sudo)
+# `script` drives the prompt test through a pseudo-terminal
+command -v script >/dev/null || missing+=(bsdutils)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then

@@ -21,11 +21,13 @@
 //! | [`plan`] | `diff(desired, recorded, observed) -> Plan`, rendering, plan files |
 //! | [`policy`] | guardrails evaluated against a plan (pure) |
 //! | [`apply`] | lock, stale check, run changes through providers, commit state |
+//! | [`exec`] | playbook steps, rendering, the `Transport` seam (ssh, local), target resolution |
 //! | [`cli`] | the command line: the only place that constructs backends |
 
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod exec;
 pub mod model;
 pub mod monitor;
 pub mod plan;

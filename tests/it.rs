@@ -6,8 +6,10 @@
 
 mod harness;
 
+mod architecture;
 mod collect;
 mod config_fixtures;
+mod exec;
 mod harness_smoke;
 mod plan_apply;
 mod provider_local;

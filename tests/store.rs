@@ -527,7 +527,7 @@ fn the_locked_error_tells_who_holds_it_and_how_to_break_it() {
     };
     insta::assert_snapshot!(
         StoreError::Locked(Box::new(holder)).to_string(),
-        @"state is locked by ann@box (pid 4242 on box) (lock `0123456789abcdef0123456789abcdef`, apply since 2024-05-01T12:00:00+00:00, expires 2024-05-01T12:10:00+00:00); wait, or break it with `scaler unlock 0123456789abcdef0123456789abcdef`"
+        @"state is locked by ann@box (pid 4242 on box) (lock `0123456789abcdef0123456789abcdef`, apply since 2024-05-01T12:00:00Z, expires 2024-05-01T12:10:00Z); wait, or break it with `scaler unlock 0123456789abcdef0123456789abcdef`"
     );
 }
 

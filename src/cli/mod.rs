@@ -2,7 +2,8 @@
 //! calls the library. The only place that prints.
 //!
 //! Exit codes (every command): 0 success; 1 error; 2 usage error, or with
-//! `plan --detailed-exitcode`: changes present.
+//! `plan --detailed-exitcode`: changes present. `exec` and `run`: 2 some host
+//! failed, 3 some host unreachable, 4 bad playbook, parameters or target.
 
 mod commands;
 mod ui;
@@ -114,6 +115,10 @@ pub enum Command {
     State(commands::state::StateCommand),
     /// Break a state lock on purpose.
     Unlock(commands::state::UnlockArgs),
+    /// Run a shell command on every host of a target, over SSH.
+    Exec(commands::exec::Args),
+    /// Run a playbook on a target (`--check` shows what would run).
+    Run(commands::run::Args),
 }
 
 /// Entry point of the binary.
@@ -146,6 +151,8 @@ pub fn main() -> ExitCode {
         Command::Query(a) => commands::query::run(a, &ui),
         Command::State(c) => commands::state::run(c, &ui),
         Command::Unlock(a) => commands::state::run_unlock(a, &ui),
+        Command::Exec(a) => commands::exec::run(a, &ui),
+        Command::Run(a) => commands::run::run(a, &ui),
     };
     match result {
         Ok(code) => code,

@@ -581,7 +581,23 @@ pub fn check_trigger(ctx: &mut Ctx<'_>, at: At<'_>, t: &Trigger) {
 /// Checks a Policy.
 pub fn check_policy(ctx: &mut Ctx<'_>, at: At<'_>, p: &Policy) {
     for (i, rule) in p.rules.iter().enumerate() {
-        ctx.expression(at, &path!["rules", i, "deny"], &rule.deny);
+        let scope_var = match rule.each {
+            Some(crate::model::PolicyScope::Group) => Some("group"),
+            Some(crate::model::PolicyScope::Change) => Some("change"),
+            Some(crate::model::PolicyScope::Plan) | None => None,
+        };
+        let known = |v: &str| ["plan", "flags", "now"].contains(&v) || Some(v) == scope_var;
+        let path = path!["rules", i, "deny"];
+        if let Some(mut vars) = ctx.expression(at, &path, &rule.deny) {
+            vars.sort();
+            for v in vars.into_iter().filter(|v| !known(v)) {
+                let d = ctx.push(at, "expression", format!("unknown variable `{v}` in policy rule"), &path);
+                d.help = Some(match scope_var {
+                    Some(s) => format!("policy rules may use `plan`, `flags`, `now` and `{s}` (from `each`)"),
+                    None => "policy rules may use `plan`, `flags` and `now`; `each: group` adds `group`, `each: change` adds `change`".to_string(),
+                });
+            }
+        }
         ctx.template(at, &path!["rules", i, "message"], &rule.message);
     }
 }

@@ -686,4 +686,85 @@ mod tests {
         assert_eq!(c.action, Update);
         assert_eq!(c.diff, vec!["- max: 5", "+ max: 6"]);
     }
+
+    /// A tiny deterministic generator (no dependency needed for this).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// Carries out a plan on in-memory state and observations, as apply does.
+    fn carry_out(plan: &Plan, snap: &mut Snapshot, observed: &mut Vec<ObservedNode>) {
+        for r in &plan.refresh {
+            snap.nodes.retain(|n| n.name != r.name);
+            snap.nodes.push(r.clone());
+        }
+        for g in &plan.groups {
+            if g.removed {
+                snap.desired.remove(&g.name);
+            } else {
+                snap.desired.insert(g.name.clone(), g.desired);
+            }
+        }
+        for c in &plan.changes {
+            let Some(n) = &c.node else { continue };
+            snap.nodes.retain(|r| r.name != c.name);
+            observed.retain(|o| o.name != c.name);
+            if matches!(c.action, Create | Replace) {
+                let mut r = rec(&c.name, n.index, NodeStatus::Running, 2000 + i64::from(n.index));
+                r.group = n.group.clone();
+                snap.nodes.push(r);
+                observed.push(alive(&c.name));
+            }
+        }
+    }
+
+    #[test]
+    fn after_carrying_out_a_plan_the_next_plan_is_empty_and_desired_is_within_bounds() {
+        let mut rng = Lcg(42);
+        for case in 0..300 {
+            let min = rng.next(4) as u32;
+            let max = min + rng.next(5) as u32;
+            let desired = min + rng.next(u64::from(max - min) + 1) as u32;
+            let cfg = config(&format!("kind: Group\nname: web\ntemplate: t\nmin: {min}\nmax: {max}\ndesired: {desired}\n"));
+            let runtime = (rng.next(2) == 0).then(|| rng.next(12) as u32);
+            let mut nodes = Vec::new();
+            let mut observed = Vec::new();
+            for index in 1..=(rng.next(8) as u32) {
+                if rng.next(4) == 0 {
+                    continue; // a gap in the numbering
+                }
+                let name = format!("web-{index:02}");
+                let status = match rng.next(6) {
+                    0 => NodeStatus::Creating,
+                    1 => NodeStatus::Terminating,
+                    _ => NodeStatus::Running,
+                };
+                nodes.push(rec(&name, index, status, rng.next(100) as i64));
+                if rng.next(4) != 0 {
+                    observed.push(alive(&name));
+                }
+            }
+            if rng.next(5) == 0 {
+                observed.push(alive("web-09")); // an unrecorded survivor
+            }
+            let mut snap = applied(&cfg, nodes, runtime);
+            let plan = run(&cfg, &snap, &observed);
+            let g = &plan.groups[0];
+            assert!(g.desired >= min && g.desired <= max, "case {case}: desired {} not in {min}..{max}", g.desired);
+            assert!(plan.errors.is_empty(), "case {case}: {:?}", plan.errors);
+            carry_out(&plan, &mut snap, &mut observed);
+            let again = run(&cfg, &snap, &observed);
+            assert!(again.changes.is_empty(), "case {case}: still {:?} after {:?}", summary(&again), summary(&plan));
+            let live = snap.nodes.iter().filter(|n| observed.iter().any(|o| o.name == n.name)).count() as u32;
+            assert_eq!(live, g.desired, "case {case}");
+            let mut names: Vec<&str> = snap.nodes.iter().map(|n| n.name.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), snap.nodes.len(), "case {case}: a slot recorded twice");
+        }
+    }
 }

@@ -67,7 +67,7 @@ pub enum StoreError {
     },
     /// The lock is held by someone else (boxed: it keeps `StoreError`, and
     /// every `Result` carrying it, small).
-    #[error("state is locked by {} (lock `{}`, {} since {}, expires {}); wait, or break it with `scaler unlock {}`", .0.who(), .0.id, .0.operation, .0.created.to_rfc3339(), .0.expires.to_rfc3339(), .0.id)]
+    #[error("state is locked by {} (lock `{}`, {} since {}, expires {}); wait, or break it with `scaler unlock {}`", .0.who(), .0.id, .0.operation, .0.created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), .0.expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), .0.id)]
     Locked(Box<LockInfo>),
     /// The lock we hold was lost (expired and taken, or broken).
     #[error("state lock `{0}` was lost (expired or broken by `scaler unlock`)")]

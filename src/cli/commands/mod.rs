@@ -3,9 +3,12 @@
 
 pub mod apply;
 pub mod collect;
+pub mod exec;
 pub mod init;
 pub mod plan;
 pub mod query;
+pub mod remote;
+pub mod run;
 pub mod scale;
 pub mod schema;
 pub mod state;

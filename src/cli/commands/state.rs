@@ -193,7 +193,7 @@ pub fn run_unlock(args: UnlockArgs, ui: &Ui) -> CmdResult {
             broken.id,
             broken.who(),
             broken.operation,
-            broken.created.to_rfc3339()
+            broken.created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ));
     }
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,30 @@
+//! Remote execution: playbook steps, their rendering (strict, shell-quoted
+//! templates), and the [`Transport`] seam that runs commands and moves
+//! files on one host, over SSH ([`SshTransport`]) or on the scaler host
+//! ([`LocalTransport`]).
+//!
+//! ```text
+//! config::Config + target name -> target::resolve -> [HostSpec]
+//! Playbook + vars -> runner::Runner (serial batches, forks, max_fail_percentage)
+//!   per host: steps -> template rendering -> Transport (ssh pool | local) -> StepResult
+//!   -> RunResult (per host, per step, overall status, exit code)
+//! ```
+//!
+//! Must not depend on: the store (the CLI reads nodes and hands them in),
+//! CLI printing (progress goes through the [`Progress`] observer).
+
+mod error;
+mod local;
+mod result;
+mod runner;
+mod ssh;
+pub mod target;
+mod transport;
+
+pub use error::ExecError;
+pub use local::LocalTransport;
+pub use result::{exit_code_for, HostResult, RunResult, Status, StepResult};
+pub use runner::{read_secret, NoProgress, Progress, Prompter, RunOptions, Runner, TerminalPrompter};
+pub use ssh::{SshParams, SshTransport};
+pub use target::{resolve, HostSpec, NodeAddress, SshOverrides, TargetSelection};
+pub use transport::{wrap_command, CommandOutput, CommandRequest, PromptAnswer, PutOptions, Transport};

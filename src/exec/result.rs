@@ -1,0 +1,137 @@
+//! Results of a run: per step, per host, overall; and the exit code.
+
+use serde::Serialize;
+
+/// The status of a step, a host or a whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Not run (a false `when`, or the run stopped before this host).
+    Skipped,
+    /// Ran, changed nothing.
+    Ok,
+    /// Ran and changed something.
+    Changed,
+    /// Ran and failed (or aborted).
+    Failed,
+    /// The host could not be reached.
+    Unreachable,
+}
+
+impl Status {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Skipped => "skipped",
+            Status::Ok => "ok",
+            Status::Changed => "changed",
+            Status::Failed => "failed",
+            Status::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// One step on one host.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    /// 1-based position in the playbook.
+    pub index: usize,
+    /// The step's name (or a summary of it).
+    pub name: String,
+    /// `run`, `sudo`, `local`, `put`, `get`, `prompt`, `abort`.
+    pub kind: &'static str,
+    /// Outcome.
+    pub status: Status,
+    /// A non-zero exit that `warn: true` turned into a warning.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
+    /// Exit code of the command, if one ran.
+    pub exit_code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Wall time in milliseconds (all attempts).
+    pub duration_ms: u64,
+    /// How many times it ran (1 + retries used).
+    pub attempts: u32,
+    /// The rendered command, upload or download (secrets never appear).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Check mode: the diff of an upload against the remote file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    /// Why it failed, was skipped or aborted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One host.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostResult {
+    /// The host's name.
+    pub host: String,
+    /// Its rolling batch (1-based).
+    pub batch: usize,
+    /// Worst step outcome (`unreachable` when it could not be reached).
+    pub status: Status,
+    /// Exit code of the last command that ran.
+    pub exit_code: Option<i32>,
+    /// Why it failed, was unreachable or skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Steps, in order (those not reached are absent).
+    pub steps: Vec<StepResult>,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// The playbook (`exec` for ad-hoc commands).
+    pub playbook: String,
+    /// The target selector.
+    pub target: String,
+    /// Check mode: nothing was changed.
+    pub check: bool,
+    /// Overall: `unreachable` if any host was, else `failed` if any host
+    /// failed, else `changed` if any changed, else `ok`.
+    pub status: Status,
+    /// Why the run stopped early (max_fail_percentage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Per host, in target order.
+    pub hosts: Vec<HostResult>,
+}
+
+impl RunResult {
+    /// The overall status of `hosts`.
+    pub fn overall(hosts: &[HostResult]) -> Status {
+        let any = |s: Status| hosts.iter().any(|h| h.status == s);
+        if any(Status::Unreachable) {
+            Status::Unreachable
+        } else if any(Status::Failed) {
+            Status::Failed
+        } else if any(Status::Changed) {
+            Status::Changed
+        } else if any(Status::Ok) || hosts.is_empty() {
+            Status::Ok
+        } else {
+            Status::Skipped
+        }
+    }
+}
+
+/// The exit code of a run: 0 every host ok (or changed, or skipped); 3 some
+/// host unreachable; 2 some host failed (and none unreachable). Code 4 (bad
+/// playbook or parameters) is returned before any host runs.
+pub fn exit_code_for(result: &RunResult) -> u8 {
+    match result.status {
+        Status::Unreachable => 3,
+        Status::Failed => 2,
+        _ => 0,
+    }
+}
