@@ -15,3 +15,4 @@ mod plan_apply;
 mod provider_local;
 mod samples;
 mod store;
+mod trace;

@@ -110,6 +110,9 @@ pub enum Command {
     Collect(commands::collect::Args),
     /// Print a counter's stored series over a time range.
     Query(commands::query::Args),
+    /// Start, stop and list trace tasks (long-running `stream` counters).
+    #[command(subcommand)]
+    Trace(commands::trace::TraceCommand),
     /// Inspect recorded state.
     #[command(subcommand)]
     State(commands::state::StateCommand),
@@ -149,6 +152,7 @@ pub fn main() -> ExitCode {
         Command::Scale(a) => commands::scale::run(a, &ui),
         Command::Collect(a) => commands::collect::run(a, &ui),
         Command::Query(a) => commands::query::run(a, &ui),
+        Command::Trace(c) => commands::trace::run(c, &ui),
         Command::State(c) => commands::state::run(c, &ui),
         Command::Unlock(a) => commands::state::run_unlock(a, &ui),
         Command::Exec(a) => commands::exec::run(a, &ui),

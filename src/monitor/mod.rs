@@ -21,6 +21,7 @@ pub mod parse;
 pub mod redis;
 pub mod scheduler;
 pub mod snmp;
+pub mod stream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -223,6 +224,10 @@ pub fn plan_jobs(config: &Config, nodes: &[NodeRecord], filter: &JobFilter) -> (
             continue;
         }
         let supported = matches!(counter.source, Source::Local(_) | Source::Http(_) | Source::Redis(_) | Source::Snmp(_));
+        if matches!(counter.source, Source::Stream(_)) {
+            skipped.push(Skipped { counter: counter.name.clone(), reason: "`stream` counters run with `scaler trace start`".into() });
+            continue;
+        }
         if !supported {
             skipped.push(Skipped { counter: counter.name.clone(), reason: format!("source `{}` is not collected by this build", source_name(&counter.source)) });
             continue;

@@ -15,6 +15,7 @@
 pub mod codec;
 pub mod samples;
 pub mod sqlite;
+pub mod traces;
 
 use std::collections::BTreeMap;
 
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use samples::{Agg, Event, Latest, MaintainReport, RangeQuery, Retention, Sample, SampleStore, SampleValue, SeriesKey, SeriesPoints, Selector};
 pub use sqlite::SqliteStore;
+pub use traces::{TraceStatus, TraceStore, TraceTask};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,20 @@ pub enum StoreError {
         #[source]
         source: codec::CodecError,
     },
+    /// No trace task matches.
+    #[error("no trace task `{0}`; see `scaler trace list`")]
+    NoSuchTrace(String),
+    /// A prefix matches several trace tasks.
+    #[error("`{prefix}` matches {count} trace tasks; give more characters of the id")]
+    AmbiguousTrace {
+        /// The prefix given.
+        prefix: String,
+        /// How many tasks match.
+        count: usize,
+    },
+    /// A task id prefix shorter than 8 characters.
+    #[error("`{0}` is too short: give at least 8 characters of the trace task id")]
+    TracePrefixTooShort(String),
     /// No lock with this id.
     #[error("no state lock `{0}` is held")]
     NoSuchLock(String),

@@ -12,4 +12,5 @@ pub mod run;
 pub mod scale;
 pub mod schema;
 pub mod state;
+pub mod trace;
 pub mod validate;

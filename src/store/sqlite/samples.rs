@@ -407,3 +407,59 @@ impl SqliteStore {
         Ok(SampleStats { chunk_samples: chunk_samples as u64, chunk_bytes: chunk_bytes as u64, head_samples: head as u64 })
     }
 }
+
+fn trace_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(crate::store::TraceTask, String)> {
+    let status: String = r.get(8)?;
+    Ok((
+        crate::store::TraceTask {
+            id: r.get(0)?,
+            counter: r.get(1)?,
+            host: r.get(2)?,
+            command: r.get(3)?,
+            worker_pid: r.get(4)?,
+            pid: r.get(5)?,
+            started_ms: r.get(6)?,
+            ended_ms: r.get(7)?,
+            status: crate::store::TraceStatus::Running,
+            detail: r.get(9)?,
+        },
+        status,
+    ))
+}
+
+impl crate::store::TraceStore for SqliteStore {
+    fn put_trace(&mut self, t: &crate::store::TraceTask) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO trace_tasks (id, counter, host, command, worker_pid, pid, started_ms, ended_ms, status, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![t.id, t.counter, t.host, t.command, t.worker_pid, t.pid, t.started_ms, t.ended_ms, t.status.as_str(), t.detail],
+            )
+            .map_err(db_err(&self.label))?;
+        Ok(())
+    }
+
+    fn traces(&self) -> Result<Vec<crate::store::TraceTask>> {
+        let db = db_err(&self.label);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, counter, host, command, worker_pid, pid, started_ms, ended_ms, status, detail FROM trace_tasks ORDER BY started_ms DESC, id")
+            .map_err(&db)?;
+        let rows = stmt.query_map([], trace_row).map_err(&db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut task, status) = row.map_err(&db)?;
+            task.status = crate::store::TraceStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
+                path: self.label.clone(),
+                what: format!("trace task {}", task.id),
+                detail: format!("unknown status `{status}`"),
+            })?;
+            out.push(task);
+        }
+        Ok(out)
+    }
+
+    fn find_trace(&self, id: &str) -> Result<crate::store::TraceTask> {
+        crate::store::traces::pick(self.traces()?, id)
+    }
+}

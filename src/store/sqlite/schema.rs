@@ -127,8 +127,26 @@ CREATE TABLE events (
 CREATE INDEX events_by_source ON events (source, ts);
 "#;
 
+/// Version 3: trace tasks (long-running `stream` commands started with
+/// `scaler trace start`): the worker's and the command's process ids, and
+/// how the task ended.
+const V3: &str = r#"
+CREATE TABLE trace_tasks (
+    id         TEXT    PRIMARY KEY,
+    counter    TEXT    NOT NULL,
+    host       TEXT    NOT NULL,
+    command    TEXT    NOT NULL,
+    worker_pid INTEGER,
+    pid        INTEGER,
+    started_ms INTEGER NOT NULL,
+    ended_ms   INTEGER,
+    status     TEXT    NOT NULL CHECK (status IN ('running', 'stopped', 'exited', 'failed')),
+    detail     TEXT
+) STRICT;
+"#;
+
 /// The migrations, oldest first.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes and understands.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
