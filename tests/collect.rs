@@ -360,3 +360,53 @@ fn collect_and_query_help_teach_with_examples() {
         insta::assert_snapshot!(format!("help_{cmd}"), text);
     }
 }
+
+#[test]
+fn jmx_reads_mbean_attributes_in_one_bulk_jolokia_request() {
+    let jvm = Server::jolokia();
+    let yaml = format!(
+        r#"
+kind: Target
+name: jvm
+hosts: ["127.0.0.1"]
+jmx: {{ port: {port} }}
+---
+kind: Counter
+name: heap
+source: {{ jmx: {{ mbean: "java.lang:type=Memory", attribute: HeapMemoryUsage, path: used }} }}
+targets: [jvm]
+---
+kind: Counter
+name: threads
+source: {{ jmx: {{ mbean: "java.lang:type=Threading", attribute: ThreadCount }} }}
+targets: [jvm]
+---
+kind: Counter
+name: nope
+source: {{ jmx: {{ mbean: "java.lang:type=Nope", attribute: X }} }}
+targets: [jvm]
+---
+kind: Counter
+name: vm
+source: {{ jmx: {{ mbean: "java.lang:type=Runtime", attribute: VmName }} }}
+targets: [jvm]
+---
+kind: Counter
+name: composite
+source: {{ jmx: {{ mbean: "java.lang:type=Memory", attribute: HeapMemoryUsage }} }}
+targets: [jvm]
+"#,
+        port = jvm.port
+    );
+    let dir = repo(&yaml);
+    let s = collect_once(dir.path(), &[]);
+    assert!(value(&s, "heap", "127.0.0.1").as_f64().unwrap() > 0.0);
+    assert!(value(&s, "threads", "127.0.0.1").as_f64().unwrap() >= 1.0);
+    assert!(error(&s, "nope", "127.0.0.1").starts_with("jolokia 404 for `java.lang:type=Nope` `X`: javax.management.InstanceNotFoundException"), "{}", error(&s, "nope", "127.0.0.1"));
+    assert!(error(&s, "vm", "127.0.0.1").contains("is a string"), "{}", error(&s, "vm", "127.0.0.1"));
+    assert!(error(&s, "composite", "127.0.0.1").contains("set `path`"));
+    // a closed port: every counter of the bulk fails, none becomes a number
+    drop(jvm);
+    let s = collect_once(dir.path(), &[]);
+    assert!(s.iter().all(|x| x["value"].is_null() && x["error"].as_str().unwrap().starts_with("cannot connect")), "{s:?}");
+}

@@ -16,6 +16,7 @@
 //! Must not depend on: rules, triggers, the CLI.
 
 pub mod http;
+pub mod jmx;
 pub mod local;
 pub mod parse;
 pub mod redis;
@@ -223,7 +224,7 @@ pub fn plan_jobs(config: &Config, nodes: &[NodeRecord], filter: &JobFilter) -> (
         if filter.counter.as_ref().is_some_and(|c| c != &counter.name) {
             continue;
         }
-        let supported = matches!(counter.source, Source::Local(_) | Source::Http(_) | Source::Redis(_) | Source::Snmp(_));
+        let supported = matches!(counter.source, Source::Local(_) | Source::Http(_) | Source::Redis(_) | Source::Snmp(_) | Source::Jmx(_));
         if matches!(counter.source, Source::Stream(_)) {
             skipped.push(Skipped { counter: counter.name.clone(), reason: "`stream` counters run with `scaler trace start`".into() });
             continue;
@@ -255,7 +256,33 @@ pub fn plan_jobs(config: &Config, nodes: &[NodeRecord], filter: &JobFilter) -> (
             jobs.push(Job { counters: vec![spec.clone()], host: LOCAL_HOST.into(), target: None, interval, timeout });
         }
     }
-    (jobs, skipped)
+    (merge_bulk(jobs), skipped)
+}
+
+/// Merges the `jmx` jobs of one host, target and interval into one job (one
+/// bulk request); its timeout is the longest of theirs.
+fn merge_bulk(jobs: Vec<Job>) -> Vec<Job> {
+    let mut out: Vec<Job> = Vec::with_capacity(jobs.len());
+    let mut bulk: BTreeMap<(String, String, Duration), usize> = BTreeMap::new();
+    for job in jobs {
+        let is_jmx = job.counters.first().is_some_and(|c| matches!(c.counter.source, Source::Jmx(_)));
+        if !is_jmx {
+            out.push(job);
+            continue;
+        }
+        let key = (job.host.clone(), job.target.as_ref().map(|t| t.name.clone()).unwrap_or_default(), job.interval);
+        match bulk.get(&key) {
+            Some(&i) => {
+                out[i].timeout = out[i].timeout.max(job.timeout);
+                out[i].counters.extend(job.counters);
+            }
+            None => {
+                bulk.insert(key, out.len());
+                out.push(job);
+            }
+        }
+    }
+    out
 }
 
 /// The source's key in YAML.
@@ -313,6 +340,8 @@ pub struct Sources {
     pub redis: redis::RedisCollector,
     /// `snmp` GET/WALK.
     pub snmp: snmp::SnmpCollector,
+    /// `jmx` through Jolokia.
+    pub jmx: jmx::JmxCollector,
 }
 
 impl Sources {
@@ -323,6 +352,7 @@ impl Sources {
             http: http::HttpCollector::new()?,
             redis: redis::RedisCollector::default(),
             snmp: snmp::SnmpCollector::default(),
+            jmx: jmx::JmxCollector::new()?,
         })
     }
 }
@@ -336,6 +366,7 @@ impl Collector for Sources {
             Source::Http(_) => self.http.collect(job).await,
             Source::Redis(_) => self.redis.collect(job).await,
             Source::Snmp(_) => self.snmp.collect(job).await,
+            Source::Jmx(_) => self.jmx.collect(job).await,
             other => job
                 .counters
                 .iter()
@@ -377,6 +408,21 @@ mod tests {
         assert_eq!(s[1].series.labels.get("field").map(String::as_str), Some("a"));
         let s = to_samples(&j, 2000, vec![Err(CollectError::Timeout(Duration::from_secs(5)))], &mut rates);
         assert_eq!(s, vec![Sample::error(SeriesKey { counter: "req".into(), host: "h1".into(), labels: j.labels(&j.counters[0]) }, 2000, "timed out after 5s")]);
+    }
+
+    #[test]
+    fn jmx_counters_of_a_host_and_interval_become_one_bulk_job() {
+        let jmx = |name: &str| {
+            let c: Counter = serde_json::from_value(serde_json::json!({"name": name, "source": {"jmx": {"mbean": "m:type=X", "attribute": "A"}}})).unwrap();
+            Arc::new(CounterSpec::compile(&c).unwrap())
+        };
+        let j = |c: Arc<CounterSpec>, host: &str, secs: u64| Job { counters: vec![c], host: host.into(), target: None, interval: Duration::from_secs(secs), timeout: Duration::from_secs(secs) };
+        let merged = merge_bulk(vec![j(jmx("a"), "h1", 10), job(false), j(jmx("b"), "h1", 10), j(jmx("c"), "h2", 10), j(jmx("d"), "h1", 30)]);
+        let shape: Vec<(String, usize)> = merged.iter().map(|m| (m.host.clone(), m.counters.len())).collect();
+        assert_eq!(shape, vec![("h1".to_string(), 2), ("h1".to_string(), 1), ("h2".to_string(), 1), ("h1".to_string(), 1)]);
+        assert_eq!(merged[0].describe(), "a,b@h1");
+        let body = jmx::bulk_request(&merged[0]).unwrap();
+        assert_eq!(body, serde_json::json!([{"type": "read", "mbean": "m:type=X", "attribute": "A"}, {"type": "read", "mbean": "m:type=X", "attribute": "A"}]));
     }
 
     #[test]

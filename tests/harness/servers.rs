@@ -167,3 +167,39 @@ impl Server {
         Server { port, child, _dir: dir }
     }
 }
+
+/// Jars of the Jolokia agent servlet hosted in embedded Jetty (Debian:
+/// libjolokia-core-java, libjetty9-java, libservlet3.1-java).
+const JOLOKIA_JARS: &[&str] = &[
+    "jetty9-server", "jetty9-servlet", "jetty9-http", "jetty9-io", "jetty9-util", "jetty9-security", "servlet-api-3.1", "jolokia-core", "json-simple",
+];
+
+impl Server {
+    /// A real JVM serving Jolokia's `AgentServlet` at `/jolokia` (Jetty),
+    /// built from `tests/harness/JolokiaServer.java`.
+    pub fn jolokia() -> Server {
+        need("javac", "default-jdk-headless");
+        let jars: Vec<String> = JOLOKIA_JARS.iter().map(|j| format!("/usr/share/java/{j}.jar")).collect();
+        for jar in &jars {
+            need(jar, "libjolokia-core-java libjetty9-java libservlet3.1-java");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/JolokiaServer.java");
+        let cp = jars.join(":");
+        let status = Command::new("javac").args(["-cp", &cp, "-d"]).arg(dir.path()).arg(&src).status().expect("javac");
+        assert!(status.success(), "javac JolokiaServer.java failed");
+        let port = free_port();
+        let mut child = Command::new("java")
+            .args(["-Xmx64m", "-cp", &format!("{cp}:{}", dir.path().display()), "JolokiaServer", &port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start java");
+        let out = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(out).lines();
+        let ready = lines.by_ref().take(50).map_while(Result::ok).any(|l| l.starts_with("ready"));
+        assert!(ready, "the Jolokia JVM did not start");
+        std::thread::spawn(move || for _ in lines {});
+        Server { port, child, _dir: dir }
+    }
+}
