@@ -410,3 +410,69 @@ targets: [jvm]
     let s = collect_once(dir.path(), &[]);
     assert!(s.iter().all(|x| x["value"].is_null() && x["error"].as_str().unwrap().starts_with("cannot connect")), "{s:?}");
 }
+
+#[test]
+fn ssh_counters_share_one_connection_per_host() {
+    use crate::harness::Sshd;
+    let sshds: Vec<Sshd> = (0..2).map(|_| Sshd::start()).collect();
+    let key_pub = std::fs::read_to_string(format!("{}.pub", sshds[0].client_key().display())).unwrap();
+    let mut known = String::new();
+    for s in &sshds {
+        let ak = s.dir().join("authorized_keys");
+        let text = std::fs::read_to_string(&ak).unwrap() + &key_pub;
+        std::fs::write(&ak, text).unwrap();
+        known.push_str(&format!("[127.0.0.1]:{} {}\n", s.port(), s.host_public_key()));
+    }
+    let hosts: Vec<String> = sshds.iter().map(|s| format!("\"127.0.0.1:{}\"", s.port())).collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("known_hosts"), known).unwrap();
+    std::fs::write(
+        dir.path().join("scaler.yaml"),
+        format!(
+            r#"kind: Project
+name: t
+defaults:
+  ssh: {{ user: {user}, key: {key}, known_hosts: known_hosts }}
+---
+kind: Target
+name: web
+hosts: [{hosts}]
+---
+kind: Counter
+name: seven
+source: {{ ssh: {{ command: "echo 7" }} }}
+targets: [web]
+---
+kind: Counter
+name: host-echo
+source: {{ ssh: {{ command: "echo {{{{ host }}}} | cut -d: -f2" }} }}
+targets: [web]
+---
+kind: Counter
+name: broken
+source: {{ ssh: {{ command: "echo 1; exit 3" }} }}
+targets: [web]
+---
+kind: Counter
+name: words
+source: {{ ssh: {{ command: "echo twelve" }} }}
+targets: [web]
+"#,
+            user = sshds[0].user(),
+            key = sshds[0].client_key().display(),
+            hosts = hosts.join(", ")
+        ),
+    )
+    .unwrap();
+    let s = collect_once(dir.path(), &[]);
+    for sshd in &sshds {
+        let host = format!("127.0.0.1:{}", sshd.port());
+        assert_eq!(value(&s, "seven", &host), 7.0);
+        assert_eq!(value(&s, "host-echo", &host), f64::from(sshd.port()));
+        assert_eq!(error(&s, "broken", &host), "`echo 1; exit 3` exited with 3");
+        assert_eq!(error(&s, "words", &host), "not a number: `twelve`");
+        // four counters, one SSH connection (one authentication) per host
+        let log = sshd.log();
+        assert_eq!(log.matches("Accepted publickey").count(), 1, "{log}");
+    }
+}

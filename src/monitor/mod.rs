@@ -22,6 +22,7 @@ pub mod parse;
 pub mod redis;
 pub mod scheduler;
 pub mod snmp;
+pub mod ssh;
 pub mod stream;
 
 use std::collections::BTreeMap;
@@ -132,6 +133,8 @@ pub struct Job {
     pub interval: Duration,
     /// How long one collection may take.
     pub timeout: Duration,
+    /// How to reach the host over SSH (`ssh` sources).
+    pub ssh: Option<crate::exec::SshParams>,
 }
 
 impl Job {
@@ -224,7 +227,7 @@ pub fn plan_jobs(config: &Config, nodes: &[NodeRecord], filter: &JobFilter) -> (
         if filter.counter.as_ref().is_some_and(|c| c != &counter.name) {
             continue;
         }
-        let supported = matches!(counter.source, Source::Local(_) | Source::Http(_) | Source::Redis(_) | Source::Snmp(_) | Source::Jmx(_));
+        let supported = matches!(counter.source, Source::Ssh(_) | Source::Local(_) | Source::Http(_) | Source::Redis(_) | Source::Snmp(_) | Source::Jmx(_));
         if matches!(counter.source, Source::Stream(_)) {
             skipped.push(Skipped { counter: counter.name.clone(), reason: "`stream` counters run with `scaler trace start`".into() });
             continue;
@@ -248,12 +251,25 @@ pub fn plan_jobs(config: &Config, nodes: &[NodeRecord], filter: &JobFilter) -> (
             }
             let Some(target) = config.targets.get(name) else { continue };
             let target = Arc::new(target.spec.clone());
+            if matches!(counter.source, Source::Ssh(_)) {
+                let addrs: Vec<crate::exec::NodeAddress> =
+                    nodes.iter().map(|n| crate::exec::NodeAddress { name: n.name.clone(), group: n.group.clone(), address: n.address.clone(), created_at: n.created_at }).collect();
+                match crate::exec::resolve(config, name, &addrs, &crate::exec::SshOverrides::default()) {
+                    Ok(hosts) => {
+                        for h in hosts {
+                            jobs.push(Job { counters: vec![spec.clone()], host: h.name, target: Some(target.clone()), interval, timeout, ssh: h.ssh });
+                        }
+                    }
+                    Err(e) => skipped.push(Skipped { counter: counter.name.clone(), reason: e }),
+                }
+                continue;
+            }
             for host in target_hosts(&target, nodes) {
-                jobs.push(Job { counters: vec![spec.clone()], host, target: Some(target.clone()), interval, timeout });
+                jobs.push(Job { counters: vec![spec.clone()], host, target: Some(target.clone()), interval, timeout, ssh: None });
             }
         }
         if counter.targets.is_empty() && matches!(counter.source, Source::Local(_)) && filter.target.is_none() {
-            jobs.push(Job { counters: vec![spec.clone()], host: LOCAL_HOST.into(), target: None, interval, timeout });
+            jobs.push(Job { counters: vec![spec.clone()], host: LOCAL_HOST.into(), target: None, interval, timeout, ssh: None });
         }
     }
     (merge_bulk(jobs), skipped)
@@ -342,6 +358,8 @@ pub struct Sources {
     pub snmp: snmp::SnmpCollector,
     /// `jmx` through Jolokia.
     pub jmx: jmx::JmxCollector,
+    /// `ssh` commands, one connection per host.
+    pub ssh: ssh::SshCollector,
 }
 
 impl Sources {
@@ -353,6 +371,7 @@ impl Sources {
             redis: redis::RedisCollector::default(),
             snmp: snmp::SnmpCollector::default(),
             jmx: jmx::JmxCollector::new()?,
+            ssh: ssh::SshCollector::default(),
         })
     }
 }
@@ -367,6 +386,7 @@ impl Collector for Sources {
             Source::Redis(_) => self.redis.collect(job).await,
             Source::Snmp(_) => self.snmp.collect(job).await,
             Source::Jmx(_) => self.jmx.collect(job).await,
+            Source::Ssh(_) => self.ssh.collect(job).await,
             other => job
                 .counters
                 .iter()
@@ -395,7 +415,7 @@ mod tests {
             "name": "req", "source": {"local": {"command": "x"}}, "rate": rate, "labels": {"env": "prod"}
         }))
         .unwrap();
-        Job { counters: vec![Arc::new(CounterSpec::compile(&counter).unwrap())], host: "h1".into(), target: None, interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT }
+        Job { counters: vec![Arc::new(CounterSpec::compile(&counter).unwrap())], host: "h1".into(), target: None, interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT, ssh: None }
     }
 
     #[test]
@@ -416,7 +436,7 @@ mod tests {
             let c: Counter = serde_json::from_value(serde_json::json!({"name": name, "source": {"jmx": {"mbean": "m:type=X", "attribute": "A"}}})).unwrap();
             Arc::new(CounterSpec::compile(&c).unwrap())
         };
-        let j = |c: Arc<CounterSpec>, host: &str, secs: u64| Job { counters: vec![c], host: host.into(), target: None, interval: Duration::from_secs(secs), timeout: Duration::from_secs(secs) };
+        let j = |c: Arc<CounterSpec>, host: &str, secs: u64| Job { counters: vec![c], host: host.into(), target: None, interval: Duration::from_secs(secs), timeout: Duration::from_secs(secs), ssh: None };
         let merged = merge_bulk(vec![j(jmx("a"), "h1", 10), job(false), j(jmx("b"), "h1", 10), j(jmx("c"), "h2", 10), j(jmx("d"), "h1", 30)]);
         let shape: Vec<(String, usize)> = merged.iter().map(|m| (m.host.clone(), m.counters.len())).collect();
         assert_eq!(shape, vec![("h1".to_string(), 2), ("h1".to_string(), 1), ("h2".to_string(), 1), ("h1".to_string(), 1)]);

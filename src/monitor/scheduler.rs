@@ -192,6 +192,7 @@ mod tests {
             target: None,
             interval: Duration::from_millis(interval_ms),
             timeout: Duration::from_millis(timeout_ms),
+            ssh: None,
         }
     }
 

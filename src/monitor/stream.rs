@@ -52,7 +52,7 @@ impl LineParser {
     /// A parser for `counter` on `host`, events tagged `source`.
     pub fn new(counter: Arc<CounterSpec>, host: &str, source: &str) -> LineParser {
         LineParser {
-            job: Job { counters: vec![counter], host: host.to_string(), target: None, interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT },
+            job: Job { counters: vec![counter], host: host.to_string(), target: None, interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT, ssh: None },
             source: source.to_string(),
             rates: RateTracker::new(),
         }
