@@ -245,8 +245,9 @@ pub trait SampleStore {
     /// Seals heads into chunks, downsamples and drops by retention, as of `now_ms`.
     fn maintain(&mut self, now_ms: i64, retention: &Retention) -> Result<MaintainReport>;
 
-    /// The last value of each matching series at or before `at_ms` (failures
-    /// skipped: use [`SampleStore::latest`] to see them).
+    /// The last value of each matching series at or before `at_ms`, looking
+    /// back at most ~24 days (failures skipped: use [`SampleStore::latest`]
+    /// to see them).
     fn last_value(&self, selector: &Selector, at_ms: i64) -> Result<Vec<LastValue>> {
         let from = at_ms.saturating_sub(i64::from(i32::MAX));
         Ok(self
