@@ -11,7 +11,7 @@ k=${1:-200}; secs=${2:-60}; base=${BASE_PORT:-23000}
 bin=${SCALER:-${CARGO_TARGET_DIR:-target}/release/scaler}
 fleet=$(mktemp -d /tmp/scaler-collect-fleet.XXXX); repo=$(mktemp -d /tmp/scaler-collect-repo.XXXX)
 chmod 755 "$fleet"
-trap '../shared/bench/ssh/sshd_fleet.sh down "$fleet" >/dev/null' EXIT
+trap '../shared/bench/ssh/sshd_fleet.sh down "$fleet" >/dev/null; rm -rf "$repo" "$fleet"' EXIT
 ../shared/bench/ssh/sshd_fleet.sh up "$fleet" "$k" "$base" >&2
 hosts=$(sed 's/.*/"&"/' "$fleet/inventory.txt" | paste -sd, -)
 cat > "$repo/scaler.yaml" <<YAML

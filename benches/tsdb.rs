@@ -96,6 +96,13 @@ fn compression(data: &[Series]) {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this binary without `--bench`: the
+    // benchmarks need the generated data set and minutes, so they only run
+    // under `cargo bench` (bench/tsdb.sh).
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("tsdb benchmarks run with `bench/tsdb.sh` (cargo bench); skipped");
+        return;
+    }
     let path = std::env::var("SCALER_BENCH_SAMPLES").unwrap_or_else(|_| "/tmp/scaler-bench-samples.jsonl".into());
     let data = load(&path);
     compression(&data);
