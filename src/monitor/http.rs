@@ -107,7 +107,8 @@ impl Collector for HttpCollector {
                 match v {
                     ValueOrSecret::Value(v) => headers.push((k.clone(), v.clone())),
                     ValueOrSecret::Secret(_) => {
-                        tracing::warn!(header = %k, "secret http headers are not read by this build; header left out");
+                        let e = CollectError::Config(format!("http header `{k}` is a secret, which this build does not read; write it inline"));
+                        return job.counters.iter().map(|_| Err(e.clone())).collect();
                     }
                 }
             }
