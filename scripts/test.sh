@@ -6,7 +6,8 @@
 #
 # Debian/Ubuntu: missing tools are installed with apt-get (via sudo unless
 # root). Elsewhere, install them yourself: sshd (OpenSSH server), ssh,
-# ssh-keygen, git, python3, sudo, script (util-linux).
+# ssh-keygen, git, python3, sudo, script (util-linux), snmpd (net-snmp),
+# redis-server, a JDK with Jolokia and Jetty jars.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,13 @@ missing=()
 { command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } || missing+=(openssh-client)
 command -v git >/dev/null || missing+=(git)
 command -v python3 >/dev/null || missing+=(python3)
+[ -x /usr/sbin/snmpd ] || missing+=(snmpd)
+command -v redis-server >/dev/null || missing+=(redis-server)
+# a real Jolokia agent: Jolokia's servlet in embedded Jetty, on the JDK
+command -v javac >/dev/null || missing+=(default-jdk-headless)
+[ -f /usr/share/java/jolokia-core.jar ] || missing+=(libjolokia-core-java)
+[ -f /usr/share/java/jetty9-server.jar ] || missing+=(libjetty9-java)
+[ -f /usr/share/java/servlet-api-3.1.jar ] || missing+=(libservlet3.1-java)
 # the sudo test logs in as a user that sudo asks a password of
 [ -x /usr/bin/sudo ] || missing+=(sudo)
 # `script` drives the prompt test through a pseudo-terminal

@@ -16,6 +16,7 @@
 //! | [`config`] | load a repo, YAML with positions, schema check, compile, diagnostics |
 //! | [`template`] | minijinja environments (strict undefined, shell-quoting) |
 //! | [`store`] | the `Store` seam and its SQLite backend: state, serial, lineage, lock lease |
+//! | [`monitor`] | collection: the `Collector` seam, sources, parsers, scheduler |
 //! | [`provider`] | the `Provider` seam (describe/launch/terminate) and the `local` provider |
 //! | [`plan`] | `diff(desired, recorded, observed) -> Plan`, rendering, plan files |
 //! | [`policy`] | guardrails evaluated against a plan (pure) |
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod model;
+pub mod monitor;
 pub mod plan;
 pub mod policy;
 pub mod provider;

@@ -61,6 +61,7 @@ fn modules_keep_to_their_lanes() {
     bad.extend(check("store", &["crate::plan", "crate::policy", "crate::apply", "crate::cli", "crate::provider"], &[]));
     bad.extend(check("provider", &["crate::store", "crate::cli", "crate::plan", "crate::apply"], &[]));
     bad.extend(check("apply", &["crate::cli", "println!", "eprintln!"], &[]));
+    bad.extend(check("monitor", &["crate::rules", "crate::cli", "crate::plan", "crate::apply", "SqliteStore"], &[]));
     bad.extend(check("template", &["std::fs", "tokio", "crate::"], &[]));
     assert!(bad.is_empty(), "module rules broken:\n{}", bad.join("\n"));
 }

@@ -7,10 +7,13 @@
 mod harness;
 
 mod architecture;
+mod collect;
 mod config_fixtures;
 mod exec;
 mod harness_smoke;
 mod plan_apply;
 mod provider_local;
+mod samples;
 mod store;
 mod survey;
+mod trace;

@@ -63,6 +63,8 @@ Examples:
   scaler plan myfleet                  show what would change
   scaler apply --auto-approve myfleet  make it so
   scaler state list myfleet            what scaler recorded
+  scaler collect --once myfleet        one round of every counter
+  scaler query load1 myfleet           the last hour of a counter
 
 Exit codes: 0 success, 1 error, 2 usage error (and for `plan --detailed-exitcode`: changes present).
 Colours only on a terminal; NO_COLOR=1 or --color never turns them off.";
@@ -104,6 +106,13 @@ pub enum Command {
     Destroy(commands::apply::DestroyArgs),
     /// Set a group's desired node count (within min..max); apply launches or retires nodes.
     Scale(commands::scale::Args),
+    /// Collect counters at their intervals (or once) into the time-series store.
+    Collect(commands::collect::Args),
+    /// Print a counter's stored series over a time range.
+    Query(commands::query::Args),
+    /// Start, stop and list trace tasks (long-running `stream` counters).
+    #[command(subcommand)]
+    Trace(commands::trace::TraceCommand),
     /// Inspect recorded state.
     #[command(subcommand)]
     State(commands::state::StateCommand),
@@ -143,6 +152,9 @@ pub fn main() -> ExitCode {
         Command::Apply(a) => commands::apply::run(a, &ui),
         Command::Destroy(a) => commands::apply::run_destroy(a, &ui),
         Command::Scale(a) => commands::scale::run(a, &ui),
+        Command::Collect(a) => commands::collect::run(a, &ui),
+        Command::Query(a) => commands::query::run(a, &ui),
+        Command::Trace(c) => commands::trace::run(c, &ui),
         Command::State(c) => commands::state::run(c, &ui),
         Command::Unlock(a) => commands::state::run_unlock(a, &ui),
         Command::Exec(a) => commands::exec::run(a, &ui),

@@ -76,6 +76,25 @@ pub struct StateSettings {
     /// How long a state lock lives without being renewed (default `2m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_ttl: Option<Duration>,
+    /// How long samples are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSettings>,
+}
+
+/// How long samples are kept: raw for `raw`, then as `rollup_step` buckets
+/// (min/max/avg) for `rollup`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Raw samples, failures and stream events (default `15d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Duration>,
+    /// Width of a rollup bucket (default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup_step: Option<Duration>,
+    /// Rollups (default `400d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup: Option<Duration>,
 }
 
 /// Defaults inherited by targets and counters.

@@ -5,17 +5,26 @@
 //! creation) and a serial that increases on every commit. Plus the state lock,
 //! a lease (id, owner, host, pid, operation, created, expires).
 //!
+//! Samples: the time-series side ([`samples`]): series, samples and failures,
+//! compressed chunks ([`codec`]), range queries, window aggregates, retention
+//! with rollups, raw events.
+//!
 //! Backends: [`sqlite`] (default, embedded). PostgreSQL comes later behind the
 //! same trait. Must not contain domain logic (no diffing, no policy).
 
+pub mod codec;
+pub mod samples;
 pub mod sqlite;
+pub mod traces;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use samples::{Agg, Event, Latest, MaintainReport, RangeQuery, Retention, Sample, SampleStore, SampleValue, SeriesKey, SeriesPoints, Selector};
 pub use sqlite::SqliteStore;
+pub use traces::{TraceStatus, TraceStore, TraceTask};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +74,29 @@ pub enum StoreError {
     /// The lock we hold was lost (expired and taken, or broken).
     #[error("state lock `{0}` was lost (expired or broken by `scaler unlock`)")]
     LockLost(String),
+    /// A sample chunk could not be encoded or decoded.
+    #[error("state store `{path}`: {source}")]
+    Codec {
+        /// The database path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: codec::CodecError,
+    },
+    /// No trace task matches.
+    #[error("no trace task `{0}`; see `scaler trace list`")]
+    NoSuchTrace(String),
+    /// A prefix matches several trace tasks.
+    #[error("`{prefix}` matches {count} trace tasks; give more characters of the id")]
+    AmbiguousTrace {
+        /// The prefix given.
+        prefix: String,
+        /// How many tasks match.
+        count: usize,
+    },
+    /// A task id prefix shorter than 8 characters.
+    #[error("`{0}` is too short: give at least 8 characters of the trace task id")]
+    TracePrefixTooShort(String),
     /// No lock with this id.
     #[error("no state lock `{0}` is held")]
     NoSuchLock(String),

@@ -13,10 +13,12 @@
 
 pub mod cli;
 pub mod git;
+pub mod servers;
 pub mod sshd;
 pub mod wait;
 
 pub use cli::{scaler, scaler_bin, scaler_with_stdin, stderr, stdout, Cli};
 pub use git::GitRepo;
+pub use servers::{HttpServer, HungServer, Server};
 pub use sshd::Sshd;
 pub use wait::{free_port, wait_until};

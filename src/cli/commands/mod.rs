@@ -2,13 +2,16 @@
 //! into options and calls the library.
 
 pub mod apply;
+pub mod collect;
 pub mod exec;
 pub mod init;
 pub mod plan;
+pub mod query;
 pub mod remote;
 pub mod run;
 pub mod scale;
 pub mod schema;
 pub mod state;
 pub mod survey;
+pub mod trace;
 pub mod validate;

@@ -12,6 +12,7 @@
 //! never blocks nor is blocked by writers (WAL).
 
 pub mod lease;
+pub mod samples;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,10 @@ pub struct SqliteStore {
     path: PathBuf,
     /// `path` for error messages.
     label: String,
+    /// Series ids already looked up or created (committed ones only).
+    series_ids: std::collections::HashMap<crate::store::SeriesKey, i64>,
+    /// Newest sample time per series id written through this handle.
+    last_ts: std::collections::HashMap<i64, i64>,
 }
 
 impl SqliteStore {
@@ -57,6 +62,8 @@ impl SqliteStore {
             conn,
             path: path.to_owned(),
             label,
+            series_ids: Default::default(),
+            last_ts: Default::default(),
         })
     }
 

@@ -67,8 +67,86 @@ CREATE TABLE lock (
 ) STRICT;
 "#;
 
+/// Version 2: time series. Series ids; a head of recent samples (one row
+/// each, durable as soon as committed); sealed chunks (pco-compressed
+/// timestamp and value columns of one series); failures (a collection error
+/// is never a number); rollups (min/max/sum/count per bucket, for data past
+/// raw retention); raw events (stream lines). Timestamps are ms since the
+/// epoch.
+const V2: &str = r#"
+CREATE TABLE series (
+    id      INTEGER PRIMARY KEY,
+    counter TEXT    NOT NULL,
+    host    TEXT    NOT NULL,
+    labels  TEXT    NOT NULL CHECK (json_valid(labels)),
+    UNIQUE (counter, host, labels)
+) STRICT;
+
+CREATE TABLE sample_head (
+    series INTEGER NOT NULL,
+    ts     INTEGER NOT NULL,
+    value  REAL    NOT NULL,
+    PRIMARY KEY (series, ts)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE sample_chunks (
+    id       INTEGER PRIMARY KEY,
+    series   INTEGER NOT NULL,
+    start_ts INTEGER NOT NULL,
+    end_ts   INTEGER NOT NULL CHECK (end_ts >= start_ts),
+    count    INTEGER NOT NULL CHECK (count > 0),
+    ts       BLOB    NOT NULL,
+    vals     BLOB    NOT NULL
+) STRICT;
+CREATE INDEX sample_chunks_by_end ON sample_chunks (series, end_ts);
+
+CREATE TABLE sample_failures (
+    series INTEGER NOT NULL,
+    ts     INTEGER NOT NULL,
+    error  TEXT    NOT NULL,
+    PRIMARY KEY (series, ts)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE sample_rollups (
+    series INTEGER NOT NULL,
+    ts     INTEGER NOT NULL,
+    min    REAL    NOT NULL,
+    max    REAL    NOT NULL,
+    sum    REAL    NOT NULL,
+    count  INTEGER NOT NULL CHECK (count > 0),
+    PRIMARY KEY (series, ts)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE events (
+    id     INTEGER PRIMARY KEY,
+    source TEXT    NOT NULL,
+    host   TEXT    NOT NULL,
+    ts     INTEGER NOT NULL,
+    text   TEXT    NOT NULL
+) STRICT;
+CREATE INDEX events_by_source ON events (source, ts);
+"#;
+
+/// Version 3: trace tasks (long-running `stream` commands started with
+/// `scaler trace start`): the worker's and the command's process ids, and
+/// how the task ended.
+const V3: &str = r#"
+CREATE TABLE trace_tasks (
+    id         TEXT    PRIMARY KEY,
+    counter    TEXT    NOT NULL,
+    host       TEXT    NOT NULL,
+    command    TEXT    NOT NULL,
+    worker_pid INTEGER,
+    pid        INTEGER,
+    started_ms INTEGER NOT NULL,
+    ended_ms   INTEGER,
+    status     TEXT    NOT NULL CHECK (status IN ('running', 'stopped', 'exited', 'failed')),
+    detail     TEXT
+) STRICT;
+"#;
+
 /// The migrations, oldest first.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes and understands.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

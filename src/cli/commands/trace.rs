@@ -1,0 +1,278 @@
+//! `scaler trace start|stop|list`: long-running `stream` counters run by a
+//! detached worker, one task each.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::cli::workspace::Workspace;
+use crate::cli::{CmdResult, Failure, Ui};
+use crate::model::{Source, StreamVia};
+use crate::monitor::scheduler::SystemClock;
+use crate::monitor::stream::{follow, spawn, LineParser};
+use crate::monitor::CounterSpec;
+use crate::store::{SampleStore, SqliteStore, TraceStatus, TraceStore, TraceTask};
+
+/// Trace tasks: stream counters whose every output line is stored at once.
+#[derive(Debug, clap::Subcommand)]
+pub enum TraceCommand {
+    /// Start a `stream` counter in the background; prints the task id.
+    #[command(after_help = "Examples:\n  scaler trace start vmstat .\n  scaler trace start --json vmstat . | jq -r .id\n\nEvery stdout line is committed as soon as it is read (a raw event plus its samples).\nExit codes: 0 started, 1 error, 2 usage error.")]
+    Start(StartArgs),
+    /// Stop a task (by id or a unique prefix of at least 8 characters).
+    #[command(after_help = "Examples:\n  scaler trace stop 3f2a9c1e .\n\nExit codes: 0 stopped (or already ended), 1 not found, ambiguous or error, 2 usage error.")]
+    Stop(StopArgs),
+    /// List tasks, newest first.
+    #[command(after_help = "Examples:\n  scaler trace list .\n  scaler trace list --json .\n\nA task whose worker died (kill -9) shows as `dead`; the lines it read are kept.")]
+    List(ListArgs),
+    /// Runs a task (started by `trace start`; not for direct use).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// `trace start`.
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// The `stream` counter.
+    pub counter: String,
+    /// The config repo.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `trace stop`.
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// Task id or a unique prefix (at least 8 characters).
+    pub id: String,
+    /// The config repo.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `trace list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// The config repo.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `trace worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Task id.
+    pub id: String,
+    /// The config repo.
+    pub dir: PathBuf,
+}
+
+/// Runs `trace ...`.
+pub fn run(cmd: TraceCommand, ui: &Ui) -> CmdResult {
+    match cmd {
+        TraceCommand::Start(a) => start(a, ui),
+        TraceCommand::Stop(a) => stop(a, ui),
+        TraceCommand::List(a) => list(a, ui),
+        TraceCommand::Worker(a) => worker(a, ui),
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn alive(pid: Option<u32>) -> bool {
+    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else { return false };
+    // a zombie is not alive
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// `running`, or `dead` when a running task's worker is gone.
+fn shown_status(t: &TraceTask) -> &'static str {
+    if t.status == TraceStatus::Running && t.worker_pid.is_some() && !alive(t.worker_pid) {
+        "dead"
+    } else {
+        t.status.as_str()
+    }
+}
+
+fn stream_spec(ws: &Workspace, name: &str) -> Result<(Arc<CounterSpec>, String), Failure> {
+    let counter = ws.config.counters.get(name).ok_or_else(|| Failure::new(format!("no counter `{name}` in the config")))?;
+    let Source::Stream(src) = &counter.spec.source else {
+        return Err(Failure::new(format!("counter `{name}` is not a `stream` counter; `scaler collect` collects it")));
+    };
+    if src.via != Some(StreamVia::Local) {
+        return Err(Failure::new(format!("counter `{name}`: streams over ssh are not part of this build; use `via: local`")));
+    }
+    let command = crate::template::render_command(&src.command, &json!({ "host": crate::monitor::LOCAL_HOST })).map_err(|e| Failure::new(format!("command of `{name}`: {e}")))?;
+    let spec = CounterSpec::compile(&counter.spec).map_err(|e| Failure::new(e.to_string()))?;
+    Ok((Arc::new(spec), command))
+}
+
+fn start(args: StartArgs, ui: &Ui) -> CmdResult {
+    let ws = Workspace::load(&args.dir, None, ui)?;
+    let (_, command) = stream_spec(&ws, &args.counter)?;
+    let mut store = ws.store()?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut task = TraceTask {
+        id: id.clone(),
+        counter: args.counter.clone(),
+        host: crate::monitor::LOCAL_HOST.into(),
+        command,
+        worker_pid: None,
+        pid: None,
+        started_ms: now_ms(),
+        ended_ms: None,
+        status: TraceStatus::Running,
+        detail: None,
+    };
+    store.put_trace(&task)?;
+    let logs = ws.state_dir.join("traces");
+    std::fs::create_dir_all(&logs).map_err(|e| Failure::new(format!("`{}`: {e}", logs.display())))?;
+    let log = std::fs::File::create(logs.join(format!("{id}.log"))).map_err(|e| Failure::new(format!("trace log: {e}")))?;
+    let err = log.try_clone().map_err(|e| Failure::new(format!("trace log: {e}")))?;
+    let exe = std::env::current_exe().map_err(|e| Failure::new(format!("cannot find the scaler binary: {e}")))?;
+    let root = ws.config.root.clone();
+    use std::os::unix::process::CommandExt;
+    let child = std::process::Command::new(exe)
+        .args(["trace", "worker", &id])
+        .arg(&root)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Failure::new(format!("cannot start the trace worker: {e}")))?;
+    task.worker_pid = Some(child.id());
+    // the worker may already have recorded its command's pid: keep it
+    if let Ok(current) = store.find_trace(&id) {
+        task.pid = current.pid;
+        task.status = current.status;
+        task.ended_ms = current.ended_ms;
+        task.detail = current.detail;
+    }
+    store.put_trace(&task)?;
+    if args.json {
+        ui.out(&serde_json::to_string_pretty(&task)?);
+    } else {
+        ui.out(&format!("Started trace {id} ({}: {}).", task.counter, task.command));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stop(args: StopArgs, ui: &Ui) -> CmdResult {
+    let ws = Workspace::load(&args.dir, None, ui)?;
+    let mut store = ws.store()?;
+    let mut task = store.find_trace(&args.id)?;
+    let was = shown_status(&task);
+    if task.status == TraceStatus::Running {
+        task.status = TraceStatus::Stopped;
+        task.ended_ms = Some(now_ms());
+        task.detail = Some(if was == "dead" { "stopped after its worker died".into() } else { "stopped by `scaler trace stop`".into() });
+        store.put_trace(&task)?;
+        if let Some(pid) = task.pid.and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+    if args.json {
+        ui.out(&serde_json::to_string_pretty(&task)?);
+    } else if was == "running" || was == "dead" {
+        ui.out(&format!("Stopped trace {}.", task.id));
+    } else {
+        ui.out(&format!("Trace {} had already ended ({was}).", task.id));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(args: ListArgs, ui: &Ui) -> CmdResult {
+    let ws = Workspace::load(&args.dir, None, ui)?;
+    if !ws.store_path.exists() {
+        ui.out(if args.json { "[]" } else { "(no trace tasks)" });
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = ws.store()?;
+    let tasks = store.traces()?;
+    if args.json {
+        let v: Vec<_> = tasks
+            .iter()
+            .map(|t| {
+                let lines = store.events(&format!("trace:{}", t.id), i64::MIN, i64::MAX, usize::MAX >> 1).map(|e| e.len()).unwrap_or(0);
+                let mut v = serde_json::to_value(t).unwrap_or_default();
+                v["status"] = json!(shown_status(t));
+                v["lines"] = json!(lines);
+                v
+            })
+            .collect();
+        ui.out(&serde_json::to_string_pretty(&v)?);
+    } else if tasks.is_empty() {
+        ui.out("(no trace tasks)");
+    } else {
+        let mut text = String::new();
+        for t in &tasks {
+            let started = chrono::DateTime::from_timestamp_millis(t.started_ms).map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default();
+            text.push_str(&format!("{}  {:8}  {:16}  {}  {}\n", t.id, shown_status(t), t.counter, started, t.command));
+        }
+        ui.out(text.trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn worker(args: WorkerArgs, ui: &Ui) -> CmdResult {
+    let ws = Workspace::load(&args.dir, None, ui)?;
+    let mut store = ws.store()?;
+    let mut task = store.find_trace(&args.id)?;
+    let (spec, _) = stream_spec(&ws, &task.counter)?;
+    let result = run_task(&mut store, &mut task, spec, &ws.store_path);
+    let mut latest = store.find_trace(&task.id)?;
+    if latest.status == TraceStatus::Running {
+        latest.ended_ms = Some(now_ms());
+        match &result {
+            Ok(detail) => {
+                latest.status = TraceStatus::Exited;
+                latest.detail = Some(detail.clone());
+            }
+            Err(e) => {
+                latest.status = TraceStatus::Failed;
+                latest.detail = Some(e.message.clone());
+            }
+        }
+        store.put_trace(&latest)?;
+    }
+    result.map(|_| ExitCode::SUCCESS)
+}
+
+/// Runs the command and commits every line; returns how it ended.
+fn run_task(store: &mut SqliteStore, task: &mut TraceTask, spec: Arc<CounterSpec>, path: &Path) -> Result<String, Failure> {
+    let mut child = spawn(&task.command)?;
+    let mut current = store.find_trace(&task.id)?;
+    current.pid = Some(child.id());
+    current.worker_pid = Some(std::process::id());
+    store.put_trace(&current)?;
+    if current.status != TraceStatus::Running {
+        // stopped before the command started
+        let _ = child.kill();
+        let _ = child.wait();
+        return Ok("stopped before it started".into());
+    }
+    *task = current;
+    let stdout = child.stdout.take().ok_or_else(|| Failure::new("no stdout from the stream command"))?;
+    let mut parser = LineParser::new(spec, &task.host, &format!("trace:{}", task.id));
+    let lines = follow(stdout, &mut parser, &SystemClock, |line| store.append_events(std::slice::from_ref(&line.event), &line.samples))
+        .map_err(|e| Failure::new(format!("`{}`: {e}", path.display())))?;
+    let status = child.wait().map_err(|e| Failure::new(format!("waiting for the stream command: {e}")))?;
+    Ok(format!("{status} after {lines} lines"))
+}

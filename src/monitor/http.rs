@@ -1,0 +1,132 @@
+//! The `http` source: a GET per counter and host, values by JSON path.
+//!
+//! The URL is a template (default `{scheme}://{address}:{port}/status`, where
+//! the port is the host's own, else the target's `http.port`, else the
+//! scheme's). A 4xx/5xx status or a body that is not JSON is a failure.
+//! Connect failures are retried (twice, at once); nothing else is, since the
+//! request may have reached the server. One client (connection pool, with
+//! keep-alive) serves every host.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::{CollectError, Collector, Job, Outcome};
+use crate::model::{HttpScheme, Source, ValueOrSecret};
+
+/// Connect attempts after the first one fails to connect.
+pub const CONNECT_RETRIES: u32 = 2;
+
+/// GETs JSON.
+#[derive(Debug, Clone)]
+pub struct HttpCollector {
+    client: reqwest::Client,
+}
+
+impl HttpCollector {
+    /// A collector with its own connection pool.
+    pub fn new() -> Result<HttpCollector, CollectError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("scaler/", env!("CARGO_PKG_VERSION")))
+            .no_proxy()
+            .build()
+            .map_err(|e| CollectError::Config(format!("http client: {e}")))?;
+        Ok(HttpCollector { client })
+    }
+
+    /// GETs `url` and returns the body if the status is a success.
+    pub async fn get(&self, url: &str, headers: &[(String, String)], timeout: Duration) -> Result<String, CollectError> {
+        let mut attempt = 0;
+        loop {
+            let mut req = self.client.get(url).timeout(timeout);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    if status.is_client_error() || status.is_server_error() {
+                        return Err(CollectError::HttpStatus { url: url.to_string(), status: status.as_u16() });
+                    }
+                    return resp.text().await.map_err(|e| CollectError::Protocol(format!("reading `{url}`: {}", chain(&e))));
+                }
+                Err(e) if e.is_connect() && attempt < CONNECT_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(%url, attempt, error = %chain(&e), "connect failed; retrying");
+                }
+                Err(e) if e.is_connect() => return Err(CollectError::Connect { addr: url.to_string(), detail: chain(&e) }),
+                Err(e) if e.is_timeout() => return Err(CollectError::Timeout(timeout)),
+                Err(e) => return Err(CollectError::Protocol(format!("GET `{url}`: {}", chain(&e)))),
+            }
+        }
+    }
+}
+
+/// An error and its causes, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// The URL of a job: the counter's template or the default.
+pub fn url_of(job: &Job, template: Option<&str>) -> Result<String, CollectError> {
+    let http = job.target.as_ref().and_then(|t| t.http.as_ref());
+    let scheme = match http.and_then(|h| h.scheme) {
+        Some(HttpScheme::Https) => "https",
+        _ => "http",
+    };
+    let (address, own_port) = job.address();
+    let port = own_port.or(http.and_then(|h| h.port)).unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let address = if address.contains(':') { format!("[{address}]") } else { address.to_string() };
+    let Some(template) = template else {
+        return Ok(format!("{scheme}://{address}:{port}/status"));
+    };
+    let env = crate::template::expr_env();
+    env.render_str(template, minijinja::Value::from(minijinja::value::Serde(json!({ "host": job.host, "address": address, "port": port, "scheme": scheme }))))
+        .map_err(|e| CollectError::Config(format!("url template: {e}")))
+}
+
+#[async_trait]
+impl Collector for HttpCollector {
+    async fn collect(&self, job: &Job) -> Vec<Outcome> {
+        let mut headers = Vec::new();
+        if let Some(h) = job.target.as_ref().and_then(|t| t.http.as_ref()) {
+            for (k, v) in &h.headers {
+                match v {
+                    ValueOrSecret::Value(v) => headers.push((k.clone(), v.clone())),
+                    ValueOrSecret::Secret(_) => {
+                        let e = CollectError::Config(format!("http header `{k}` is a secret, which this build does not read; write it inline"));
+                        return job.counters.iter().map(|_| Err(e.clone())).collect();
+                    }
+                }
+            }
+        }
+        let mut outcomes = Vec::with_capacity(job.counters.len());
+        for spec in &job.counters {
+            let Source::Http(src) = &spec.counter.source else {
+                outcomes.push(Err(CollectError::Config("not an http source".into())));
+                continue;
+            };
+            let outcome = async {
+                let url = url_of(job, src.url.as_deref())?;
+                let body = self.get(&url, &headers, job.timeout).await?;
+                Ok(spec.parser.parse(&body)?)
+            }
+            .await;
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+}
