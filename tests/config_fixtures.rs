@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use scaler::config::{self, Diagnostics};
-use scaler::model::{Action, Kind, Parse, Source, Sudo};
+use scaler::model::{Action, Kind, Parse, Sudo};
 
 /// Fixture directories relative to the package root, so that messages
 /// naming the root are the same on every machine.
@@ -99,18 +99,7 @@ fn full_fixture_has_every_kind_and_variant() {
     let sources: Vec<&str> = c
         .counters
         .values()
-        .map(|l| match &l.spec.source {
-            Source::Ssh(_) => "ssh",
-            Source::Local(_) => "local",
-            Source::Http(_) => "http",
-            Source::Jmx(_) => "jmx",
-            Source::Snmp(_) => "snmp",
-            Source::Redis(_) => "redis",
-            Source::Stream(_) => "stream",
-            Source::Push(_) => "push",
-            Source::Alertmanager(_) => "alertmanager",
-            Source::Trap(_) => "trap",
-        })
+        .map(|l| l.spec.source.name())
         .collect();
     for s in [
         "ssh",

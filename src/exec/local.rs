@@ -73,12 +73,7 @@ impl Transport for LocalTransport {
     }
 
     async fn run(&self, req: &CommandRequest) -> Result<CommandOutput, ExecError> {
-        match req.timeout {
-            Some(t) => tokio::time::timeout(t, self.exec(req))
-                .await
-                .map_err(|_| ExecError::Timeout { host: self.name.clone(), after: t })?,
-            None => self.exec(req).await,
-        }
+        super::transport::run_with_timeout(&self.name, req.timeout, self.exec(req)).await
     }
 
     async fn put(&self, data: &[u8], dest: &str, opts: &PutOptions) -> Result<(), ExecError> {

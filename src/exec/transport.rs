@@ -74,6 +74,20 @@ pub trait Transport: Send + Sync {
     async fn close(&self) {}
 }
 
+/// Runs `exec` under the request's timeout, if any (the shared body of
+/// every transport's `run`).
+pub async fn run_with_timeout<F>(host: &str, timeout: Option<std::time::Duration>, exec: F) -> Result<CommandOutput, ExecError>
+where
+    F: std::future::Future<Output = Result<CommandOutput, ExecError>>,
+{
+    match timeout {
+        Some(t) => tokio::time::timeout(t, exec)
+            .await
+            .map_err(|_| ExecError::Timeout { host: host.to_string(), after: t })?,
+        None => exec.await,
+    }
+}
+
 /// The shell line that runs `req.command` with its environment and working
 /// directory: `export K='v'; cd -- 'dir' || exit 1; COMMAND`. Names must be
 /// shell identifiers; values and the directory are quoted.

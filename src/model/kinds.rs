@@ -380,6 +380,24 @@ pub enum Source {
     Trap(TrapSource),
 }
 
+impl Source {
+    /// The source's key in YAML (`ssh`, `http`...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Source::Ssh(_) => "ssh",
+            Source::Local(_) => "local",
+            Source::Http(_) => "http",
+            Source::Jmx(_) => "jmx",
+            Source::Snmp(_) => "snmp",
+            Source::Redis(_) => "redis",
+            Source::Stream(_) => "stream",
+            Source::Push(_) => "push",
+            Source::Alertmanager(_) => "alertmanager",
+            Source::Trap(_) => "trap",
+        }
+    }
+}
+
 /// A command to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -233,7 +233,7 @@ pub fn plan_jobs(config: &Config, nodes: &[NodeRecord], filter: &JobFilter) -> (
             continue;
         }
         if !supported {
-            skipped.push(Skipped { counter: counter.name.clone(), reason: format!("source `{}` is not collected by this build", source_name(&counter.source)) });
+            skipped.push(Skipped { counter: counter.name.clone(), reason: format!("source `{}` is not collected by this build", counter.source.name()) });
             continue;
         }
         let spec = match CounterSpec::compile(counter) {
@@ -301,21 +301,6 @@ fn merge_bulk(jobs: Vec<Job>) -> Vec<Job> {
     out
 }
 
-/// The source's key in YAML.
-pub fn source_name(source: &Source) -> &'static str {
-    match source {
-        Source::Ssh(_) => "ssh",
-        Source::Local(_) => "local",
-        Source::Http(_) => "http",
-        Source::Jmx(_) => "jmx",
-        Source::Snmp(_) => "snmp",
-        Source::Redis(_) => "redis",
-        Source::Stream(_) => "stream",
-        Source::Push(_) => "push",
-        Source::Alertmanager(_) => "alertmanager",
-        Source::Trap(_) => "trap",
-    }
-}
 
 /// Turns a job's outcomes at `ts_ms` into samples: one per reading (labels:
 /// target, counter, reading), rates through `rates` for `rate: true`
@@ -390,7 +375,7 @@ impl Collector for Sources {
             other => job
                 .counters
                 .iter()
-                .map(|_| Err(CollectError::Config(format!("source `{}` is not collected by this build", source_name(other)))))
+                .map(|_| Err(CollectError::Config(format!("source `{}` is not collected by this build", other.name()))))
                 .collect(),
         }
     }
