@@ -1,6 +1,5 @@
 //! `scaler exec`.
 
-use std::process::ExitCode;
 
 use super::remote::{self, RemoteArgs};
 use crate::cli::{CmdResult, Ui};
@@ -51,5 +50,5 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     let rt = crate::cli::workspace::runtime()?;
     let result = rt.block_on(runner.run(hosts));
     let code = remote::finish(ui, &result, args.remote.json, true)?;
-    Ok(code).map(|c: ExitCode| c)
+    Ok(code)
 }
