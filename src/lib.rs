@@ -22,6 +22,7 @@
 //! | [`policy`] | guardrails evaluated against a plan (pure) |
 //! | [`apply`] | lock, stale check, run changes through providers, commit state |
 //! | [`exec`] | playbook steps, rendering, the `Transport` seam (ssh, local), target resolution |
+//! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |
 //! | [`survey`] | one-shot fleet survey: poll `/status` on many hosts, exact QoS verdict, aggregate, report files |
 //! | [`cli`] | the command line: the only place that constructs backends |
 
@@ -34,6 +35,7 @@ pub mod monitor;
 pub mod plan;
 pub mod policy;
 pub mod provider;
+pub mod rules;
 pub mod store;
 pub mod survey;
 pub mod template;

@@ -1,0 +1,21 @@
+//! Rules: condition evaluation and the trigger state machine (DESIGN §3).
+//!
+//! Everything here is pure: no IO, no clock, no store. Time comes in as
+//! `now_ms` (milliseconds on the samples' clock) and state comes in as the
+//! previous [`TriggerState`]; the caller persists what comes out.
+//!
+//! ```text
+//! per condition: compare(op, value, threshold) -> Outcome
+//! per group:     group_outcome(per-host outcomes, any|all, min_coverage) -> Outcome
+//! per instant:   combine(outcomes of all conditions) -> Outcome     (AND at one instant)
+//! per trigger:   step(now, outcome, timing, prev) -> (TriggerState, Option<Fire>)
+//! ```
+//!
+//! A group-scoped trigger is one state machine: it fires once for the group,
+//! and the fire clears pending for the whole group (every host re-arms).
+
+mod condition;
+mod state;
+
+pub use condition::{combine, compare, group_outcome, GroupMode, Op, Outcome, Value};
+pub use state::{min_coverage_pct, step, Fire, StateKind, Timing, TriggerState};
