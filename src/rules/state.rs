@@ -69,13 +69,49 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// `for` and `cooldown` of a trigger, both `0s` by default.
+    /// `for` and the cooldown of a trigger, both `0s` by default. The
+    /// cooldown is `cooldown_up` when every scale action of the trigger grows
+    /// its group (`by` or `percent` above 0), `cooldown_down` when every one
+    /// shrinks it, and `cooldown` otherwise (no scale action, mixed
+    /// directions, or `to`/`target_value`, whose direction is only known
+    /// when the action runs); an unset specific cooldown falls back to
+    /// `cooldown`.
     pub fn from_trigger(trigger: &Trigger) -> Timing {
-        Timing {
-            for_ms: trigger.for_.as_ref().map_or(0, ms),
-            cooldown_ms: trigger.cooldown.as_ref().map_or(0, ms),
+        let general = trigger.cooldown.as_ref().map_or(0, ms);
+        let specific = match scale_direction(trigger) {
+            Some(Direction::Up) => trigger.cooldown_up.as_ref(),
+            Some(Direction::Down) => trigger.cooldown_down.as_ref(),
+            None => None,
+        };
+        Timing { for_ms: trigger.for_.as_ref().map_or(0, ms), cooldown_ms: specific.map_or(general, ms) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Up,
+    Down,
+}
+
+/// The one direction all of a trigger's scale actions go, if there is one.
+fn scale_direction(trigger: &Trigger) -> Option<Direction> {
+    let mut seen = None;
+    for action in &trigger.then {
+        let crate::model::Action::Scale(s) = action else { continue };
+        let dir = match (s.by, s.percent) {
+            (Some(by), _) if by > 0 => Direction::Up,
+            (Some(by), _) if by < 0 => Direction::Down,
+            (None, Some(p)) if p > 0.0 => Direction::Up,
+            (None, Some(p)) if p < 0.0 => Direction::Down,
+            _ => return None,
+        };
+        match seen {
+            None => seen = Some(dir),
+            Some(d) if d == dir => {}
+            Some(_) => return None,
         }
     }
+    seen
 }
 
 /// A trigger's `min_coverage` in percent (default 100).
@@ -526,5 +562,28 @@ mod tests {
         tr2.min_coverage = crate::model::Percent::parse("90%").ok();
         assert_eq!(Timing::from_trigger(&tr2), Timing { for_ms: 90_000, cooldown_ms: 250 });
         assert_eq!(min_coverage_pct(&tr2), 90.0);
+    }
+
+    #[test]
+    fn scale_direction_picks_cooldown_up_or_down() {
+        let trigger = |then: serde_json::Value| -> Trigger {
+            serde_json::from_value(serde_json::json!({
+                "name": "t", "when": "last(cpu) > 80", "cooldown": "5m",
+                "cooldown_up": "1m", "cooldown_down": "15m", "then": then
+            }))
+            .unwrap()
+        };
+        let cd = |then| Timing::from_trigger(&trigger(then)).cooldown_ms;
+        assert_eq!(cd(serde_json::json!([{"scale": {"group": "web", "by": 2}}])), 60_000);
+        assert_eq!(cd(serde_json::json!([{"scale": {"group": "web", "percent": 50.0}}])), 60_000);
+        assert_eq!(cd(serde_json::json!([{"scale": {"group": "web", "by": -1}}])), 900_000);
+        // Mixed directions, `to`, or no scale action: the general cooldown.
+        assert_eq!(cd(serde_json::json!([{"scale": {"group": "web", "by": 1}}, {"scale": {"group": "db", "by": -1}}])), 300_000);
+        assert_eq!(cd(serde_json::json!([{"scale": {"group": "web", "to": 3}}])), 300_000);
+        assert_eq!(cd(serde_json::json!([{"run": {"playbook": "x"}}])), 300_000);
+        // A specific cooldown that is not set falls back to `cooldown`.
+        let mut t = trigger(serde_json::json!([{"scale": {"group": "web", "by": 1}}]));
+        t.cooldown_up = None;
+        assert_eq!(Timing::from_trigger(&t).cooldown_ms, 300_000);
     }
 }
