@@ -130,6 +130,11 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let options = Options { concurrency: args.concurrency.max(1), jitter: !args.once };
     if args.once {
+        for c in ws.config.counters.values().filter(|c| c.spec.rate) {
+            if args.counter.as_ref().is_none_or(|n| n == &c.spec.name) {
+                ui.warn(&format!("counter `{}` is a rate: one reading only sets its baseline, so `--once` gives no value for it", c.spec.name));
+            }
+        }
         let mut samples = rt.block_on(scheduler::run_once(jobs, collector, clock, options));
         samples.sort_by(|a, b| a.series.cmp(&b.series).then(a.ts_ms.cmp(&b.ts_ms)));
         store.append(&samples)?;
