@@ -95,35 +95,31 @@ impl Client {
         false
     }
 
+    /// A key known_hosts does not list: refused under `strict`, recorded
+    /// under `accept-new`.
+    fn unknown(&self, key: &keys::PublicKey) -> bool {
+        match self.policy {
+            HostKeyPolicy::Strict => {
+                self.refuse(ExecError::HostKeyUnknown { host: self.host.clone(), known_hosts: self.known_hosts.clone() })
+            }
+            HostKeyPolicy::AcceptNew => match self.learn(key) {
+                Ok(()) => true,
+                Err(e) => self.refuse(e),
+            },
+        }
+    }
+
     fn verify(&self, key: &keys::PublicKey) -> bool {
         match keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts) {
             Ok(true) => true,
-            Ok(false) => match self.policy {
-                HostKeyPolicy::Strict => self.refuse(ExecError::HostKeyUnknown {
-                    host: self.host.clone(),
-                    known_hosts: self.known_hosts.clone(),
-                }),
-                HostKeyPolicy::AcceptNew => match self.learn(key) {
-                    Ok(()) => true,
-                    Err(e) => self.refuse(e),
-                },
-            },
+            Ok(false) => self.unknown(key),
             Err(keys::Error::KeyChanged { line }) => self.refuse(ExecError::HostKeyChanged {
                 host: self.host.clone(),
                 known_hosts: self.known_hosts.clone(),
                 line,
             }),
             // A missing known_hosts file is an empty one.
-            Err(keys::Error::IO(e)) if e.kind() == std::io::ErrorKind::NotFound => match self.policy {
-                HostKeyPolicy::Strict => self.refuse(ExecError::HostKeyUnknown {
-                    host: self.host.clone(),
-                    known_hosts: self.known_hosts.clone(),
-                }),
-                HostKeyPolicy::AcceptNew => match self.learn(key) {
-                    Ok(()) => true,
-                    Err(e) => self.refuse(e),
-                },
-            },
+            Err(keys::Error::IO(e)) if e.kind() == std::io::ErrorKind::NotFound => self.unknown(key),
             Err(e) => self.refuse(ExecError::KnownHosts {
                 host: self.host.clone(),
                 path: self.known_hosts.clone(),
