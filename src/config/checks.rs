@@ -91,6 +91,7 @@ pub struct Ctx<'a> {
     /// Problems found.
     pub out: Vec<Diagnostic>,
     env: Environment<'static>,
+    check_window: Option<std::sync::Arc<crate::rules::Window>>,
 }
 
 /// The document being checked.
@@ -124,6 +125,7 @@ impl<'a> Ctx<'a> {
             refs,
             out: Vec::new(),
             env: crate::template::expr_env(),
+            check_window: None,
         }
     }
 
@@ -203,15 +205,46 @@ impl<'a> Ctx<'a> {
 
     /// A trigger expression: it compiles and only names counters and the
     /// trigger functions.
-    fn trigger_expression(&mut self, at: At<'_>, path: &[Segment], src: &str) {
+    fn trigger_expression(&mut self, at: At<'_>, path: &[Segment], src: &str, operand: bool) {
         let Some(vars) = self.expression(at, path, src) else {
             return;
+        };
+        let compiled = if operand {
+            crate::rules::Operand::compile(src).map(Ok)
+        } else {
+            crate::rules::Condition::compile(src).map(Err)
+        };
+        let compiled = match compiled {
+            Ok(c) => c,
+            Err(e) => {
+                self.push(at, "expression", format!("invalid condition: {e}"), path);
+                return;
+            }
         };
         if !self.refs {
             return;
         }
         let mut vars = vars;
         vars.sort();
+        let unknown = vars
+            .iter()
+            .any(|v| !TRIGGER_FUNCTIONS.contains(&v.as_str()) && !self.names.contains(Kind::Counter, v));
+        if !unknown {
+            let names = self.names;
+            let window = self.check_window.get_or_insert_with(|| {
+                crate::rules::expr::check_window(
+                    names.names(Kind::Counter),
+                    names.names(Kind::Target).chain(names.names(Kind::Group)),
+                )
+            });
+            let checked = match &compiled {
+                Ok(operand) => operand.check(window),
+                Err(condition) => condition.check(window),
+            };
+            if let Err(e) = checked {
+                self.push(at, "expression", format!("invalid condition: {e}"), path);
+            }
+        }
         for v in vars {
             if TRIGGER_FUNCTIONS.contains(&v.as_str()) || self.names.contains(Kind::Counter, &v) {
                 continue;
@@ -503,10 +536,10 @@ pub fn check_playbook(ctx: &mut Ctx<'_>, at: At<'_>, pb: &Playbook) {
 /// Checks a Trigger.
 pub fn check_trigger(ctx: &mut Ctx<'_>, at: At<'_>, t: &Trigger) {
     match &t.when {
-        Condition::One(e) => ctx.trigger_expression(at, &path!["when"], e),
+        Condition::One(e) => ctx.trigger_expression(at, &path!["when"], e, false),
         Condition::All(list) => {
             for (i, e) in list.iter().enumerate() {
-                ctx.trigger_expression(at, &path!["when", i], e);
+                ctx.trigger_expression(at, &path!["when", i], e, false);
             }
         }
     }
@@ -531,6 +564,7 @@ pub fn check_trigger(ctx: &mut Ctx<'_>, at: At<'_>, t: &Trigger) {
                         at,
                         &child(&base, &path!["target_value", "metric"]),
                         &tv.metric,
+                        true,
                     );
                     if tv.target <= 0.0 {
                         ctx.push(

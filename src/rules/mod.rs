@@ -5,17 +5,26 @@
 //! previous [`TriggerState`]; the caller persists what comes out.
 //!
 //! ```text
-//! per condition: compare(op, value, threshold) -> Outcome
-//! per group:     group_outcome(per-host outcomes, any|all, min_coverage) -> Outcome
-//! per instant:   combine(outcomes of all conditions) -> Outcome     (AND at one instant)
-//! per trigger:   step(now, outcome, timing, prev) -> (TriggerState, Option<Fire>)
+//! window:          recent samples per series (fed by collectors and pushes)
+//! per operand:     expr functions (last/avg/min/max/sum/count/rate/any/all) -> number | nodata | error
+//! per condition:   compare(op, value, threshold) -> Outcome; and/or/not
+//! per group:       group_outcome(per-host outcomes, any|all, min_coverage) -> Outcome
+//! per instant:     combine(outcomes of all conditions) -> Outcome     (AND at one instant)
+//! per trigger:     step(now, outcome, timing, prev) -> (TriggerState, Option<Fire>)
+//! per config:      Engine::evaluate(now, window, records) -> evaluations (+ why)
 //! ```
 //!
 //! A group-scoped trigger is one state machine: it fires once for the group,
 //! and the fire clears pending for the whole group (every host re-arms).
 
 mod condition;
+pub mod engine;
+pub mod expr;
 mod state;
+pub mod window;
 
 pub use condition::{combine, compare, group_outcome, GroupMode, Op, Outcome, Value};
+pub use engine::{CompiledTrigger, Engine, Evaluation, FireWhy, Record};
+pub use expr::{Condition, Operand, Scope, Term};
 pub use state::{min_coverage_pct, step, Fire, StateKind, Timing, TriggerState};
+pub use window::{HostSet, Point, Window};
