@@ -58,6 +58,18 @@ enum Fun {
     Agg(Agg),
 }
 
+/// The longest `over="..."` window an expression names (ms), so the window
+/// keeps enough samples.
+pub fn longest_over(src: &str) -> Option<i64> {
+    static OVER: LazyLock<Option<regex::Regex>> =
+        LazyLock::new(|| regex::Regex::new(r#"over\s*=\s*["']([^"']+)["']"#).ok());
+    let re = OVER.as_ref()?;
+    re.captures_iter(src)
+        .filter_map(|c| Duration::parse(&c[1]).ok())
+        .map(|d| i64::try_from(d.get().as_millis()).unwrap_or(i64::MAX))
+        .max()
+}
+
 /// A compiled condition.
 pub struct Condition {
     src: String,

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::store::{Sample, SampleValue, SeriesKey};
+use crate::config::Config;
+use crate::model::{Counter, Source};
+use crate::store::{NodeRecord, NodeStatus, Sample, SampleValue, SeriesKey};
 
 /// One sample in the window.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +159,82 @@ impl Window {
     /// Whether no point is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Default collection interval when neither the counter nor the project
+/// sets one.
+pub const DEFAULT_INTERVAL_MS: i64 = 10_000;
+
+/// How many intervals `last()` looks back by default.
+pub const LOOKBACK_INTERVALS: i64 = 3;
+
+/// A counter's default lookback: 3 × its interval (counter, else project
+/// default, else 10s); `None` for pushed values, alerts and traps, whose
+/// last value holds until replaced.
+pub fn lookback_ms(config: &Config, counter: &Counter) -> Option<i64> {
+    if matches!(counter.source, Source::Push(_) | Source::Alertmanager(_) | Source::Trap(_)) {
+        return None;
+    }
+    let ms = |d: &crate::model::Duration| i64::try_from(d.get().as_millis()).unwrap_or(i64::MAX);
+    let interval = counter
+        .interval
+        .as_ref()
+        .map(ms)
+        .or_else(|| config.project.spec.defaults.as_ref().and_then(|d| d.interval.as_ref()).map(ms))
+        .unwrap_or(DEFAULT_INTERVAL_MS);
+    Some(interval.saturating_mul(LOOKBACK_INTERVALS))
+}
+
+impl Window {
+    /// A window for a config: every counter declared with its lookback, and
+    /// every Target and Group as a host set (static hosts; a group's
+    /// running nodes under their name and address).
+    pub fn from_config(config: &Config, nodes: &[NodeRecord]) -> Window {
+        let mut w = Window::new();
+        for c in config.counters.values() {
+            w.declare(&c.spec.name, lookback_ms(config, &c.spec));
+        }
+        w.set_hosts(config, nodes);
+        w
+    }
+
+    /// Replaces the host sets (after nodes changed).
+    pub fn set_hosts(&mut self, config: &Config, nodes: &[NodeRecord]) {
+        let node_members = |group: &str| -> Vec<Vec<String>> {
+            nodes
+                .iter()
+                .filter(|n| n.group == group && n.status == NodeStatus::Running)
+                .map(|n| {
+                    let mut names = vec![n.name.clone()];
+                    if let Some(a) = &n.address {
+                        names.push(a.clone());
+                        names.push(crate::monitor::split_host_port(a).0.to_string());
+                    }
+                    names
+                })
+                .collect()
+        };
+        self.groups.clear();
+        for g in config.groups.keys() {
+            self.groups.insert(g.clone(), HostSet::new(node_members(g)));
+        }
+        for (name, t) in &config.targets {
+            let members = match (&t.spec.hosts, &t.spec.group) {
+                (Some(hosts), _) => hosts
+                    .iter()
+                    .map(|h| vec![h.clone(), crate::monitor::split_host_port(h).0.to_string()])
+                    .collect(),
+                (None, Some(g)) => node_members(g),
+                (None, None) => Vec::new(),
+            };
+            self.groups.insert(name.clone(), HostSet::new(members));
+        }
+    }
+
+    /// Names of the declared counters.
+    pub fn counter_names(&self) -> impl Iterator<Item = &str> {
+        self.counters.keys().map(String::as_str)
     }
 }
 

@@ -1,0 +1,182 @@
+//! `scaler daemon`: collect, evaluate triggers, run action jobs, reconcile.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+use crate::cli::workspace::{runtime, Workspace};
+use crate::cli::{CmdResult, Failure, Ui};
+use crate::daemon::{self, Options, Reconcile};
+use crate::plan::{Filters, Flags, Operation};
+
+/// Default HTTP listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+/// Run collection, trigger evaluation, the action workers and the receivers
+/// for pushed values, Alertmanager alerts and SNMP traps, until Ctrl-C.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  scaler daemon examples/quickstart                 everything, on 127.0.0.1:7878
+  scaler daemon --evaluation-interval 1s .          evaluate triggers every second
+  scaler daemon --role worker --workers 8 .         only work the job queue (scale out workers)
+  curl -X PUT -H \"Authorization: Bearer $(cat .scaler/daemon.token)\" \\
+       --data 42 http://127.0.0.1:7878/api/v1/push/queue-depth
+
+Receivers (changing state needs `Authorization: Bearer TOKEN`; the token is the project's
+`daemon.token`, else a random one written to .scaler/daemon.token, mode 0600):
+  PUT  /api/v1/push/NAME    a number for a counter with source `push`
+  POST /api/v1/alerts       Alertmanager webhook (payload version 4)
+  UDP  daemon.traps.listen  SNMP v1/v2c traps for counters with source `trap`
+
+Trigger states are saved on every transition and a fire is saved with its job in one
+transaction, so a restart resumes pending triggers and never fires twice for one instant.
+`scaler status` shows every trigger and recent jobs.
+Exit codes: 0 stopped by Ctrl-C/SIGTERM, 1 error (config, state, a listener could not start).")]
+pub struct Args {
+    /// The config repo.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// HTTP listen address (default: project `daemon.listen`, else 127.0.0.1:7878).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Trigger evaluation tick (default: project `daemon.evaluation_interval`, else 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub evaluation_interval: Option<String>,
+    /// What this process does: `all` (collect, evaluate, work jobs, reconcile) or `worker` (only jobs).
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    pub role: Role,
+    /// Job workers (default: project `daemon.jobs.workers`, else 4).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u32>,
+    /// Do not collect counters (only passive inputs feed the triggers).
+    #[arg(long)]
+    pub no_collect: bool,
+}
+
+/// What a daemon process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Collect, evaluate, receive, work jobs, reconcile.
+    All,
+    /// Only work the job queue.
+    Worker,
+}
+
+fn ms(d: &crate::model::Duration) -> i64 {
+    i64::try_from(d.get().as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The daemon's token: the project's `daemon.token`, else one kept in
+/// `STATE_DIR/daemon.token` (created with mode 0600 on first start).
+fn token(ws: &Workspace) -> Result<(SecretString, Option<PathBuf>), Failure> {
+    if let Some(r) = ws.config.project.spec.daemon.as_ref().and_then(|d| d.token.as_ref()) {
+        let s = crate::exec::read_secret(&ws.config.root, r).map_err(|e| Failure::new(format!("daemon.token: {e}")))?;
+        return Ok((s, None));
+    }
+    let path = ws.state_dir.join("daemon.token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok((SecretString::from(t.trim().to_string()), Some(path))),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Failure::new(format!("cannot read `{}`: {e}", path.display()))),
+    }
+    let t = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    write_private(&path, &t).map_err(|e| Failure::new(format!("cannot write `{}`: {e}", path.display())))?;
+    Ok((SecretString::from(t), Some(path)))
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Plans and applies with the workspace, only when every policy allows it.
+fn reconciler(dir: PathBuf, ui_color: bool) -> Reconcile {
+    Arc::new(move || {
+        let dir = dir.clone();
+        Box::pin(async move {
+            let ui = Ui::new(if ui_color { crate::cli::ColorChoice::Auto } else { crate::cli::ColorChoice::Never }, true);
+            let ws = Workspace::load(&dir, None, &ui).map_err(|f| f.message)?;
+            let plan = ws.plan(Operation::Apply, Filters::default(), Flags::default()).await.map_err(|f| f.message)?;
+            if !plan.has_changes() {
+                return Ok("no changes".to_string());
+            }
+            if !plan.is_allowed() {
+                let why: Vec<String> = plan.violations.iter().map(|v| format!("{}/{}: {}", v.policy, v.rule, v.message)).collect();
+                tracing::warn!(violations = %why.join("; "), "scaling plan refused by policy; not applied");
+                return Ok(format!("refused by policy: {}", why.join("; ")));
+            }
+            let opts = ws.apply_options(None, Arc::new(AtomicBool::new(false)));
+            let providers = ws.providers();
+            let report = crate::apply::apply(&plan, &ws.config, &providers, &opts, &crate::apply::Silent).await.map_err(|e| e.to_string())?;
+            let s = plan.summary;
+            Ok(format!("{} added, {} changed, {} destroyed; state serial {}", s.add, s.change, s.destroy, report.serial))
+        })
+    })
+}
+
+/// Runs the command.
+pub fn run(args: Args, ui: &Ui) -> CmdResult {
+    let ws = Workspace::load(&args.dir, None, ui)?;
+    let settings = ws.config.project.spec.daemon.clone();
+    let interval_ms = match &args.evaluation_interval {
+        Some(text) => ms(&crate::model::Duration::parse(text).map_err(|e| Failure { code: 2, message: format!("--evaluation-interval: {e}") })?),
+        None => settings.as_ref().and_then(|d| d.evaluation_interval.as_ref()).map_or(10_000, ms),
+    };
+    if interval_ms < 10 {
+        return Err(Failure { code: 2, message: "--evaluation-interval must be at least 10ms".into() });
+    }
+    let listen = args
+        .listen
+        .clone()
+        .or_else(|| settings.as_ref().and_then(|d| d.listen.clone()))
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let workers = args
+        .workers
+        .unwrap_or_else(|| crate::jobs::worker_count(settings.as_ref().and_then(|d| d.jobs.as_ref())));
+    let (token, token_file) = token(&ws)?;
+    if let Some(p) = token_file {
+        ui.info(&format!("receivers need `Authorization: Bearer <token>`; the token is in {}", p.display()));
+    }
+    let all = args.role == Role::All;
+    let opts = Options {
+        root: ws.config.root.clone(),
+        store_path: ws.store_path.clone(),
+        listen,
+        evaluation_interval_ms: interval_ms,
+        collect: all && !args.no_collect,
+        evaluate: all,
+        workers,
+        token,
+        revision: Some(ws.config.revision.clone()),
+    };
+    let reconcile = all.then(|| reconciler(args.dir.clone(), ui.color));
+    let config = Arc::new(ws.config);
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+            tracing::info!("stopping");
+            let _ = stop_tx.send(true);
+        });
+        daemon::run(config, opts, reconcile, stop_rx).await
+    })
+    .map_err(|e| Failure::new(e.to_string()))?;
+    Ok(ExitCode::SUCCESS)
+}

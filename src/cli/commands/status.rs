@@ -1,0 +1,152 @@
+//! `scaler status`: every trigger's state, why it last fired, and the job queue.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::cli::workspace::Workspace;
+use crate::cli::{CmdResult, Ui};
+use crate::rules::engine::{describe, human_ms, state_word};
+use crate::rules::Record;
+use crate::store::{Job, JobFilter, JobStore, SqliteStore};
+
+/// Show every trigger's state (pending time, last fire and the values that
+/// made it fire) and the recent jobs with their results.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  scaler status examples/quickstart
+  scaler status --jobs 50 .
+  scaler status --json . | jq '.triggers[] | select(.state == \"pending\")'
+
+States: inactive, pending (the condition holds; waiting for `for`), firing (fired at the
+last evaluation), cooldown, nodata (an input is missing, or a group's coverage is too low),
+error (an input failed or is not a number); nodata and error carry the reason.
+Exit codes: 0 shown, 1 error (config or state unreadable).")]
+pub struct Args {
+    /// The config repo.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// How many recent jobs to show.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub jobs: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn terms_text(terms: &[crate::rules::Term]) -> String {
+    terms
+        .iter()
+        .map(|t| match (t.value, &t.reason) {
+            (Some(v), _) => format!("{} = {v}", t.expr),
+            (None, Some(r)) => format!("{}: {r}", t.expr),
+            (None, None) => format!("{} = ?", t.expr),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn job_json(j: &Job) -> serde_json::Value {
+    json!({
+        "id": j.id, "key": j.key, "trigger": j.trigger, "fired_at_ms": j.fired_at_ms, "fired_at": time(j.fired_at_ms),
+        "status": j.status.as_str(), "attempts": j.attempts, "max_attempts": j.max_attempts,
+        "actions_done": j.actions_done, "revision": j.revision, "values": j.payload.get("values"),
+        "result": j.result, "last_error": j.last_error,
+    })
+}
+
+/// Runs the command.
+pub fn run(args: Args, ui: &Ui) -> CmdResult {
+    let ws = Workspace::load(&args.dir, None, ui)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let (records, jobs, depth) = if ws.store_path.exists() {
+        let store = SqliteStore::open(&ws.store_path)?;
+        let records: HashMap<String, Record> = crate::daemon::load_records(&store)?;
+        let jobs = store.jobs(&JobFilter { limit: Some(args.jobs), ..JobFilter::default() })?;
+        (records, jobs, store.queue_depth()?)
+    } else {
+        (HashMap::new(), Vec::new(), Default::default())
+    };
+    let fresh = Record::default();
+    if args.json {
+        let triggers: Vec<_> = ws
+            .config
+            .triggers
+            .keys()
+            .map(|name| {
+                let r = records.get(name).unwrap_or(&fresh);
+                let s = &r.state;
+                json!({
+                    "name": name,
+                    "state": state_word(s.state),
+                    "reason": s.reason,
+                    "pending_since_ms": s.pending_since,
+                    "pending_ms": s.pending_since.map(|p| now - p),
+                    "last_fired_ms": s.last_fired,
+                    "evaluated_ms": r.evaluated_ms,
+                    "values": r.terms,
+                    "last_fire": r.last_fire,
+                })
+            })
+            .collect();
+        let jobs: Vec<_> = jobs.iter().map(job_json).collect();
+        ui.out(&serde_json::to_string_pretty(&json!({ "now_ms": now, "triggers": triggers, "jobs": jobs, "queue": depth }))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = String::new();
+    if ws.config.triggers.is_empty() {
+        out.push_str("No triggers in the config.\n");
+    }
+    let width = ws.config.triggers.keys().map(String::len).max().unwrap_or(7).max(7);
+    if !ws.config.triggers.is_empty() {
+        out.push_str(&ui.bold(&format!("{:width$}  {:<28}  {}\n", "TRIGGER", "STATE", "LAST FIRE")));
+    }
+    for name in ws.config.triggers.keys() {
+        let r = records.get(name).unwrap_or(&fresh);
+        let last = match r.state.last_fired {
+            Some(t) => format!("{} ({} ago)", time(t), human_ms(now - t)),
+            None => "never".into(),
+        };
+        let state = if r.evaluated_ms.is_none() { "not evaluated yet".to_string() } else { describe(r, now) };
+        out.push_str(&format!("{name:width$}  {state:<28}  {last}\n"));
+        if !r.terms.is_empty() {
+            out.push_str(&format!("{:width$}    now: {}\n", "", terms_text(&r.terms)));
+        }
+        if let Some(f) = &r.last_fire {
+            out.push_str(&format!(
+                "{:width$}    fired because {} held from {} to {} ({})\n",
+                "",
+                terms_text(&f.terms),
+                time(f.pending_since_ms),
+                time(f.at_ms),
+                human_ms(f.at_ms - f.pending_since_ms)
+            ));
+        }
+    }
+    let depth_text: Vec<String> = depth.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    out.push_str(&format!("\nJobs: {}\n", if depth_text.is_empty() { "none".into() } else { depth_text.join(", ") }));
+    for j in &jobs {
+        let err = j.last_error.as_deref().map(|e| format!("  last error: {e}")).unwrap_or_default();
+        out.push_str(&format!(
+            "  #{} {} fired {}  {}  attempt {}/{}  actions done {}{}\n",
+            j.id,
+            j.trigger,
+            time(j.fired_at_ms),
+            j.status.as_str(),
+            j.attempts,
+            j.max_attempts,
+            j.actions_done,
+            err
+        ));
+    }
+    ui.out(out.trim_end());
+    Ok(ExitCode::SUCCESS)
+}

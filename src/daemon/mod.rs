@@ -1,0 +1,531 @@
+//! `scaler daemon`: the monitoring pipeline, running continuously.
+//!
+//! ```text
+//! collectors (scheduler) ─┐
+//! push / alerts (HTTP) ───┼─> store (samples, durable) ─> window (memory)
+//! SNMP traps (UDP) ───────┘
+//! evaluator: every tick t (aligned to the evaluation interval):
+//!   Engine::evaluate(t, window, records) -> transitions + fires
+//!   -> store.save_evaluation(states, jobs)   (one transaction)
+//! workers: lease job -> actions (scale / run / notify) -> progress -> done | retry | dead
+//! reconciler: a changed desired count -> plan -> policies -> apply
+//! ```
+//!
+//! Every piece reads and writes the state store through its own
+//! connection, so a `kill -9` at any moment leaves the truth in the store:
+//! trigger states are saved on every transition, a fire and its job are
+//! one transaction, and a job's lease runs out when its worker dies.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::actions::{ActionContext, Executor, ExecutorOptions};
+use crate::config::Config;
+use crate::inputs::{self, InputConfig, InputSink};
+use crate::jobs::{self, ActionDone, ActionExecutor, ActionFailure, WorkerOptions};
+use crate::monitor::scheduler::{self, Clock, SystemClock};
+use crate::monitor::{plan_jobs, Collector, JobFilter, Sources};
+use crate::rules::{Engine, Record, Window};
+use crate::store::{Job, JobStore, NewJob, Sample, SampleStore, Selector, SqliteStore, Store, TriggerRecord};
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The config repo root.
+    pub root: PathBuf,
+    /// The state store.
+    pub store_path: PathBuf,
+    /// HTTP listen address (push, alerts).
+    pub listen: String,
+    /// Evaluation tick (ms).
+    pub evaluation_interval_ms: i64,
+    /// Run the collectors.
+    pub collect: bool,
+    /// Run the trigger evaluator (and the HTTP and trap receivers).
+    pub evaluate: bool,
+    /// Job workers (0: none).
+    pub workers: u32,
+    /// The bearer token the HTTP receivers require.
+    pub token: SecretString,
+    /// The config revision, recorded with every job.
+    pub revision: Option<String>,
+}
+
+/// Plans and applies after a desired count changed; says what it did.
+pub type Reconcile = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A trigger does not compile.
+    #[error("triggers do not compile:\n  {}", .0.join("\n  "))]
+    Triggers(Vec<String>),
+    /// A listener could not start.
+    #[error("{0}")]
+    Listen(String),
+    /// Something else that stops the daemon.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The first tick at or after `t` on the grid of `interval_ms`.
+pub fn next_tick(t: i64, interval_ms: i64) -> i64 {
+    let iv = interval_ms.max(1);
+    t.div_euclid(iv) * iv + if t.rem_euclid(iv) == 0 { 0 } else { iv }
+}
+
+/// The window shared by the writers (collectors, receivers) and the
+/// evaluator. Writers change it in place; the evaluator takes a cheap
+/// snapshot (`Arc` clone) per tick.
+#[derive(Clone)]
+struct SharedWindow(Arc<Mutex<Arc<Window>>>);
+
+impl SharedWindow {
+    fn insert(&self, samples: &[Sample]) {
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let w = Arc::make_mut(&mut guard);
+        for s in samples {
+            w.insert(s);
+        }
+    }
+
+    fn snapshot(&self) -> Arc<Window> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Window) -> R) -> R {
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(Arc::make_mut(&mut guard))
+    }
+}
+
+/// Appends samples durably, then shows them to the evaluator.
+struct SampleWriter {
+    store: Mutex<SqliteStore>,
+    window: SharedWindow,
+}
+
+impl SampleWriter {
+    fn write(&self, samples: &[Sample]) -> Result<(), String> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+            store.append(samples).map_err(|e| e.to_string())?;
+        }
+        self.window.insert(samples);
+        Ok(())
+    }
+}
+
+impl InputSink for SampleWriter {
+    fn accept(&self, samples: Vec<Sample>) -> Result<(), String> {
+        self.write(&samples)
+    }
+}
+
+/// How much history the window keeps: the longest `over` or lookback any
+/// trigger needs, plus a margin; at least 10 minutes.
+fn keep_ms(config: &Config, window: &Window) -> i64 {
+    let mut keep = 600_000;
+    for t in config.triggers.values() {
+        let mut exprs: Vec<&str> = t.spec.when.exprs();
+        for a in &t.spec.then {
+            if let crate::model::Action::Scale(s) = a {
+                if let Some(tv) = &s.target_value {
+                    exprs.push(&tv.metric);
+                }
+            }
+        }
+        for e in exprs {
+            if let Some(ms) = crate::rules::expr::longest_over(e) {
+                keep = keep.max(ms.saturating_add(60_000));
+            }
+        }
+    }
+    for name in window.counter_names() {
+        if let Some(ms) = window.counter(name).and_then(|c| c.lookback_ms) {
+            keep = keep.max(ms.saturating_add(60_000));
+        }
+    }
+    keep
+}
+
+/// Loads recent samples and failures of every counter from the store.
+fn seed(store: &SqliteStore, window: &mut Window, now: i64, keep: i64) -> Result<usize, DaemonError> {
+    let names: Vec<String> = window.counter_names().map(str::to_string).collect();
+    let mut n = 0;
+    for name in names {
+        let sel = Selector::counter(&name);
+        for (key, pts) in store.raw(&sel, now - keep, now)? {
+            for (ts, v) in pts {
+                window.insert(&Sample::value(key.clone(), ts, v));
+                n += 1;
+            }
+        }
+        for (key, ts, err) in store.failures(&sel, now - keep, now)? {
+            window.insert(&Sample::error(key, ts, err));
+            n += 1;
+        }
+        // A value that holds until replaced may be older than `keep`.
+        if window.counter(&name).is_some_and(|c| c.lookback_ms.is_none()) {
+            for latest in store.latest(&sel, now)? {
+                window.insert(&Sample { series: latest.series, ts_ms: latest.ts_ms, value: latest.value });
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Runs the daemon until `stop` turns true.
+pub async fn run(config: Arc<Config>, opts: Options, reconcile: Option<Reconcile>, stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+    let engine = Arc::new(Engine::compile(config.triggers.values().map(|t| &t.spec)).map_err(DaemonError::Triggers)?);
+    let store = SqliteStore::open(&opts.store_path)?;
+    let snapshot = store.snapshot()?;
+    let mut window = Window::from_config(&config, &snapshot.nodes);
+    let keep = keep_ms(&config, &window);
+    let seeded = seed(&store, &mut window, now_ms(), keep)?;
+    tracing::info!(samples = seeded, "window seeded from the store");
+    let window = SharedWindow(Arc::new(Mutex::new(Arc::new(window))));
+    let writer = Arc::new(SampleWriter { store: Mutex::new(store), window: window.clone() });
+
+    let mut tasks: JoinSet<Result<(), DaemonError>> = JoinSet::new();
+
+    if opts.collect {
+        let (jobs, skipped) = plan_jobs(&config, &snapshot.nodes, &JobFilter::default());
+        for s in &skipped {
+            tracing::warn!(counter = %s.counter, reason = %s.reason, "counter not collected");
+        }
+        if !jobs.is_empty() {
+            let collector: Arc<dyn Collector> = Arc::new(Sources::new().map_err(|e| DaemonError::Other(e.to_string()))?);
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let (tx, mut rx) = mpsc::channel::<Vec<Sample>>(1024);
+            let stop_c = stop.clone();
+            tasks.spawn(async move {
+                scheduler::run(jobs, collector, clock, scheduler::Options::default(), tx, stop_c).await;
+                Ok(())
+            });
+            let w = writer.clone();
+            tasks.spawn(async move {
+                while let Some(batch) = rx.recv().await {
+                    let w = w.clone();
+                    let result = tokio::task::spawn_blocking(move || w.write(&batch)).await;
+                    match result {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "cannot store samples"),
+                        Err(e) => tracing::error!(error = %e, "sample writer failed"),
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+
+    if opts.evaluate {
+        let input_cfg = InputConfig::from_config(&config).map_err(|e| DaemonError::Other(e.to_string()))?;
+        let input_cfg = InputConfig { token: Some(opts.token.clone()), ..input_cfg };
+        let shared = inputs::shared(input_cfg);
+        let sink: Arc<dyn InputSink> = writer.clone();
+        let app = inputs::router(shared.clone(), sink.clone(), inputs::system_clock());
+        let listener = tokio::net::TcpListener::bind(&opts.listen)
+            .await
+            .map_err(|e| DaemonError::Listen(format!("cannot listen on `{}`: {e}", opts.listen)))?;
+        let addr = listener.local_addr().map_err(|e| DaemonError::Listen(e.to_string()))?;
+        tracing::info!(%addr, "HTTP receivers listening (PUT /api/v1/push/NAME, POST /api/v1/alerts)");
+        let mut stop_h = stop.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_h.wait_for(|s| *s).await;
+                })
+                .await
+                .map_err(|e| DaemonError::Listen(format!("HTTP server failed: {e}")))
+        });
+        if inputs::wants_traps(&config) {
+            let at = inputs::trap_listen(&config);
+            let receiver = inputs::TrapReceiver::bind(&at, shared.clone(), sink, inputs::system_clock())
+                .await
+                .map_err(|e| DaemonError::Listen(e.to_string()))?;
+            tracing::info!(addr = %receiver.local_addr(), "SNMP trap receiver listening");
+            let mut stop_t = stop.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = receiver.run() => {}
+                    _ = stop_t.wait_for(|s| *s) => {}
+                }
+                Ok(())
+            });
+        }
+        let ev = Evaluator {
+            engine: engine.clone(),
+            window: window.clone(),
+            store_path: opts.store_path.clone(),
+            interval_ms: opts.evaluation_interval_ms.max(1),
+            revision: opts.revision.clone(),
+            max_attempts: jobs::max_attempts(config.project.spec.daemon.as_ref().and_then(|d| d.jobs.as_ref())),
+            keep_ms: keep,
+            config: config.clone(),
+        };
+        let stop_e = stop.clone();
+        tasks.spawn(async move { ev.run(stop_e).await });
+    }
+
+    if opts.workers > 0 {
+        let exec_opts = ExecutorOptions::new(opts.store_path.clone());
+        let executor = Executor::new(config.clone(), ExecutorOptions { root: opts.root.clone(), ..exec_opts })
+            .map_err(|e| DaemonError::Other(e.message))?;
+        let glue: Arc<dyn ActionExecutor> = Arc::new(Glue { executor });
+        let settings = config.project.spec.daemon.as_ref().and_then(|d| d.jobs.as_ref());
+        for i in 0..opts.workers {
+            let wopts = WorkerOptions::from_settings(&format!("worker-{i}"), settings);
+            let (path, glue, stop_w) = (opts.store_path.clone(), glue.clone(), stop.clone());
+            tasks.spawn(async move {
+                jobs::run_worker(path, glue, wopts, stop_w).await.map(|_| ()).map_err(|e| DaemonError::Other(e.to_string()))
+            });
+        }
+    }
+
+    if let Some(reconcile) = reconcile {
+        let (path, stop_r, every) = (opts.store_path.clone(), stop.clone(), opts.evaluation_interval_ms.max(250));
+        tasks.spawn(async move { reconcile_loop(path, reconcile, every, stop_r).await });
+    }
+
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "daemon task failed");
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "daemon task panicked");
+                first_error.get_or_insert(DaemonError::Other(format!("a daemon task failed: {e}")));
+            }
+        }
+        if first_error.is_some() && !*stop.borrow() {
+            tasks.abort_all();
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The trigger evaluator.
+struct Evaluator {
+    engine: Arc<Engine>,
+    window: SharedWindow,
+    store_path: PathBuf,
+    interval_ms: i64,
+    revision: Option<String>,
+    max_attempts: u32,
+    keep_ms: i64,
+    config: Arc<Config>,
+}
+
+/// Trigger records from the store, by trigger name; unreadable records are
+/// reported and start fresh.
+pub fn load_records(store: &SqliteStore) -> Result<HashMap<String, Record>, crate::store::StoreError> {
+    let mut out = HashMap::new();
+    for r in store.trigger_states()? {
+        match serde_json::from_value::<Record>(r.state) {
+            Ok(rec) => {
+                out.insert(r.name, rec);
+            }
+            Err(e) => tracing::warn!(trigger = %r.name, error = %e, "unreadable trigger state; starting it fresh"),
+        }
+    }
+    Ok(out)
+}
+
+impl Evaluator {
+    async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+        let path = self.store_path.clone();
+        let names: Vec<String> = self.engine.triggers.iter().map(|t| t.name.clone()).collect();
+        let (store, mut records) = tokio::task::spawn_blocking(move || -> Result<(SqliteStore, HashMap<String, Record>), DaemonError> {
+            let mut store = SqliteStore::open(&path)?;
+            let records = load_records(&store)?;
+            let dropped = store.delete_trigger_states(&names)?;
+            if dropped > 0 {
+                tracing::info!(dropped, "forgot the state of triggers no longer in the config");
+            }
+            Ok((store, records))
+        })
+        .await
+        .map_err(|e| DaemonError::Other(e.to_string()))??;
+        let store = Arc::new(Mutex::new(store));
+        tracing::info!(triggers = self.engine.triggers.len(), resumed = records.len(), interval_ms = self.interval_ms, "trigger evaluator started");
+        let mut tick = next_tick(now_ms(), self.interval_ms);
+        let mut ticks: u64 = 0;
+        loop {
+            let wait = (tick - now_ms()).max(0) as u64;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
+            let snapshot = self.window.snapshot();
+            let evaluations = self.engine.evaluate(tick, &snapshot, &records);
+            drop(snapshot);
+            let mut states = Vec::new();
+            let mut new_jobs = Vec::new();
+            for ev in &evaluations {
+                let t = &self.engine.triggers[ev.index];
+                if !ev.changed && ev.fire.is_none() && records.contains_key(&t.name) {
+                    continue;
+                }
+                states.push(TriggerRecord {
+                    name: t.name.clone(),
+                    key: String::new(),
+                    state: serde_json::to_value(&ev.record).unwrap_or(serde_json::Value::Null),
+                    updated_ms: tick,
+                });
+                if let Some(why) = &ev.fire {
+                    tracing::info!(trigger = %t.name, at_ms = why.at_ms, "trigger fired");
+                    new_jobs.push(NewJob {
+                        key: format!("{}@{}", t.name, why.at_ms),
+                        trigger: t.name.clone(),
+                        fired_at_ms: why.at_ms,
+                        revision: self.revision.clone(),
+                        payload: json!({
+                            "trigger": t.name,
+                            "fired_at_ms": why.at_ms,
+                            "actions": t.spec.then,
+                            "values": why,
+                        }),
+                        max_attempts: self.max_attempts,
+                    });
+                }
+            }
+            let saved = if states.is_empty() {
+                Ok(())
+            } else {
+                let store = store.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
+                    s.save_evaluation(&states, &new_jobs, tick).map(|_| ())
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            };
+            match saved {
+                Ok(()) => {
+                    for ev in evaluations {
+                        records.insert(self.engine.triggers[ev.index].name.clone(), ev.record);
+                    }
+                }
+                // Not saved: the records stay as they were, so the next tick
+                // evaluates from the last saved state (nothing fires unsaved).
+                Err(e) => tracing::error!(error = %e, "cannot save trigger states; will retry at the next tick"),
+            }
+            ticks += 1;
+            if ticks % 60 == 0 {
+                let keep = self.keep_ms;
+                self.window.with(|w| w.prune(tick, keep));
+                let path = self.store_path.clone();
+                let config = self.config.clone();
+                let nodes = tokio::task::spawn_blocking(move || SqliteStore::open(&path).and_then(|s| s.snapshot()).map(|s| s.nodes)).await;
+                if let Ok(Ok(nodes)) = nodes {
+                    self.window.with(|w| w.set_hosts(&config, &nodes));
+                }
+            }
+            tick = next_tick(now_ms().max(tick + 1), self.interval_ms);
+        }
+    }
+}
+
+/// Runs the actions of jobs.
+struct Glue {
+    executor: Executor,
+}
+
+#[async_trait]
+impl ActionExecutor for Glue {
+    async fn execute(&self, job: &Job, index: usize, action: &serde_json::Value) -> Result<ActionDone, ActionFailure> {
+        let ctx = ActionContext {
+            trigger: job.trigger.clone(),
+            fired_at_ms: job.fired_at_ms,
+            job_key: job.key.clone(),
+            action_index: index,
+            revision: job.revision.clone(),
+            values: job.payload.get("values").cloned().unwrap_or(serde_json::Value::Null),
+        };
+        match self.executor.execute(&ctx, action).await {
+            Ok(out) => Ok(ActionDone { result: out.result, mutations: out.mutations }),
+            Err(e) => {
+                let retryable = e.is_retryable();
+                Err(ActionFailure { message: e.message, retryable })
+            }
+        }
+    }
+}
+
+/// Plans and applies whenever a group's desired count changed.
+async fn reconcile_loop(path: PathBuf, reconcile: Reconcile, every_ms: i64, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+    let read = |path: PathBuf| async move {
+        tokio::task::spawn_blocking(move || SqliteStore::open(&path).and_then(|s| s.snapshot()).map(|s| s.desired))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+    };
+    let mut seen = read(path.clone()).await.map_err(DaemonError::Other)?;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(every_ms as u64)) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+        let desired = match read(path.clone()).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read desired counts");
+                continue;
+            }
+        };
+        if desired == seen {
+            continue;
+        }
+        tracing::info!(?desired, "desired counts changed; planning");
+        match reconcile().await {
+            Ok(what) => {
+                tracing::info!(result = %what, "reconciled");
+                seen = desired;
+            }
+            Err(e) => tracing::error!(error = %e, "reconcile failed; will retry"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_aligned_to_the_interval() {
+        assert_eq!(next_tick(0, 1000), 0);
+        assert_eq!(next_tick(1, 1000), 1000);
+        assert_eq!(next_tick(1000, 1000), 1000);
+        assert_eq!(next_tick(1999, 250), 2000);
+    }
+}

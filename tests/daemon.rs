@@ -1,0 +1,259 @@
+//! `scaler daemon` end to end: real processes, killed with SIGKILL at the
+//! worst moments, against a real HTTP receiver and the real state store.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{free_port, wait_until, Cli};
+
+const TOKEN: &str = "test-token-0123456789";
+
+/// A webhook receiver that records every request's idempotency key.
+struct Hooks {
+    port: u16,
+    keys: Arc<Mutex<Vec<String>>>,
+}
+
+impl Hooks {
+    fn start() -> Hooks {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let keys = Arc::new(Mutex::new(Vec::new()));
+        let k = keys.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut len = 0usize;
+                let mut key = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    if lower.starts_with("idempotency-key:") {
+                        key = line["idempotency-key:".len()..].trim().to_string();
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                k.lock().unwrap().push(key);
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            }
+        });
+        Hooks { port, keys }
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.keys.lock().unwrap().clone()
+    }
+}
+
+/// A running daemon in its own process group (so a kill takes its children).
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(cli: &Cli, dir: &Path, extra: &[&str]) -> Daemon {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["daemon", ".", "--listen", &listen, "--evaluation-interval", "250ms"];
+        args.extend_from_slice(extra);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("daemon.log")).unwrap();
+        let child = cli
+            .command(dir, &args)
+            .env("SCALER_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, port };
+        if !extra.contains(&"worker") {
+            wait_until(Duration::from_secs(20), "the daemon to listen", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        }
+        d
+    }
+
+    fn kill9(mut self) {
+        let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let _ = self.child.wait();
+    }
+
+    fn push(&self, counter: &str, body: &str) -> (u16, String) {
+        http(self.port, "PUT", &format!("/api/v1/push/{counter}"), body, Some(TOKEN))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request; the status and body.
+fn http(port: u16, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nhost: x\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn status(cli: &Cli, dir: &Path) -> Value {
+    let out = cli.run(dir, &["status", ".", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn trigger<'a>(s: &'a Value, name: &str) -> &'a Value {
+    s["triggers"].as_array().unwrap().iter().find(|t| t["name"] == name).unwrap()
+}
+
+fn write_config(dir: &Path, then: &str, extra: &str) {
+    std::fs::write(dir.join("token.txt"), TOKEN).unwrap();
+    std::fs::write(
+        dir.join("scaler.yaml"),
+        "kind: Project\nname: t\ndaemon:\n  token: { file: token.txt }\n  jobs: { lease: 2s, backoff: 100ms, max_attempts: 3 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("triggers.yaml"),
+        format!("kind: Counter\nname: queue\nsource: {{ push: {{}} }}\n---\nkind: Trigger\nname: deep\nwhen: last(queue) > 10\nfor: 5s\ncooldown: 1h\nthen:\n{then}\n{extra}"),
+    )
+    .unwrap();
+}
+
+/// Next multiple of 250 ms at or after `t` (the daemon's evaluation grid).
+fn grid(t: i64) -> i64 {
+    (t + 249).div_euclid(250) * 250
+}
+
+#[test]
+fn a_restart_resumes_pending_and_never_fires_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let hooks = Hooks::start();
+    write_config(dir, &format!("  - notify: {{ webhook: {{ url: \"http://127.0.0.1:{}/hook\" }} }}", hooks.port), "");
+    let cli = Cli::new();
+
+    let d = Daemon::start(&cli, dir, &[]);
+    assert_eq!(d.push("queue", "50").0, 200);
+    let mut pending_since = 0;
+    wait_until(Duration::from_secs(10), "the trigger to be pending", || {
+        let s = status(&cli, dir);
+        let t = trigger(&s, "deep");
+        pending_since = t["pending_since_ms"].as_i64().unwrap_or(0);
+        t["state"] == "pending"
+    });
+    d.kill9();
+    // The pending state survived the kill.
+    let s = status(&cli, dir);
+    assert_eq!(trigger(&s, "deep")["pending_since_ms"].as_i64(), Some(pending_since));
+
+    let d = Daemon::start(&cli, dir, &[]);
+    let restarted = chrono::Utc::now().timestamp_millis();
+    assert!(restarted < pending_since + 5_000, "the restart took too long for this test to mean anything");
+    wait_until(Duration::from_secs(20), "the job to be done", || {
+        let s = status(&cli, dir);
+        s["jobs"].as_array().is_some_and(|j| j.len() == 1 && j[0]["status"] == "done")
+    });
+    let s = status(&cli, dir);
+    let job = &s["jobs"][0];
+    // The fire happened at the instant the first run would have fired: the
+    // first evaluation at least `for` after pending began.
+    let fired = job["fired_at_ms"].as_i64().unwrap();
+    assert_eq!(fired, grid(pending_since + 5_000));
+    assert_eq!(trigger(&s, "deep")["last_fired_ms"].as_i64(), Some(fired));
+    assert_eq!(job["values"]["terms"][0]["value"], 50.0, "{job}");
+    assert_eq!(job["values"]["pending_since_ms"].as_i64(), Some(pending_since));
+    assert_eq!(hooks.keys(), vec![format!("deep@{fired}#0")]);
+
+    // Killed after the fire and restarted, it does not fire again: the
+    // condition holds past `for` but the cooldown (1h) was saved.
+    d.kill9();
+    let d = Daemon::start(&cli, dir, &[]);
+    assert_eq!(d.push("queue", "5").0, 200);
+    wait_until(Duration::from_secs(10), "the trigger to see the low value", || trigger(&status(&cli, dir), "deep")["state"] == "cooldown");
+    assert_eq!(d.push("queue", "60").0, 200);
+    wait_until(Duration::from_secs(15), "the condition to hold past `for` inside the cooldown", || {
+        let s = status(&cli, dir);
+        let t = trigger(&s, "deep");
+        t["state"] == "cooldown" && t["pending_since_ms"].as_i64().is_some_and(|p| chrono::Utc::now().timestamp_millis() - p > 5_500)
+    });
+    let s = status(&cli, dir);
+    assert_eq!(s["jobs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(hooks.keys().len(), 1);
+    drop(d);
+}
+
+#[test]
+fn a_worker_killed_mid_job_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let log = dir.join("actions.log");
+    write_config(
+        dir,
+        "  - run: { playbook: slow, on: local }",
+        &format!(
+            "---\nkind: Playbook\nname: slow\nsteps:\n  - local: echo start >> {p} && sleep 3 && echo end >> {p}\n",
+            p = log.display()
+        ),
+    );
+    let cli = Cli::new();
+    let d = Daemon::start(&cli, dir, &[]);
+    assert_eq!(d.push("queue", "50").0, 200);
+    wait_until(Duration::from_secs(20), "the action to start", || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("start")));
+    // SIGKILL the whole daemon (and the running action) mid-job.
+    d.kill9();
+    let s = status(&cli, dir);
+    assert_eq!(s["jobs"][0]["status"], "leased", "{s}");
+    // A worker-only process takes the job over once the lease (2s) runs out.
+    let _w = Daemon::start(&cli, dir, &["--role", "worker"]);
+    wait_until(Duration::from_secs(30), "the job to be done", || status(&cli, dir)["jobs"][0]["status"] == "done");
+    let s = status(&cli, dir);
+    assert_eq!(s["jobs"].as_array().map(Vec::len), Some(1), "one fire, one job");
+    assert_eq!(s["jobs"][0]["attempts"], 2);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().filter(|l| *l == "start").count(), 2, "{text}");
+    assert_eq!(text.lines().filter(|l| *l == "end").count(), 1, "{text}");
+}
+
+#[test]
+fn receivers_reject_bad_input_and_keep_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_config(dir, "  - notify: { webhook: { url: \"http://127.0.0.1:9/never\" } }", "");
+    let cli = Cli::new();
+    let d = Daemon::start(&cli, dir, &[]);
+    let (code, body) = http(d.port, "PUT", "/api/v1/push/queue", "5", None);
+    assert_eq!(code, 401, "{body}");
+    assert_eq!(d.push("queue", "lots").0, 400);
+    assert_eq!(d.push("nope", "1").0, 404);
+    assert_eq!(http(d.port, "GET", "/api/v1/push/queue", "", Some(TOKEN)).0, 405);
+    assert_eq!(d.push("queue", "7").0, 200, "still serving");
+    wait_until(Duration::from_secs(10), "the trigger to see the value", || {
+        let s = status(&cli, dir);
+        let t = trigger(&s, "deep");
+        t["state"] == "inactive" && t["values"][0]["value"] == 7.0
+    });
+}
