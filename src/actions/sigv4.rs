@@ -97,6 +97,15 @@ pub fn uri_encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
+/// An `application/x-www-form-urlencoded` body as the AWS SDKs write it for
+/// Query APIs (Python's `urlencode`): unreserved characters kept, a space as
+/// `+`, everything else `%XX`. Servers that re-encode the parsed form to check
+/// a signature (moto) then hash the very same bytes.
+pub fn form_body(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| uri_encode(s, false).replace("%20", "+");
+    pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
 /// Decodes `%XX` (and `+` as a space) so a query can be re-encoded canonically.
 fn uri_decode(s: &str) -> String {
     fn hex_digit(b: u8) -> Option<u8> {
@@ -326,5 +335,6 @@ mod tests {
         assert_eq!(canonical_query("b=2&a=%7e1&a=0"), "a=0&a=~1&b=2");
         assert_eq!(canonical_query(""), "");
         assert_eq!(canonical_query("flag"), "flag=");
+        assert_eq!(form_body(&[("A", "x y+z"), ("B", "~ok&")]), "A=x+y%2Bz&B=~ok%26");
     }
 }

@@ -64,11 +64,7 @@ fn region(ex: &Executor, s: &Sns) -> Result<String, ActionError> {
 
 /// `Action=Publish&Message=...&TopicArn=...&Version=2010-03-31`.
 fn form(topic_arn: &str, message: &str) -> String {
-    [("Action", "Publish"), ("Message", message), ("TopicArn", topic_arn), ("Version", API_VERSION)]
-        .iter()
-        .map(|(k, v)| format!("{k}={}", sigv4::uri_encode(v, false)))
-        .collect::<Vec<_>>()
-        .join("&")
+    sigv4::form_body(&[("Action", "Publish"), ("Message", message), ("TopicArn", topic_arn), ("Version", API_VERSION)])
 }
 
 /// The text of the first `<tag>...</tag>`, XML entities decoded.
@@ -158,7 +154,7 @@ mod tests {
     fn form_encoding() {
         assert_eq!(
             form("arn:aws:sns:us-east-1:1:t", "web is hot & 90%"),
-            "Action=Publish&Message=web%20is%20hot%20%26%2090%25&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A1%3At&Version=2010-03-31"
+            "Action=Publish&Message=web+is+hot+%26+90%25&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A1%3At&Version=2010-03-31"
         );
     }
 
