@@ -7,7 +7,7 @@
 # Debian/Ubuntu: missing tools are installed with apt-get (via sudo unless
 # root). Elsewhere, install them yourself: sshd (OpenSSH server), ssh,
 # ssh-keygen, git, python3, sudo, script (util-linux), snmpd (net-snmp),
-# redis-server, a JDK with Jolokia and Jetty jars.
+# redis-server, a JDK with Jolokia and Jetty jars, and moto[server] (pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +49,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
         echo "error: missing ${missing[*]} and no apt-get; install them and re-run" >&2
         exit 1
     fi
+fi
+
+# moto_server (AWS API emulator) for the SNS action tests; pip, since Debian
+# does not package it. Debian's Python refuses plain pip installs (PEP 668),
+# hence the --user --break-system-packages fallback.
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+    echo "==> installing moto[server] (pip)" >&2
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip
+    fi
+    python3 -m pip install --quiet 'moto[server]' 2>/dev/null \
+        || python3 -m pip install --quiet --user --break-system-packages 'moto[server]'
 fi
 
 # sshd needs its privilege separation directory (it lives on a tmpfs).

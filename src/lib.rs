@@ -23,9 +23,11 @@
 //! | [`apply`] | lock, stale check, run changes through providers, commit state |
 //! | [`exec`] | playbook steps, rendering, the `Transport` seam (ssh, local), target resolution |
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |
+//! | [`actions`] | what a fired trigger does: scale (a desired-count mutation), run a playbook, notify (webhook, SNS) |
 //! | [`survey`] | one-shot fleet survey: poll `/status` on many hosts, exact QoS verdict, aggregate, report files |
 //! | [`cli`] | the command line: the only place that constructs backends |
 
+pub mod actions;
 pub mod apply;
 pub mod cli;
 pub mod config;

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod actions;
 mod architecture;
 mod collect;
 mod config_fixtures;
