@@ -15,20 +15,17 @@
 //!
 //! Owns: [`convert`]. Must not depend on: IO, printing.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod export;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use super::render::{comment, flow, literal_template, quote};
-use super::{counter_name, sanitize_name, Conversion, DocName, ImportError, OutFile, Problem};
-
-/// The object types of a monscale export.
-pub const KNOWN_TYPES: [&str; 4] = ["ScaleAction", "Threshold", "ServiceInfrastructure", "MonitoredService"];
-
-/// Runtime-state models a `dumpdata` may hold; they carry no configuration
-/// and are skipped.
-const RUNTIME_TYPES: [&str; 3] = ["ExecutedAction", "AlarmIndicator", "ActionIndicator"];
+use super::{counter_name, sanitize_name, Conversion, DocName, ImportError, OutFile};
+use export::{found, known_list, read_objects, Action, Export, Infra, Problems, Service, Threshold};
+pub use export::KNOWN_TYPES;
 
 /// The metric kinds (`Threshold.metric`) that have a scaler source.
 pub const METRICS: [&str; 3] = ["snmp_oid", "snmp_oid_service_avg", "redis_list_length"];
@@ -41,9 +38,6 @@ pub const ACTIONS: [&str; 5] = [
     "add_f5_pool_members",
     "del_f5_pool_members",
 ];
-
-/// monscale's default `wisdom_time` (seconds).
-const DEFAULT_WISDOM: u64 = 120;
 
 /// Converts the text of a monscale export. `file` names the export in
 /// messages and in the header of every generated file. Every problem is
@@ -69,400 +63,6 @@ pub fn convert(file: &str, text: &str) -> Result<Conversion, ImportError> {
         Ok(conv)
     } else {
         Err(ImportError::Invalid { file: file.to_string(), problems: p.dedup() })
-    }
-}
-
-/// Problems found so far.
-#[derive(Default)]
-struct Problems(Vec<Problem>);
-
-impl Problems {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem { path: path.into(), message: message.into() });
-    }
-
-    fn dedup(self) -> Vec<Problem> {
-        let mut seen = HashSet::new();
-        self.0.into_iter().filter(|p| seen.insert((p.path.clone(), p.message.clone()))).collect()
-    }
-}
-
-/// One object of the export, with its type recognised.
-struct Raw<'a> {
-    index: usize,
-    ty: &'static str,
-    pk: Option<&'a Value>,
-    /// Path of the object's fields (`$[3]` or `$[3].fields`).
-    path: String,
-    fields: &'a Map<String, Value>,
-}
-
-fn type_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn known_list(items: &[&str]) -> String {
-    items.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
-}
-
-fn read_objects<'a>(text: &str, p: &mut Problems) -> Vec<Value> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Array(items)) => items,
-        Ok(other) => {
-            p.push("$", format!("expected a JSON array of monscale objects (the output of `./manage.py export`), found {}", type_of(&other)));
-            Vec::new()
-        }
-        Err(e) => {
-            p.push("$", format!("not valid JSON: {e}"));
-            Vec::new()
-        }
-    }
-}
-
-/// Recognises one array item: monscale's export form (`type`) or Django's
-/// `dumpdata` form (`model`, `pk`, `fields`).
-fn recognise<'a>(index: usize, item: &'a Value, p: &mut Problems) -> Option<Raw<'a>> {
-    let at = format!("$[{index}]");
-    let Value::Object(obj) = item else {
-        p.push(at, format!("expected an object, found {}", type_of(item)));
-        return None;
-    };
-    if let Some(ty) = obj.get("type") {
-        let Some(name) = ty.as_str() else {
-            p.push(format!("{at}.type"), format!("expected a string, found {}", type_of(ty)));
-            return None;
-        };
-        let Some(known) = KNOWN_TYPES.iter().find(|k| **k == name) else {
-            p.push(at, format!("unknown object type `{name}` (known types: {})", known_list(&KNOWN_TYPES)));
-            return None;
-        };
-        return Some(Raw { index, ty: known, pk: None, path: at, fields: obj });
-    }
-    if let Some(model) = obj.get("model") {
-        return recognise_dumpdata(index, obj, model, p);
-    }
-    p.push(at, "object has neither `type` (a monscale export) nor `model` (a Django dumpdata)");
-    None
-}
-
-fn recognise_dumpdata<'a>(index: usize, obj: &'a Map<String, Value>, model: &'a Value, p: &mut Problems) -> Option<Raw<'a>> {
-    let at = format!("$[{index}]");
-    let Some(name) = model.as_str() else {
-        p.push(format!("{at}.model"), format!("expected a string, found {}", type_of(model)));
-        return None;
-    };
-    let short = name.rsplit('.').next().unwrap_or(name);
-    let app_ok = name.starts_with("monscale.");
-    let all: Vec<&'static str> = KNOWN_TYPES.iter().chain(RUNTIME_TYPES.iter()).copied().collect();
-    let Some(ty) = all.iter().copied().find(|t| app_ok && t.eq_ignore_ascii_case(short)) else {
-        let known: Vec<String> = KNOWN_TYPES.iter().map(|t| format!("monscale.{}", t.to_lowercase())).collect();
-        let known: Vec<&str> = known.iter().map(String::as_str).collect();
-        p.push(at, format!("unknown object type `{name}` (known types: {})", known_list(&known)));
-        return None;
-    };
-    for key in obj.keys().filter(|k| !["model", "pk", "fields"].contains(&k.as_str())) {
-        p.push(format!("{at}.{key}"), format!("unknown key `{key}` in a dumpdata object (known: `model`, `pk`, `fields`)"));
-    }
-    if RUNTIME_TYPES.contains(&ty) {
-        return None;
-    }
-    match obj.get("fields") {
-        Some(Value::Object(fields)) => Some(Raw { index, ty, pk: obj.get("pk"), path: format!("{at}.fields"), fields }),
-        Some(other) => {
-            p.push(format!("{at}.fields"), format!("expected an object, found {}", type_of(other)));
-            None
-        }
-        None => {
-            p.push(at, "missing field `fields`");
-            None
-        }
-    }
-}
-
-/// Typed access to an object's fields, recording every problem.
-struct Fields<'a, 'p> {
-    raw: &'a Raw<'a>,
-    p: &'p mut Problems,
-}
-
-impl<'a> Fields<'a, '_> {
-    fn path(&self, key: &str) -> String {
-        format!("{}.{key}", self.raw.path)
-    }
-
-    /// Reports fields other than `known` (and `type`).
-    fn only(&mut self, known: &[&str]) {
-        for key in self.raw.fields.keys() {
-            if key != "type" && !known.contains(&key.as_str()) {
-                let msg = format!("unknown field `{key}` of {} (known: {})", self.raw.ty, known_list(known));
-                self.p.push(self.path(key), msg);
-            }
-        }
-    }
-
-    fn get(&mut self, key: &str, required: bool) -> Option<&'a Value> {
-        match self.raw.fields.get(key) {
-            None if required => {
-                let msg = format!("missing field `{key}` of {}", self.raw.ty);
-                self.p.push(self.raw.path.clone(), msg);
-                None
-            }
-            v => v,
-        }
-    }
-
-    fn string(&mut self, key: &str) -> Option<String> {
-        let v = self.get(key, true)?;
-        match v.as_str() {
-            Some(s) => Some(s.to_string()),
-            None => {
-                self.p.push(self.path(key), format!("expected a string, found {}", type_of(v)));
-                None
-            }
-        }
-    }
-
-    fn count(&mut self, key: &str, default: Option<u64>) -> Option<u64> {
-        let Some(v) = self.get(key, default.is_none()) else {
-            return default;
-        };
-        match v.as_u64() {
-            Some(n) => Some(n),
-            None => {
-                self.p.push(self.path(key), format!("expected a whole number of 0 or more, found {}", found(v)));
-                None
-            }
-        }
-    }
-
-    fn number(&mut self, key: &str) -> Option<Number> {
-        match self.get(key, true)? {
-            Value::Number(n) => Some(n.clone()),
-            v => {
-                self.p.push(self.path(key), format!("expected a number, found {}", found(v)));
-                None
-            }
-        }
-    }
-
-    fn boolean(&mut self, key: &str, default: bool) -> Option<bool> {
-        match self.get(key, false) {
-            None => Some(default),
-            Some(Value::Bool(b)) => Some(*b),
-            Some(v) => {
-                self.p.push(self.path(key), format!("expected true or false, found {}", found(v)));
-                None
-            }
-        }
-    }
-
-    /// A reference: a name (export form) or a primary key (dumpdata).
-    fn reference(&mut self, key: &str, v: &'a Value) -> Option<Ref> {
-        match v {
-            Value::String(s) => Some(Ref { path: key.to_string(), key: RefKey::Name(s.clone()) }),
-            Value::Number(_) => Some(Ref { path: key.to_string(), key: RefKey::Pk(v.to_string()) }),
-            other => {
-                self.p.push(key.to_string(), format!("expected a name or a primary key, found {}", found(other)));
-                None
-            }
-        }
-    }
-
-    fn references(&mut self, key: &str) -> Option<Vec<Ref>> {
-        let v = self.get(key, true)?;
-        let Value::Array(items) = v else {
-            self.p.push(self.path(key), format!("expected an array, found {}", found(v)));
-            return None;
-        };
-        let base = self.path(key);
-        Some(items.iter().enumerate().filter_map(|(i, item)| self.reference(&format!("{base}[{i}]"), item)).collect())
-    }
-
-    /// The JSON `data` field: an object, or a string holding one (dumpdata).
-    fn data(&mut self, key: &str) -> Option<Map<String, Value>> {
-        let v = self.get(key, true)?;
-        let parsed = match v {
-            Value::String(s) => match serde_json::from_str::<Value>(s) {
-                Ok(inner) => inner,
-                Err(e) => {
-                    self.p.push(self.path(key), format!("`{key}` holds no valid JSON: {e}"));
-                    return None;
-                }
-            },
-            other => other.clone(),
-        };
-        match parsed {
-            Value::Object(m) => Some(m),
-            other => {
-                self.p.push(self.path(key), format!("expected a JSON object, found {}", found(&other)));
-                None
-            }
-        }
-    }
-}
-
-/// A value for a message: short values shown, long ones named by type.
-fn found(v: &Value) -> String {
-    let text = v.to_string();
-    if text.len() <= 40 {
-        format!("`{text}`")
-    } else {
-        type_of(v).to_string()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum RefKey {
-    Name(String),
-    Pk(String),
-}
-
-/// A reference from one object to another, with its own JSON path.
-#[derive(Debug, Clone)]
-struct Ref {
-    path: String,
-    key: RefKey,
-}
-
-struct Action {
-    index: usize,
-    pk: Option<String>,
-    path: String,
-    name: String,
-    kind: String,
-    data: Map<String, Value>,
-}
-
-struct Threshold {
-    index: usize,
-    path: String,
-    assessment: String,
-    time_limit: u64,
-    metric: String,
-    operand: String,
-    value: Number,
-}
-
-struct Infra {
-    index: usize,
-    name: String,
-    min: u64,
-    max: u64,
-}
-
-struct Service {
-    index: usize,
-    path: String,
-    name: String,
-    thresholds: Vec<Ref>,
-    actions: Vec<Ref>,
-    active: bool,
-    wisdom: u64,
-    data: Map<String, Value>,
-    infra: Option<Ref>,
-}
-
-/// Everything read from the export, with lookups by name and by pk.
-#[derive(Default)]
-struct Export {
-    actions: Vec<Action>,
-    thresholds: Vec<Threshold>,
-    infras: Vec<Infra>,
-    services: Vec<Service>,
-    keys: HashMap<(&'static str, RefKey), usize>,
-}
-
-impl Export {
-    fn index(items: &[Value], p: &mut Problems) -> Export {
-        let raws: Vec<Raw<'_>> = items.iter().enumerate().filter_map(|(i, item)| recognise(i, item, p)).collect();
-        let mut ex = Export::default();
-        for raw in &raws {
-            ex.read(raw, p);
-        }
-        ex
-    }
-
-    fn read(&mut self, raw: &Raw<'_>, p: &mut Problems) {
-        let mut f = Fields { raw, p };
-        let pk = raw.pk.map(Value::to_string);
-        let (name, slot) = match raw.ty {
-            "ScaleAction" => {
-                f.only(&["name", "action", "data"]);
-                let (name, kind, data) = (f.string("name"), f.string("action"), f.data("data"));
-                let (Some(name), Some(kind), Some(data)) = (name, kind, data) else { return };
-                self.actions.push(Action { index: raw.index, pk: pk.clone(), path: raw.path.clone(), name: name.clone(), kind, data });
-                (name, self.actions.len() - 1)
-            }
-            "Threshold" => {
-                f.only(&["assessment", "time_limit", "metric", "operand", "value"]);
-                let a = f.string("assessment");
-                let t = f.count("time_limit", None);
-                let (m, o, v) = (f.string("metric"), f.string("operand"), f.number("value"));
-                let (Some(assessment), Some(time_limit), Some(metric), Some(operand), Some(value)) = (a, t, m, o, v) else { return };
-                let path = raw.path.clone();
-                self.thresholds.push(Threshold { index: raw.index, path, assessment: assessment.clone(), time_limit, metric, operand, value });
-                (assessment, self.thresholds.len() - 1)
-            }
-            "ServiceInfrastructure" => {
-                f.only(&["name", "max_nodes", "min_nodes"]);
-                let (n, max, min) = (f.string("name"), f.count("max_nodes", Some(8)), f.count("min_nodes", Some(1)));
-                let (Some(name), Some(max), Some(min)) = (n, max, min) else { return };
-                self.infras.push(Infra { index: raw.index, name: name.clone(), min, max });
-                (name, self.infras.len() - 1)
-            }
-            _ => {
-                f.only(&["name", "threshold", "action", "active", "wisdom_time", "data", "infrastructure", "scale_type"]);
-                let (n, t, a) = (f.string("name"), f.references("threshold"), f.references("action"));
-                let (active, wisdom, data) = (f.boolean("active", true), f.count("wisdom_time", Some(DEFAULT_WISDOM)), f.data("data"));
-                let infra = match f.get("infrastructure", false) {
-                    None | Some(Value::Null) => None,
-                    Some(v) => {
-                        let at = f.path("infrastructure");
-                        f.reference(&at, v)
-                    }
-                };
-                let (Some(name), Some(thresholds), Some(actions), Some(active), Some(wisdom), Some(data)) = (n, t, a, active, wisdom, data) else { return };
-                let path = raw.path.clone();
-                self.services.push(Service { index: raw.index, path, name: name.clone(), thresholds, actions, active, wisdom, data, infra });
-                (name, self.services.len() - 1)
-            }
-        };
-        let natural = (raw.ty, RefKey::Name(name.clone()));
-        if let Some(first) = self.keys.get(&natural) {
-            p.push(format!("{}.{}", raw.path, natural_key(raw.ty)), format!("duplicate {} `{name}` (the first is object {first} of its type)", raw.ty));
-        } else {
-            self.keys.insert(natural, slot);
-        }
-        if let Some(pk) = pk {
-            self.keys.insert((raw.ty, RefKey::Pk(pk)), slot);
-        }
-    }
-
-    fn lookup(&self, ty: &'static str, r: &Ref, p: &mut Problems) -> Option<usize> {
-        let found = self.keys.get(&(ty, r.key.clone())).copied();
-        if found.is_none() {
-            let what = match &r.key {
-                RefKey::Name(n) => format!("no {ty} with {} `{n}` in the export", natural_key(ty)),
-                RefKey::Pk(pk) => format!("no {ty} with pk {pk} in the export"),
-            };
-            p.push(r.path.clone(), what);
-        }
-        found
-    }
-}
-
-fn natural_key(ty: &str) -> &'static str {
-    if ty == "Threshold" {
-        "assessment"
-    } else {
-        "name"
     }
 }
 
@@ -743,7 +343,7 @@ fn convert_service(ex: &Export, svc: &Service, label: &str, p: &mut Problems) ->
         p.push(format!("{}.name", svc.path), format!("service name `{}` has no letter or digit to make a scaler name from", svc.name));
         return None;
     };
-    let Some(counter_base) = counter_name(&svc.name) else { return None };
+    let counter_base = counter_name(&svc.name)?;
     let infra = svc.infra.as_ref().and_then(|r| ex.lookup("ServiceInfrastructure", r, p)).map(|i| &ex.infras[i]);
     let group = match infra {
         Some(i) => match sanitize_name(&i.name) {
@@ -816,7 +416,8 @@ fn convert_service(ex: &Export, svc: &Service, label: &str, p: &mut Problems) ->
         }
     }
 
-    let header = header(label, svc, &thresholds, &actions, infra, group.as_deref(), &sources, &then);
+    let parts = Parts { thresholds: &thresholds, actions: &actions, infra, group: group.as_deref(), sources: &sources, then: &then };
+    let header = header(label, svc, &parts);
     let mut docs = Vec::new();
     let mut text = header;
     for s in sources.values() {
@@ -833,17 +434,18 @@ fn convert_service(ex: &Export, svc: &Service, label: &str, p: &mut Problems) ->
     Some(OutFile { file_name: format!("monscale-{base}.yaml"), source: svc.name.clone(), docs, text })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn header(
-    label: &str,
-    svc: &Service,
-    thresholds: &[&Threshold],
-    actions: &[&Action],
-    infra: Option<&Infra>,
-    group: Option<&str>,
-    sources: &BTreeMap<usize, Source>,
-    then: &[ThenItem],
-) -> String {
+/// What one service was converted into, for its header comment.
+struct Parts<'a> {
+    thresholds: &'a [&'a Threshold],
+    actions: &'a [&'a Action],
+    infra: Option<&'a Infra>,
+    group: Option<&'a str>,
+    sources: &'a BTreeMap<usize, Source>,
+    then: &'a [ThenItem],
+}
+
+fn header(label: &str, svc: &Service, parts: &Parts<'_>) -> String {
+    let Parts { thresholds, actions, infra, group, sources, then } = *parts;
     let list = |items: Vec<String>| if items.is_empty() { "none".to_string() } else { items.join(", ") };
     let mut lines = vec![
         format!("# Imported by `scaler import monscale` from `{}`: MonitoredService `{}` (object {}).", comment(label), comment(&svc.name), svc.index),
