@@ -24,6 +24,7 @@
 //! | [`exec`] | playbook steps, rendering, the `Transport` seam (ssh, local), target resolution |
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |
 //! | [`actions`] | what a fired trigger does: scale (a desired-count mutation), run a playbook, notify (webhook, SNS) |
+//! | [`import`] | converting older tools' exports (monscale) into scaler YAML, written all or nothing |
 //! | [`survey`] | one-shot fleet survey: poll `/status` on many hosts, exact QoS verdict, aggregate, report files |
 //! | [`cli`] | the command line: the only place that constructs backends |
 
@@ -32,6 +33,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod exec;
+pub mod import;
 pub mod model;
 pub mod monitor;
 pub mod plan;

@@ -65,6 +65,7 @@ fn modules_keep_to_their_lanes() {
     bad.extend(check("rules", &["std::fs", "tokio", "crate::store::sqlite", "SqliteStore", "crate::cli"], &[]));
     bad.extend(check("actions", &["crate::cli", "println!", "eprintln!"], &[]));
     bad.extend(check("template", &["std::fs", "tokio", "crate::"], &[]));
+    bad.extend(check("import", &["crate::cli", "println!", "eprintln!", "crate::store", "tokio"], &[]));
     assert!(bad.is_empty(), "module rules broken:\n{}", bad.join("\n"));
 }
 

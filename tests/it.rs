@@ -12,6 +12,7 @@ mod collect;
 mod config_fixtures;
 mod exec;
 mod harness_smoke;
+mod import;
 mod plan_apply;
 mod provider_local;
 mod samples;

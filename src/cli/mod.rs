@@ -124,6 +124,9 @@ pub enum Command {
     Run(commands::run::Args),
     /// Poll `/status` on every host of an inventory: QoS verdict, aggregate, report.
     Survey(commands::survey::Args),
+    /// Convert another tool's export into scaler YAML.
+    #[command(subcommand)]
+    Import(commands::import::ImportCommand),
 }
 
 /// Entry point of the binary.
@@ -160,6 +163,7 @@ pub fn main() -> ExitCode {
         Command::Exec(a) => commands::exec::run(a, &ui),
         Command::Run(a) => commands::run::run(a, &ui),
         Command::Survey(a) => commands::survey::run(a, &ui),
+        Command::Import(c) => commands::import::run(c, &ui),
     };
     match result {
         Ok(code) => code,

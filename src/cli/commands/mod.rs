@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod collect;
 pub mod exec;
+pub mod import;
 pub mod init;
 pub mod plan;
 pub mod query;

@@ -1,0 +1,133 @@
+//! `scaler import monscale FILE.json`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::cli::{CmdResult, Failure, Ui};
+use crate::import::{monscale, write, Conversion, ImportError};
+
+const MONSCALE_HELP: &str = "\
+Examples:
+  scaler import monscale export.json --out monitoring/    write monitoring/monscale-<service>.yaml
+  scaler import monscale export.json --dry-run            print the YAML, write nothing
+  scaler import monscale examples/monscale/export.json --out /tmp/x --json
+
+Reads `./manage.py export` output (objects with \"type\") or `./manage.py dumpdata monscale`
+output (objects with \"model\"). Each active MonitoredService becomes one file with a Target and a
+Counter per metric and one Trigger: thresholds ANDed, `for` = the longest time_limit,
+`cooldown` = wisdom_time, `then` from its ScaleActions. Field mapping: docs/import.md.
+Every problem is reported at once; with any problem nothing is written. A second import of the
+same services (a file or a Target/Counter/Trigger name already in --out) is refused.
+Exit codes: 0 imported (or printed), 1 error or refused, 2 usage error.";
+
+/// Importers.
+#[derive(Debug, clap::Subcommand)]
+pub enum ImportCommand {
+    /// Convert a monscale JSON export (MonitoredService, Threshold, ScaleAction) to YAML.
+    #[command(after_help = MONSCALE_HELP)]
+    Monscale(MonscaleArgs),
+}
+
+/// `import monscale`.
+#[derive(Debug, clap::Args)]
+pub struct MonscaleArgs {
+    /// The export (JSON).
+    pub file: PathBuf,
+    /// Directory to write `monscale-<service>.yaml` files into (created when missing).
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+    /// Print the YAML instead of writing it (conflicts are still checked).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command.
+pub fn run(cmd: ImportCommand, ui: &Ui) -> CmdResult {
+    match cmd {
+        ImportCommand::Monscale(a) => run_monscale(a, ui),
+    }
+}
+
+fn run_monscale(args: MonscaleArgs, ui: &Ui) -> CmdResult {
+    let label = args.file.display().to_string();
+    let result = std::fs::read_to_string(&args.file)
+        .map_err(|source| ImportError::Read { path: label.clone(), source })
+        .and_then(|text| monscale::convert(&label, &text))
+        .and_then(|conv| {
+            let written = if args.dry_run {
+                write::check(&args.out, &conv)?;
+                Vec::new()
+            } else {
+                write::write_all(&args.out, &conv)?
+            };
+            Ok((conv, written))
+        });
+    let (conv, written) = match result {
+        Ok(ok) => ok,
+        Err(e) => return Err(report_error(&e, args.json, ui)),
+    };
+    let planned: Vec<String> = conv.files.iter().map(|f| args.out.join(&f.file_name).display().to_string()).collect();
+    let written: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    if args.json {
+        ui.out(&serde_json::to_string_pretty(&json!({
+            "written": written,
+            "files": planned,
+            "objects": conv.objects,
+            "services": conv.files.iter().map(|f| f.source.clone()).collect::<Vec<_>>(),
+            "skipped": conv.skipped,
+            "dry_run": args.dry_run,
+        }))?);
+    } else if args.dry_run {
+        print_yaml(&conv, &planned, ui);
+    } else {
+        for s in &conv.skipped {
+            ui.warn(&format!("skipped service {s}"));
+        }
+        for w in &written {
+            ui.out(&format!("wrote {w}"));
+        }
+        ui.info(&format!(
+            "Imported {} services from {} objects. Run `scaler validate` on the config repo.",
+            conv.files.len(),
+            conv.objects
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_yaml(conv: &Conversion, planned: &[String], ui: &Ui) {
+    for s in &conv.skipped {
+        ui.warn(&format!("skipped service {s}"));
+    }
+    let parts: Vec<String> = conv
+        .files
+        .iter()
+        .zip(planned)
+        .map(|(f, path)| format!("# ==> {path} <==\n{}", f.text))
+        .collect();
+    if !parts.is_empty() {
+        ui.out(&parts.join("---\n"));
+    }
+}
+
+fn report_error(e: &ImportError, as_json: bool, ui: &Ui) -> Failure {
+    let lines = e.lines();
+    for l in &lines {
+        ui.error(l);
+    }
+    if as_json {
+        let doc = json!({ "written": [], "errors": lines });
+        if let Ok(text) = serde_json::to_string_pretty(&doc) {
+            ui.out(&text);
+        }
+    }
+    if matches!(e, ImportError::Invalid { .. } | ImportError::Exists { .. }) {
+        ui.info("nothing was written");
+    }
+    Failure::printed(1)
+}
