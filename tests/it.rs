@@ -15,5 +15,6 @@ mod plan_apply;
 mod provider_local;
 mod samples;
 mod store;
+mod store_jobs;
 mod survey;
 mod trace;
