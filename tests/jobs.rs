@@ -88,6 +88,7 @@ impl ActionExecutor for Recorder {
                 opened.await;
                 ok(arg.clone())
             }
+            "panic" => panic!("{}", arg.as_str().unwrap()),
             other => Err(ActionFailure::permanent(format!("unknown action `{other}`"))),
         }
     }
@@ -251,15 +252,23 @@ async fn the_last_failed_try_dead_letters_the_job_with_its_error_and_the_others_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_action_dead_letters_the_job_on_its_first_try() {
+async fn an_unknown_action_or_a_panic_dead_letters_the_job_on_its_first_try() {
     let (_dir, path) = temp_db();
     let mut store = open(&path);
-    let jobs = [job("typo@1", json!([{ "ok": 1 }, { "frobnicate": {} }, { "ok": 3 }]), 5), job("no-actions@1", json!(null), 5)];
+    let jobs = [
+        job("typo@1", json!([{ "ok": 1 }, { "frobnicate": {} }, { "ok": 3 }]), 5),
+        job("no-actions@1", json!(null), 5),
+        job("bug@1", json!([{ "panic": "index out of bounds" }]), 5),
+        job("fine@1", json!([{ "ok": 1 }]), 5),
+    ];
     store.save_evaluation(&[], &jobs, now_ms()).unwrap();
     let exec = Arc::new(Recorder::default());
     let pool = Pool::start(&path, &exec, 1, &options("w"));
-    wait_for("jobs settled", || settled(&store, 2)).await;
-    pool.stop().await;
+    wait_for("jobs settled", || settled(&store, 4)).await;
+    let stats = pool.stop().await;
+    assert_eq!((stats[0].dead, stats[0].completed), (3, 1), "the panic did not stop the worker");
+    let j = get(&store, "bug@1");
+    assert_eq!((j.status, j.attempts, j.last_error.as_deref()), (JobStatus::Dead, 1, Some("action 1 of 1: the action panicked: index out of bounds")));
 
     let j = get(&store, "typo@1");
     assert_eq!((j.status, j.attempts), (JobStatus::Dead, 1));

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::{backoff_ms, ActionExecutor, ActionFailure, JobsError, WorkerOptions};
+use super::{backoff_ms, ActionDone, ActionExecutor, ActionFailure, JobsError, WorkerOptions};
 use crate::store::{Job, JobStatus, JobStore, Mutation, SqliteStore, StoreError};
 
 /// What a worker did, returned when it stops.
@@ -112,7 +112,7 @@ pub async fn run_worker(
         match db.call(move |s| s.lease_job(&o, now_ms(), lease_ms)).await {
             Ok(Some(job)) => {
                 stats.leased += 1;
-                let run = Run { db: &db, exec: exec.as_ref(), opts: &opts, shutdown: &shutdown };
+                let run = Run { db: &db, exec: &exec, opts: &opts, shutdown: &shutdown };
                 run.job(job, &mut stats).await;
             }
             Ok(None) => idle(opts.poll_ms, &mut shutdown).await,
@@ -152,7 +152,7 @@ enum Outcome {
 /// One leased job being run.
 struct Run<'a> {
     db: &'a Db,
-    exec: &'a dyn ActionExecutor,
+    exec: &'a Arc<dyn ActionExecutor>,
     opts: &'a WorkerOptions,
     shutdown: &'a watch::Receiver<bool>,
 }
@@ -192,7 +192,7 @@ impl Run<'_> {
             if lost.load(Ordering::SeqCst) {
                 return Outcome::Lost;
             }
-            let done = match self.exec.execute(job, index, action).await {
+            let done = match self.execute(job, index, action).await {
                 Ok(done) => done,
                 Err(failure) => return Outcome::Failed { index, failure },
             };
@@ -206,6 +206,22 @@ impl Run<'_> {
             }
         }
         Outcome::Completed(results)
+    }
+
+    /// Runs one action in its own task, so that a panicking executor fails
+    /// the job (for good: a panic is a bug) instead of killing the worker.
+    async fn execute(&self, job: &Job, index: usize, action: &Value) -> Result<ActionDone, ActionFailure> {
+        let (exec, job, action) = (Arc::clone(self.exec), job.clone(), action.clone());
+        match tokio::spawn(async move { exec.execute(&job, index, &action).await }).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let detail = match e.try_into_panic() {
+                    Ok(payload) => panic_message(payload.as_ref()),
+                    Err(e) => e.to_string(),
+                };
+                Err(ActionFailure::permanent(format!("the action panicked: {detail}")))
+            }
+        }
     }
 
     async fn progress(&self, id: i64, done: usize, result: Value, mutations: Vec<Mutation>) -> Result<(), JobsError> {
@@ -274,6 +290,17 @@ impl Run<'_> {
         } else {
             tracing::error!(worker = %self.db.worker, job = job.id, error = %e, "could not record the job's progress; it runs again once its lease runs out");
         }
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "(no message)".to_owned()
     }
 }
 

@@ -145,7 +145,7 @@ pub struct Job {
     pub last_error: Option<String>,
     /// Enqueued at (ms).
     pub created_ms: i64,
-    /// Last change of status or lease (ms).
+    /// Last change of status: enqueued, leased, retried, done, dead (ms).
     pub updated_ms: i64,
 }
 
