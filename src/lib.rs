@@ -15,13 +15,14 @@
 //! | [`model`] | the config format: one type per kind, durations |
 //! | [`config`] | load a repo, YAML with positions, schema check, compile, diagnostics |
 //! | [`template`] | minijinja environments (strict undefined, shell-quoting) |
-//! | [`store`] | the `Store` seam and its SQLite backend: state, serial, lineage, lock lease |
+//! | [`store`] | the `Store` seam and its SQLite backend: state, serial, lineage, lock lease, trigger states, job queue |
 //! | [`monitor`] | collection: the `Collector` seam, sources, parsers, scheduler |
 //! | [`provider`] | the `Provider` seam (describe/launch/terminate) and the `local` provider |
 //! | [`plan`] | `diff(desired, recorded, observed) -> Plan`, rendering, plan files |
 //! | [`policy`] | guardrails evaluated against a plan (pure) |
 //! | [`apply`] | lock, stale check, run changes through providers, commit state |
 //! | [`exec`] | playbook steps, rendering, the `Transport` seam (ssh, local), target resolution |
+//! | [`jobs`] | job workers: lease, heartbeat, run actions, retry with backoff, dead-letter |
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |
 //! | [`actions`] | what a fired trigger does: scale (a desired-count mutation), run a playbook, notify (webhook, SNS) |
 //! | [`import`] | converting older tools' exports (monscale) into scaler YAML, written all or nothing |
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod import;
+pub mod jobs;
 pub mod model;
 pub mod monitor;
 pub mod plan;

@@ -138,6 +138,34 @@ pub struct DaemonSettings {
     /// Apply new revisions without approval (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_apply: Option<bool>,
+    /// The durable job queue that runs trigger actions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<JobSettings>,
+}
+
+/// The durable job queue that runs trigger actions: workers, leases, retries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// How many jobs run at once (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub workers: Option<u32>,
+    /// How long a worker holds a job between heartbeats; the job of a worker
+    /// that died runs again after this (default `30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Duration>,
+    /// Tries per job before it is dead-lettered with its last error (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_attempts: Option<u32>,
+    /// Delay before the first retry; it doubles with every try, and each
+    /// delay is drawn at random below that bound (default `1s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Duration>,
+    /// Longest delay between tries (default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_max: Option<Duration>,
 }
 
 /// Where the daemon reads config from.

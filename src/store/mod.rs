@@ -9,10 +9,13 @@
 //! compressed chunks ([`codec`]), range queries, window aggregates, retention
 //! with rollups, raw events.
 //!
+//! Jobs: the durable job queue and persisted trigger states ([`jobs`]).
+//!
 //! Backends: [`sqlite`] (default, embedded). PostgreSQL comes later behind the
 //! same trait. Must not contain domain logic (no diffing, no policy).
 
 pub mod codec;
+pub mod jobs;
 pub mod samples;
 pub mod sqlite;
 pub mod traces;
@@ -22,6 +25,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use jobs::{Enqueued, Job, JobFilter, JobStatus, JobStore, NewJob, TriggerRecord};
 pub use samples::{Agg, Event, Latest, MaintainReport, RangeQuery, Retention, Sample, SampleStore, SampleValue, SeriesKey, SeriesPoints, Selector};
 pub use sqlite::SqliteStore;
 pub use traces::{TraceStatus, TraceStore, TraceTask};
@@ -100,6 +104,15 @@ pub enum StoreError {
     /// No lock with this id.
     #[error("no state lock `{0}` is held")]
     NoSuchLock(String),
+    /// A worker wrote to a job whose lease it no longer holds (it expired
+    /// and another worker took the job, or the job ended).
+    #[error("job {id}: worker `{worker}` no longer holds its lease (it expired and was taken over, or the job ended)")]
+    LeaseLost {
+        /// The job.
+        id: i64,
+        /// The worker that lost it.
+        worker: String,
+    },
 }
 
 /// Result of store operations.

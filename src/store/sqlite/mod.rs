@@ -4,13 +4,15 @@
 //! Owns the database file: opening it (WAL, durable commits, busy timeout),
 //! the schema and its migrations ([`schema`]), reading a consistent
 //! [`Snapshot`], applying a commit atomically, and the lock lease (whose pure
-//! rules live in [`lease`]). It knows nothing of diffing, policy or providers.
+//! rules live in [`lease`]), trigger states and the job queue ([`jobs`]).
+//! It knows nothing of diffing, policy or providers.
 //!
 //! Concurrency: every write is one `BEGIN IMMEDIATE` transaction, so writers
 //! from several handles or processes queue on SQLite's write lock (up to
 //! [`BUSY_TIMEOUT`]) instead of failing; a snapshot is one read transaction and
 //! never blocks nor is blocked by writers (WAL).
 
+pub mod jobs;
 pub mod lease;
 pub mod samples;
 pub mod schema;
@@ -169,17 +171,7 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&db)?;
-        let serial = read_meta(&tx, &self.label)?.serial + 1;
-        let stored = i64::try_from(serial).map_err(|_| StoreError::Corrupt {
-            path: self.label.clone(),
-            what: "meta.serial".into(),
-            detail: format!("serial {serial} out of range"),
-        })?;
-        for mutation in mutations {
-            apply(&tx, mutation, stored).map_err(&db)?;
-        }
-        tx.execute("UPDATE meta SET serial = ?1 WHERE id = 1", [stored])
-            .map_err(&db)?;
+        let serial = commit_in(&tx, &self.label, mutations)?;
         tx.commit().map_err(&db)?;
         tracing::debug!(path = %self.label, serial, mutations = mutations.len(), "state committed");
         Ok(serial)
@@ -340,6 +332,25 @@ fn hostname() -> String {
     nix::unistd::gethostname()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Applies `mutations` and bumps the serial inside the caller's write
+/// transaction (the body of [`Store::commit`], shared with job progress);
+/// returns the new serial. The caller ensures `mutations` is not empty.
+pub(crate) fn commit_in(tx: &Connection, label: &str, mutations: &[Mutation]) -> Result<u64> {
+    let db = db_err(label);
+    let serial = read_meta(tx, label)?.serial + 1;
+    let stored = i64::try_from(serial).map_err(|_| StoreError::Corrupt {
+        path: label.to_owned(),
+        what: "meta.serial".into(),
+        detail: format!("serial {serial} out of range"),
+    })?;
+    for mutation in mutations {
+        apply(tx, mutation, stored).map_err(&db)?;
+    }
+    tx.execute("UPDATE meta SET serial = ?1 WHERE id = 1", [stored])
+        .map_err(&db)?;
+    Ok(serial)
 }
 
 /// Applies one mutation inside the commit's transaction; `serial` is the

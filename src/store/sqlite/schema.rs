@@ -145,8 +145,45 @@ CREATE TABLE trace_tasks (
 ) STRICT;
 "#;
 
+/// Version 4: persisted trigger states (opaque JSON per trigger and key) and
+/// the durable job queue. A job's `idem_key` (`<trigger>@<fire ms>`) is
+/// unique: a second enqueue of one fire is a no-op. Times are ms since the
+/// epoch.
+const V4: &str = r#"
+CREATE TABLE trigger_states (
+    name       TEXT    NOT NULL,
+    state_key  TEXT    NOT NULL,
+    state      TEXT    NOT NULL CHECK (json_valid(state)),
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (name, state_key)
+) STRICT;
+
+CREATE TABLE jobs (
+    id               INTEGER PRIMARY KEY,
+    idem_key         TEXT    NOT NULL UNIQUE,
+    trigger_name     TEXT    NOT NULL,
+    fired_at_ms      INTEGER NOT NULL,
+    revision         TEXT,
+    payload          TEXT    NOT NULL CHECK (json_valid(payload)),
+    status           TEXT    NOT NULL CHECK (status IN ('queued', 'leased', 'done', 'dead')),
+    attempts         INTEGER NOT NULL CHECK (attempts >= 0),
+    max_attempts     INTEGER NOT NULL CHECK (max_attempts >= 1),
+    run_after_ms     INTEGER NOT NULL,
+    lease_owner      TEXT,
+    lease_expires_ms INTEGER,
+    actions_done     INTEGER NOT NULL CHECK (actions_done >= 0),
+    result           TEXT    NOT NULL CHECK (json_valid(result)),
+    last_error       TEXT,
+    created_ms       INTEGER NOT NULL,
+    updated_ms       INTEGER NOT NULL
+) STRICT;
+CREATE INDEX jobs_due ON jobs (status, run_after_ms);
+CREATE INDEX jobs_lease ON jobs (status, lease_expires_ms);
+CREATE INDEX jobs_by_trigger ON jobs (trigger_name, id);
+"#;
+
 /// The migrations, oldest first.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes and understands.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
