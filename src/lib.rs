@@ -22,6 +22,7 @@
 //! | [`policy`] | guardrails evaluated against a plan (pure) |
 //! | [`apply`] | lock, stale check, run changes through providers, commit state |
 //! | [`exec`] | playbook steps, rendering, the `Transport` seam (ssh, local), target resolution |
+//! | [`inputs`] | passive inputs: push endpoint, Alertmanager webhook, SNMP traps -> samples by receipt time |
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |
 //! | [`survey`] | one-shot fleet survey: poll `/status` on many hosts, exact QoS verdict, aggregate, report files |
 //! | [`cli`] | the command line: the only place that constructs backends |
@@ -30,6 +31,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod exec;
+pub mod inputs;
 pub mod model;
 pub mod monitor;
 pub mod plan;

@@ -11,6 +11,7 @@ mod collect;
 mod config_fixtures;
 mod exec;
 mod harness_smoke;
+mod inputs;
 mod plan_apply;
 mod provider_local;
 mod samples;
