@@ -6,7 +6,7 @@
 #
 # Debian/Ubuntu: missing tools are installed with apt-get (via sudo unless
 # root). Elsewhere, install them yourself: sshd (OpenSSH server), ssh,
-# ssh-keygen, git, python3, sudo, script (util-linux), snmpd (net-snmp),
+# ssh-keygen, git, python3, sudo, script (util-linux), snmpd and snmptrap (net-snmp),
 # redis-server, a JDK with Jolokia and Jetty jars, and moto[server] (pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,8 @@ missing=()
 command -v git >/dev/null || missing+=(git)
 command -v python3 >/dev/null || missing+=(python3)
 [ -x /usr/sbin/snmpd ] || missing+=(snmpd)
+# snmptrap/snmpinform send real traps to the trap receiver
+command -v snmptrap >/dev/null || missing+=(snmp)
 command -v redis-server >/dev/null || missing+=(redis-server)
 # a real Jolokia agent: Jolokia's servlet in embedded Jetty, on the JDK
 command -v javac >/dev/null || missing+=(default-jdk-headless)

@@ -23,6 +23,7 @@
 //! | [`apply`] | lock, stale check, run changes through providers, commit state |
 //! | [`exec`] | playbook steps, rendering, the `Transport` seam (ssh, local), target resolution |
 //! | [`jobs`] | job workers: lease, heartbeat, run actions, retry with backoff, dead-letter |
+//! | [`inputs`] | passive inputs: push endpoint, Alertmanager webhook, SNMP traps -> samples by receipt time |
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |
 //! | [`actions`] | what a fired trigger does: scale (a desired-count mutation), run a playbook, notify (webhook, SNS) |
 //! | [`import`] | converting older tools' exports (monscale) into scaler YAML, written all or nothing |
@@ -33,9 +34,11 @@ pub mod actions;
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod exec;
 pub mod import;
 pub mod jobs;
+pub mod inputs;
 pub mod model;
 pub mod monitor;
 pub mod plan;

@@ -106,6 +106,10 @@ pub enum Command {
     Destroy(commands::apply::DestroyArgs),
     /// Set a group's desired node count (within min..max); apply launches or retires nodes.
     Scale(commands::scale::Args),
+    /// Collect, evaluate triggers, run action jobs and receive pushes, alerts and traps, until stopped.
+    Daemon(commands::daemon::Args),
+    /// Every trigger's state, why it last fired, and the job queue.
+    Status(commands::status::Args),
     /// Collect counters at their intervals (or once) into the time-series store.
     Collect(commands::collect::Args),
     /// Print a counter's stored series over a time range.
@@ -155,6 +159,8 @@ pub fn main() -> ExitCode {
         Command::Apply(a) => commands::apply::run(a, &ui),
         Command::Destroy(a) => commands::apply::run_destroy(a, &ui),
         Command::Scale(a) => commands::scale::run(a, &ui),
+        Command::Daemon(a) => commands::daemon::run(a, &ui),
+        Command::Status(a) => commands::status::run(a, &ui),
         Command::Collect(a) => commands::collect::run(a, &ui),
         Command::Query(a) => commands::query::run(a, &ui),
         Command::Trace(c) => commands::trace::run(c, &ui),

@@ -291,8 +291,7 @@ pub async fn run(config: Arc<Config>, opts: Options, reconcile: Option<Reconcile
     }
 
     if opts.workers > 0 {
-        let exec_opts = ExecutorOptions::new(opts.store_path.clone());
-        let executor = Executor::new(config.clone(), ExecutorOptions { root: opts.root.clone(), ..exec_opts })
+        let executor = Executor::new(config.clone(), ExecutorOptions::new(opts.store_path.clone()))
             .map_err(|e| DaemonError::Other(e.message))?;
         let glue: Arc<dyn ActionExecutor> = Arc::new(Glue { executor });
         let settings = config.project.spec.daemon.as_ref().and_then(|d| d.jobs.as_ref());

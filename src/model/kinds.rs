@@ -138,9 +138,16 @@ pub struct DaemonSettings {
     /// Apply new revisions without approval (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_apply: Option<bool>,
+    /// How often triggers are evaluated (default `10s`); evaluations are
+    /// aligned to the clock (multiples of the interval since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_interval: Option<Duration>,
     /// The durable job queue that runs trigger actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<JobSettings>,
+    /// The SNMP trap receiver (counters with source `trap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traps: Option<TrapSettings>,
 }
 
 /// The durable job queue that runs trigger actions: workers, leases, retries.
@@ -166,6 +173,19 @@ pub struct JobSettings {
     /// Longest delay between tries (default `5m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_max: Option<Duration>,
+}
+
+/// The SNMP trap receiver of `scaler daemon` (v1 and v2c traps and informs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrapSettings {
+    /// UDP listen address (default `127.0.0.1:9162`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// The community a trap must carry (default `public`); traps with another
+    /// community are dropped and informs with another community are not answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub community: Option<SecretRef>,
 }
 
 /// Where the daemon reads config from.

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod collect;
+pub mod daemon;
 pub mod exec;
 pub mod import;
 pub mod init;
@@ -13,6 +14,7 @@ pub mod run;
 pub mod scale;
 pub mod schema;
 pub mod state;
+pub mod status;
 pub mod survey;
 pub mod trace;
 pub mod validate;
