@@ -402,6 +402,45 @@ fn alertmanager_refuses_other_versions_and_garbage_with_400() {
     assert_eq!((status, body["accepted"].as_u64()), (200, Some(1)));
 }
 
+/// A store that refuses the first write (a full disk, a locked database).
+struct RefusesOnce(StoreSink, std::sync::atomic::AtomicBool);
+
+impl InputSink for RefusesOnce {
+    fn accept(&self, samples: Vec<Sample>) -> Result<(), String> {
+        if self.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err("database is locked".into());
+        }
+        self.0.accept(samples)
+    }
+}
+
+#[test]
+fn a_refused_write_is_503_and_the_resent_alert_is_not_a_duplicate() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let sink = Arc::new(RefusesOnce(StoreSink(Mutex::new(SqliteStore::open(&db).unwrap())), true.into()));
+    let cfg = InputConfig::from_counters(&[alert_counter("down", "Down", &[])]);
+    let router = inputs::router(inputs::shared(cfg), sink, inputs::system_clock());
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}/api/v1/alerts", listener.local_addr().unwrap());
+    rt.spawn(async move { axum::serve(listener, router).await });
+    let body = notification("firing", vec![alert("firing", "f1", json!({"alertname": "Down", "instance": "db-01"}))]);
+    let post = || {
+        rt.block_on(async {
+            let resp = reqwest::Client::new().post(&url).body(body.clone()).send().await.unwrap();
+            (resp.status().as_u16(), serde_json::from_str::<Value>(&resp.text().await.unwrap()).unwrap())
+        })
+    };
+    let (status, resp) = post();
+    assert_eq!(status, 503, "{resp}");
+    assert!(resp["error"].as_str().unwrap().contains("database is locked"));
+    assert!(SqliteStore::open(&db).unwrap().raw(&Selector::counter("down"), 0, i64::MAX).unwrap().is_empty());
+    let (status, resp) = post();
+    assert_eq!((status, resp), (200, json!({"accepted": 1, "duplicates": 0, "unmatched": 0})), "Alertmanager's retry is recorded, not taken as a duplicate");
+    assert_eq!(SqliteStore::open(&db).unwrap().raw(&Selector::counter("down"), 0, i64::MAX).unwrap()[0].1.len(), 1);
+}
+
 #[test]
 fn a_reloaded_config_takes_effect_without_a_restart() {
     let srv = Inputs::start(InputConfig::from_counters(&[push("old")]));
