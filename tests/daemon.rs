@@ -257,3 +257,70 @@ fn receivers_reject_bad_input_and_keep_serving() {
         t["state"] == "inactive" && t["values"][0]["value"] == 7.0
     });
 }
+
+#[test]
+fn a_scale_action_records_desired_and_the_daemon_applies_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_config(
+        dir,
+        "  - scale: { group: web, by: 1 }",
+        "---\nkind: NodeTemplate\nname: sleeper\nprovider: local\nlocal: { command: exec sleep 600, grace: 1s }\n---\nkind: Group\nname: web\ntemplate: sleeper\nmin: 1\nmax: 2\ndesired: 1\n",
+    );
+    let cli = Cli::new();
+    let out = cli.run(dir, &["apply", "--auto-approve", "."]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let nodes = |cli: &Cli| -> Vec<Value> {
+        let out = cli.run(dir, &["state", "list", "--json", "."]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["nodes"].as_array().cloned().unwrap_or_default()
+    };
+    assert_eq!(nodes(&cli).len(), 1);
+    let d = Daemon::start(&cli, dir, &[]);
+    assert_eq!(d.push("queue", "50").0, 200);
+    wait_until(Duration::from_secs(30), "the daemon to launch the second node", || {
+        nodes(&cli).iter().filter(|n| n["status"] == "running").count() == 2
+    });
+    let s = status(&cli, dir);
+    let job = &s["jobs"][0];
+    assert_eq!(job["status"], "done", "{s}");
+    assert_eq!(job["result"][0]["from"], 1, "{job}");
+    assert_eq!(job["result"][0]["to"], 2, "{job}");
+    // Clamped at max: a second fire would not grow the group past 2.
+    drop(d);
+    let out = cli.run(dir, &["destroy", "--auto-approve", "."]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn an_alertmanager_alert_fires_a_trigger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let hooks = Hooks::start();
+    write_config(
+        dir,
+        "  - notify: { webhook: { url: \"http://127.0.0.1:1/unused\" } }",
+        &format!(
+            "---\nkind: Counter\nname: latency\nsource:\n  alertmanager: {{ alertname: HighLatency }}\n---\nkind: Trigger\nname: paged\nwhen: last(latency) == 1\ncooldown: 1h\nthen:\n  - notify: {{ webhook: {{ url: \"http://127.0.0.1:{}/hook\" }} }}\n",
+            hooks.port
+        ),
+    );
+    let cli = Cli::new();
+    let d = Daemon::start(&cli, dir, &[]);
+    let alert = |status: &str| {
+        format!(
+            r#"{{"version":"4","groupKey":"{{}}:{{alertname=\"HighLatency\"}}","truncatedAlerts":0,"status":"{status}","receiver":"scaler","groupLabels":{{"alertname":"HighLatency"}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://am","alerts":[{{"status":"{status}","labels":{{"alertname":"HighLatency","instance":"web-01"}},"annotations":{{}},"startsAt":"2026-11-21T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prom","fingerprint":"abc123"}}]}}"#
+        )
+    };
+    let (code, body) = http(d.port, "POST", "/api/v1/alerts", &alert("firing"), Some(TOKEN));
+    assert_eq!(code, 200, "{body}");
+    wait_until(Duration::from_secs(15), "the alert's trigger to fire and notify", || hooks.keys().len() == 1);
+    assert!(hooks.keys()[0].starts_with("paged@"), "{:?}", hooks.keys());
+    let (code, _) = http(d.port, "POST", "/api/v1/alerts", &alert("resolved"), Some(TOKEN));
+    assert_eq!(code, 200);
+    wait_until(Duration::from_secs(10), "the resolved alert to clear the trigger", || {
+        let s = status(&cli, dir);
+        let t = trigger(&s, "paged");
+        t["state"] == "cooldown" && t["values"][0]["value"] == 0.0
+    });
+}

@@ -213,7 +213,12 @@ pub async fn run(config: Arc<Config>, opts: Options, reconcile: Option<Reconcile
 
     if opts.collect {
         let (jobs, skipped) = plan_jobs(&config, &snapshot.nodes, &JobFilter::default());
-        for s in &skipped {
+        let passive = |name: &str| {
+            config.counters.get(name).is_some_and(|c| {
+                matches!(c.spec.source, crate::model::Source::Push(_) | crate::model::Source::Alertmanager(_) | crate::model::Source::Trap(_))
+            })
+        };
+        for s in skipped.iter().filter(|s| !passive(&s.counter)) {
             tracing::warn!(counter = %s.counter, reason = %s.reason, "counter not collected");
         }
         if !jobs.is_empty() {

@@ -131,7 +131,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
             ));
         }
     }
-    let depth_text: Vec<String> = depth.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let depth_text: Vec<String> = depth.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{v} {k}")).collect();
     out.push_str(&format!("\nJobs: {}\n", if depth_text.is_empty() { "none".into() } else { depth_text.join(", ") }));
     for j in &jobs {
         let err = j.last_error.as_deref().map(|e| format!("  last error: {e}")).unwrap_or_default();
