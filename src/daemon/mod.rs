@@ -61,8 +61,9 @@ pub struct Options {
     pub revision: Option<String>,
 }
 
-/// Plans and applies after a desired count changed; says what it did.
-pub type Reconcile = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
+/// Plans and applies the nodes of these groups after their desired counts
+/// changed; says what it did.
+pub type Reconcile = Arc<dyn Fn(Vec<String>) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
 
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
@@ -494,11 +495,18 @@ async fn reconcile_loop(path: PathBuf, reconcile: Reconcile, every_ms: i64, mut 
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
     };
-    let mut seen = read(path.clone()).await.map_err(DaemonError::Other)?;
+    // Nothing seen yet: the first pass reconciles every group with a
+    // recorded desired count (a scale may have landed while no daemon ran).
+    let mut seen = std::collections::BTreeMap::new();
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(every_ms as u64)) => {}
-            _ = stop.wait_for(|s| *s) => return Ok(()),
+        if first {
+            first = false;
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(every_ms as u64)) => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
         }
         let desired = match read(path.clone()).await {
             Ok(d) => d,
@@ -507,11 +515,17 @@ async fn reconcile_loop(path: PathBuf, reconcile: Reconcile, every_ms: i64, mut 
                 continue;
             }
         };
-        if desired == seen {
+        let groups: Vec<String> = desired
+            .iter()
+            .filter(|(g, n)| seen.get(*g) != Some(*n))
+            .map(|(g, _)| g.clone())
+            .collect();
+        if groups.is_empty() {
+            seen = desired;
             continue;
         }
-        tracing::info!(?desired, "desired counts changed; planning");
-        match reconcile().await {
+        tracing::info!(?groups, "desired counts changed; planning their nodes");
+        match reconcile(groups).await {
             Ok(what) => {
                 tracing::info!(result = %what, "reconciled");
                 seen = desired;

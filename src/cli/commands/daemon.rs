@@ -101,14 +101,17 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Plans and applies with the workspace, only when every policy allows it.
+/// Plans and applies the nodes of the given groups, only when every policy
+/// allows the plan.
 fn reconciler(dir: PathBuf, ui_color: bool) -> Reconcile {
-    Arc::new(move || {
+    Arc::new(move |groups: Vec<String>| {
         let dir = dir.clone();
         Box::pin(async move {
             let ui = Ui::new(if ui_color { crate::cli::ColorChoice::Auto } else { crate::cli::ColorChoice::Never }, true);
             let ws = Workspace::load(&dir, None, &ui).map_err(|f| f.message)?;
-            let plan = ws.plan(Operation::Apply, Filters::default(), Flags::default()).await.map_err(|f| f.message)?;
+            // Only these groups' nodes: other config changes wait for `scaler apply`.
+            let filters = Filters { targets: groups.iter().map(|g| format!("node.{g}/")).collect(), excludes: Vec::new() };
+            let plan = ws.plan(Operation::Apply, filters, Flags::default()).await.map_err(|f| f.message)?;
             if !plan.has_changes() {
                 return Ok("no changes".to_string());
             }
