@@ -23,6 +23,7 @@
 //! | [`apply`] | lock, stale check, run changes through providers, commit state |
 //! | [`exec`] | playbook steps, rendering, the `Transport` seam (ssh, local), target resolution |
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |
+//! | [`ruletest`] | `scaler test`: rule unit tests on a virtual clock (test files, runner, diff) |
 //! | [`survey`] | one-shot fleet survey: poll `/status` on many hosts, exact QoS verdict, aggregate, report files |
 //! | [`cli`] | the command line: the only place that constructs backends |
 
@@ -36,6 +37,7 @@ pub mod plan;
 pub mod policy;
 pub mod provider;
 pub mod rules;
+pub mod ruletest;
 pub mod store;
 pub mod survey;
 pub mod template;

@@ -63,6 +63,7 @@ fn modules_keep_to_their_lanes() {
     bad.extend(check("apply", &["crate::cli", "println!", "eprintln!"], &[]));
     bad.extend(check("monitor", &["crate::rules", "crate::cli", "crate::plan", "crate::apply", "SqliteStore"], &[]));
     bad.extend(check("rules", &["std::fs", "tokio", "crate::store::sqlite", "SqliteStore", "crate::cli"], &[]));
+    bad.extend(check("ruletest", &["tokio", "crate::store::sqlite", "SqliteStore", "crate::cli", "crate::provider", "crate::apply", "crate::exec"], &[]));
     bad.extend(check("template", &["std::fs", "tokio", "crate::"], &[]));
     assert!(bad.is_empty(), "module rules broken:\n{}", bad.join("\n"));
 }

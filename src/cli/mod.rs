@@ -124,6 +124,8 @@ pub enum Command {
     Run(commands::run::Args),
     /// Poll `/status` on every host of an inventory: QoS verdict, aggregate, report.
     Survey(commands::survey::Args),
+    /// Run rule unit tests (`*.test.yaml`): input series on a virtual clock, expected states and fires.
+    Test(commands::test::Args),
 }
 
 /// Entry point of the binary.
@@ -160,6 +162,7 @@ pub fn main() -> ExitCode {
         Command::Exec(a) => commands::exec::run(a, &ui),
         Command::Run(a) => commands::run::run(a, &ui),
         Command::Survey(a) => commands::survey::run(a, &ui),
+        Command::Test(a) => commands::test::run(a, &ui),
     };
     match result {
         Ok(code) => code,

@@ -13,5 +13,6 @@ pub mod scale;
 pub mod schema;
 pub mod state;
 pub mod survey;
+pub mod test;
 pub mod trace;
 pub mod validate;
