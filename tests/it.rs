@@ -13,6 +13,7 @@ mod exec;
 mod harness_smoke;
 mod plan_apply;
 mod provider_local;
+mod ruletest;
 mod samples;
 mod store;
 mod survey;

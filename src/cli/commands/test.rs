@@ -39,12 +39,13 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         let cases: usize = reports.iter().map(|r| r.cases.len()).sum();
         let bad_cases: usize = reports.iter().map(|r| r.cases.iter().filter(|c| !c.ok).count()).sum();
         let summary = format!(
-            "{} files, {cases} cases: {} passed, {bad_cases} failed{}",
-            reports.len(),
+            "{}, {}: {} passed, {bad_cases} failed{}",
+            plural(reports.len(), "file"),
+            plural(cases, "case"),
             cases - bad_cases,
             match reports.iter().filter(|r| !r.errors.is_empty()).count() {
                 0 => String::new(),
-                n => format!(", {n} files could not run"),
+                n => format!(", {} could not run", plural(n, "file")),
             }
         );
         ui.out(&if failed == 0 { ui.green(&summary) } else { summary });
@@ -53,5 +54,13 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         Ok(ExitCode::SUCCESS)
     } else {
         Err(Failure::printed(1))
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
     }
 }
