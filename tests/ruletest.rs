@@ -21,8 +21,11 @@ fn json(args: &[&str]) -> (i32, Value) {
     (out.status.code().unwrap_or(-1), v)
 }
 
-/// The fire instants (ms) of a file's cases, per case.
-fn fires(report: &Value) -> Vec<Vec<(String, i64)>> {
+/// `(trigger, fire instant ms)` of one case.
+type Fires = Vec<(String, i64)>;
+
+/// The fires of a file's cases, per case.
+fn fires(report: &Value) -> Vec<Fires> {
     report["cases"]
         .as_array()
         .unwrap()
@@ -72,7 +75,7 @@ fn timing_fixtures_pass_with_the_stated_fire_instants() {
     assert!(stdout(&out).ends_with("7 files, 9 cases: 9 passed, 0 failed\n"), "{}", stdout(&out));
     let (code, v) = json(&["tests/fixtures/ruletests/pass"]);
     assert_eq!(code, 0);
-    let by_file: Vec<(String, Vec<Vec<(String, i64)>>)> = v
+    let by_file: Vec<(String, Vec<Fires>)> = v
         .as_array()
         .unwrap()
         .iter()

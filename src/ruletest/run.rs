@@ -18,6 +18,10 @@ use crate::rules::engine::state_word;
 use crate::rules::{Engine, HostSet, Point, Record, StateKind, Term, Window};
 use crate::store::SeriesKey;
 
+/// Most evaluations one case may run (a typo like `evaluation_interval: 1ms`
+/// over a day must not hang).
+const MAX_EVALUATIONS: i64 = 1_000_000;
+
 /// The collection interval of samples when nothing else says (ms).
 const DEFAULT_INTERVAL_MS: i64 = 10_000;
 
@@ -185,6 +189,14 @@ pub fn run_case(config: &Config, engine: &Engine, case: &Case) -> Result<CaseRun
     let duration_ms = case.duration_ms.unwrap_or_else(|| series_end.max(last_input + interval).max(asked));
     let tick = case.evaluation_interval_ms;
     let mut problems = Vec::new();
+    if duration_ms / tick >= MAX_EVALUATIONS {
+        problems.push(Problem::new(
+            case.pos,
+            "duration",
+            format!("{} at one evaluation every {} is more than {MAX_EVALUATIONS} evaluations", ms(duration_ms), ms(tick)),
+        ));
+        return Err(problems);
+    }
     for s in &case.states {
         if s.at_ms % tick != 0 || s.at_ms > duration_ms {
             problems.push(Problem::new(
