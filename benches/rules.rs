@@ -95,6 +95,20 @@ fn triggers() -> Vec<Trigger> {
         .collect()
 }
 
+/// Mean wall and CPU (user + system) milliseconds of `f` over `n` runs.
+fn timed(n: u32, mut f: impl FnMut()) -> (f64, f64) {
+    let cpu_now = || {
+        let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 * 1e3 + tv.tv_usec() as f64 / 1e3;
+        t(u.user_time()) + t(u.system_time())
+    };
+    let (w0, c0) = (Instant::now(), cpu_now());
+    for _ in 0..n {
+        f();
+    }
+    (w0.elapsed().as_secs_f64() * 1e3 / f64::from(n), (cpu_now() - c0) / f64::from(n))
+}
+
 fn main() {
     let started = Instant::now();
     let w = window();
@@ -132,6 +146,18 @@ fn main() {
         println!("rules benchmark runs with `bench/rules.sh` (cargo bench); skipped the timing");
         return;
     }
+    // CPU time per tick (the machine is shared: wall time includes waiting
+    // for a core), for the whole mix and per kind of trigger (i % 10).
+    let ticks = 20;
+    let (wall, cpu) = timed(ticks, || drop(engine.evaluate(NOW_MS, &w, &prev)));
+    println!("whole mix: {wall:.1} ms wall, {cpu:.1} ms CPU per tick (mean of {ticks})");
+    for kind in 0..10 {
+        let part: Vec<&Trigger> = list.iter().enumerate().filter(|(i, _)| i % 10 == kind).map(|(_, t)| t).collect();
+        let e = Engine::compile(part.iter().copied()).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+        let (wall, cpu) = timed(ticks, || drop(e.evaluate(NOW_MS, &w, &prev)));
+        println!("kind {kind} ({} triggers, e.g. {:?}): {wall:.2} ms wall, {cpu:.2} ms CPU per tick", e.triggers.len(), e.triggers[0].spec.when);
+    }
+
     let mut c = Criterion::default().configure_from_args().sample_size(20).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(10));
     c.bench_function("evaluate_10000_triggers_1000_series", |b| b.iter(|| engine.evaluate(NOW_MS, &w, &prev)));
     c.final_summary();
