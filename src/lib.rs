@@ -27,6 +27,7 @@
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |
 //! | [`actions`] | what a fired trigger does: scale (a desired-count mutation), run a playbook, notify (webhook, SNS) |
 //! | [`import`] | converting older tools' exports (monscale) into scaler YAML, written all or nothing |
+//! | [`ruletest`] | `scaler test`: rule unit tests on a virtual clock (test files, runner, diff) |
 //! | [`survey`] | one-shot fleet survey: poll `/status` on many hosts, exact QoS verdict, aggregate, report files |
 //! | [`cli`] | the command line: the only place that constructs backends |
 
@@ -45,6 +46,7 @@ pub mod plan;
 pub mod policy;
 pub mod provider;
 pub mod rules;
+pub mod ruletest;
 pub mod store;
 pub mod survey;
 pub mod template;

@@ -65,6 +65,7 @@ fn modules_keep_to_their_lanes() {
     bad.extend(check("rules", &["std::fs", "tokio", "crate::store::sqlite", "SqliteStore", "crate::cli"], &[]));
     bad.extend(check("actions", &["crate::cli", "println!", "eprintln!"], &[]));
     bad.extend(check("inputs", &["crate::cli", "crate::rules", "println!", "eprintln!"], &[]));
+    bad.extend(check("ruletest", &["tokio", "crate::store::sqlite", "SqliteStore", "crate::cli", "crate::provider", "crate::apply", "crate::exec"], &[]));
     bad.extend(check("template", &["std::fs", "tokio", "crate::"], &[]));
     bad.extend(check("import", &["crate::cli", "println!", "eprintln!", "crate::store", "tokio"], &[]));
     bad.extend(check("jobs", &["crate::cli", "println!", "eprintln!"], &[]));

@@ -18,6 +18,7 @@ mod jobs;
 mod inputs;
 mod plan_apply;
 mod provider_local;
+mod ruletest;
 mod samples;
 mod store;
 mod store_jobs;

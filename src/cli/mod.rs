@@ -131,6 +131,8 @@ pub enum Command {
     /// Convert another tool's export into scaler YAML.
     #[command(subcommand)]
     Import(commands::import::ImportCommand),
+    /// Run rule unit tests (`*.test.yaml`): input series on a virtual clock, expected states and fires.
+    Test(commands::test::Args),
 }
 
 /// Entry point of the binary.
@@ -170,6 +172,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => commands::run::run(a, &ui),
         Command::Survey(a) => commands::survey::run(a, &ui),
         Command::Import(c) => commands::import::run(c, &ui),
+        Command::Test(a) => commands::test::run(a, &ui),
     };
     match result {
         Ok(code) => code,

@@ -29,8 +29,8 @@ pub use ignore::Ignore;
 pub use schema::{schema_for, schema_id, schema_text, write_schemas};
 
 /// Loads the config in the directory `root` (the working tree): every
-/// `*.yaml`/`*.yml` below it except hidden paths, `.scaler/` and
-/// `.scalerignore` matches.
+/// `*.yaml`/`*.yml` below it except hidden paths, `.scaler/`,
+/// `.scalerignore` matches and rule test files (`*.test.yaml`/`*.test.yml`).
 pub fn load(root: &Path) -> Result<Config, Diagnostics> {
     let (files, diags) = source::read_dir(root);
     let revision = source::worktree_revision(root);

@@ -1,8 +1,8 @@
 //! Where config files come from: a directory (the working tree) or a git
 //! commit, plus the revision they represent.
 //!
-//! Owns: listing `*.yaml`/`*.yml` files (hidden paths, `.scaler/` and
-//! `.scalerignore` matches left out), reading them, [`worktree_revision`].
+//! Owns: listing `*.yaml`/`*.yml` files (hidden paths, `.scaler/`,
+//! `.scalerignore` matches and `*.test.yaml` rule tests left out), reading them, [`worktree_revision`].
 //! Must not depend on: the store, the network (git is read locally only).
 
 use std::path::{Path, PathBuf};
@@ -19,8 +19,10 @@ pub struct SourceFile {
     pub text: String,
 }
 
+/// `*.yaml`/`*.yml`, except rule test files (`*.test.yaml`, `*.test.yml`:
+/// they are read by `scaler test`, not loaded as config).
 fn is_config_file(name: &str) -> bool {
-    name.ends_with(".yaml") || name.ends_with(".yml")
+    (name.ends_with(".yaml") || name.ends_with(".yml")) && !name.ends_with(".test.yaml") && !name.ends_with(".test.yml")
 }
 
 fn is_hidden(name: &str) -> bool {
@@ -252,4 +254,22 @@ pub fn read_rev(
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((files, commit.id().to_string(), diags))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_test_files_are_not_config() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir(dir.path().join("tests")).unwrap_or_else(|e| panic!("{e}"));
+        for f in ["scaler.yaml", "tests/triggers.test.yaml", "tests/other.test.yml", "tests/test.yaml", "notes.test.yaml.txt"] {
+            std::fs::write(dir.path().join(f), "kind: Project\nname: p\n").unwrap_or_else(|e| panic!("{e}"));
+        }
+        let (files, diags) = read_dir(dir.path());
+        assert!(diags.is_empty(), "{diags:?}");
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, vec!["scaler.yaml", "tests/test.yaml"]);
+    }
 }

@@ -16,5 +16,6 @@ pub mod schema;
 pub mod state;
 pub mod status;
 pub mod survey;
+pub mod test;
 pub mod trace;
 pub mod validate;

@@ -1,0 +1,354 @@
+//! Running one case on a virtual clock: the window is built as the daemon
+//! builds it, inputs with `ts <= now` are inserted before each evaluation,
+//! and every fire and the asked-for states are collected.
+//!
+//! Owns: [`window_for`], [`lookback_ms`], [`action_summary`], [`run_case`].
+//! Must not depend on: the store's backends, the CLI, IO.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::spec::{Case, Problem, Pushed};
+use super::series::Item;
+use crate::config::Config;
+use crate::model::{Action, Source};
+use crate::rules::engine::state_word;
+use crate::rules::{Engine, HostSet, Point, Record, StateKind, Term, Window};
+use crate::store::SeriesKey;
+
+/// Most evaluations one case may run (a typo like `evaluation_interval: 1ms`
+/// over a day must not hang).
+const MAX_EVALUATIONS: i64 = 1_000_000;
+
+/// The collection interval of samples when nothing else says (ms).
+const DEFAULT_INTERVAL_MS: i64 = 10_000;
+
+/// How far back `last()` looks for a counter, as the daemon declares it:
+/// 3 x its interval (the counter's, else the project default, else 10s);
+/// `None` (a value holds until replaced) for `push`, `alertmanager` and
+/// `trap` sources.
+pub fn lookback_ms(config: &Config, counter: &str) -> Option<i64> {
+    let c = &config.counters.get(counter)?.spec;
+    if matches!(c.source, Source::Push(_) | Source::Alertmanager(_) | Source::Trap(_)) {
+        return None;
+    }
+    let interval = c
+        .interval
+        .as_ref()
+        .or_else(|| config.project.spec.defaults.as_ref().and_then(|d| d.interval.as_ref()))
+        .map_or(DEFAULT_INTERVAL_MS, |d| i64::try_from(d.get().as_millis()).unwrap_or(i64::MAX));
+    Some(interval.saturating_mul(3))
+}
+
+/// The window the daemon starts from: every counter declared (see
+/// [`lookback_ms`]), and every Target and Group name mapped to its members.
+/// `hosts` gives members by name; a Target with static `hosts` defaults to
+/// them, a Target of a group to that group's members; anything else has no
+/// members.
+pub fn window_for(config: &Config, hosts: &BTreeMap<String, Vec<String>>) -> Window {
+    let mut w = Window::new();
+    for name in config.counters.keys() {
+        w.declare(name, lookback_ms(config, name));
+    }
+    let members = |name: &str| -> Vec<String> {
+        if let Some(h) = hosts.get(name) {
+            return h.clone();
+        }
+        match config.targets.get(name).map(|t| &t.spec) {
+            Some(t) => match (&t.hosts, &t.group) {
+                (Some(list), _) => list.clone(),
+                (None, Some(g)) => hosts.get(g).cloned().unwrap_or_default(),
+                (None, None) => Vec::new(),
+            },
+            None => Vec::new(),
+        }
+    };
+    for name in config.targets.keys().chain(config.groups.keys()) {
+        let set = HostSet::new(members(name).into_iter().map(|h| vec![h]).collect());
+        w.groups.insert(name.clone(), set);
+    }
+    w
+}
+
+/// One line per action, for people and for `actions:` in test files:
+/// `scale GROUP by N`, `scale GROUP to N`, `scale GROUP by P%`,
+/// `scale GROUP target VALUE`, `run PLAYBOOK on TARGET` (the playbook's own
+/// `on` when the action gives none), `notify webhook HOST`, `notify sns TOPIC`.
+pub fn action_summary(config: &Config, action: &Action) -> String {
+    match action {
+        Action::Scale(s) => {
+            let how = match (s.by, s.to, s.percent, &s.target_value) {
+                (Some(by), _, _, _) => format!("by {by}"),
+                (_, Some(to), _, _) => format!("to {to}"),
+                (_, _, Some(p), _) => format!("by {}%", num(p)),
+                (_, _, _, Some(tv)) => format!("target {}", num(tv.target)),
+                _ => "(no amount)".into(),
+            };
+            format!("scale {} {how}", s.group)
+        }
+        Action::Run(r) => {
+            let on = r.on.clone().or_else(|| config.playbooks.get(&r.playbook).and_then(|p| p.spec.on.clone()));
+            match on {
+                Some(on) => format!("run {} on {on}", r.playbook),
+                None => format!("run {}", r.playbook),
+            }
+        }
+        Action::Notify(n) => match (&n.webhook, &n.sns) {
+            (Some(w), _) => format!("notify webhook {}", url_host(&w.url)),
+            (None, Some(s)) => format!("notify sns {}", s.topic_arn.rsplit(':').next().unwrap_or(&s.topic_arn)),
+            (None, None) => "notify".into(),
+        },
+    }
+}
+
+/// `12`, `12.5`: no trailing `.0`.
+fn num(v: f64) -> String {
+    format!("{v}")
+}
+
+/// The `host[:port]` of a URL (its whole text when it has none).
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
+}
+
+/// A fire that happened in a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GotFire {
+    /// The trigger.
+    pub trigger: String,
+    /// The fire instant (ms from t0).
+    pub at_ms: i64,
+    /// Since when the condition had held (ms).
+    pub pending_since_ms: i64,
+    /// The actions' one-line summaries.
+    pub actions: Vec<String>,
+    /// The operand values at the fire.
+    pub terms: Vec<Term>,
+}
+
+/// A trigger's state after the evaluation at an instant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GotState {
+    /// The instant (ms from t0).
+    pub at_ms: i64,
+    /// The trigger.
+    pub trigger: String,
+    /// The state's name.
+    pub state: &'static str,
+    /// Why, for `nodata` and `error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip)]
+    kind: StateKind,
+}
+
+impl GotState {
+    /// The state.
+    pub fn kind(&self) -> StateKind {
+        self.kind
+    }
+}
+
+/// What a run gave.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CaseRun {
+    /// The last instant evaluated (ms).
+    pub duration_ms: i64,
+    /// How many evaluations ran.
+    pub evaluations: usize,
+    /// Every fire, in order.
+    pub fires: Vec<GotFire>,
+    /// The states the case asks about.
+    pub states: Vec<GotState>,
+}
+
+/// One input point, timed.
+struct Input {
+    ts_ms: i64,
+    key: SeriesKey,
+    point: Point,
+}
+
+/// Checks a case's names against the config, then runs it.
+pub fn run_case(config: &Config, engine: &Engine, case: &Case) -> Result<CaseRun, Vec<Problem>> {
+    let problems = check_names(config, case);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let hosts: BTreeMap<String, Vec<String>> = case.hosts.iter().map(|h| (h.name.clone(), h.hosts.clone())).collect();
+    let mut window = Arc::new(window_for(config, &hosts));
+    let inputs = inputs(case);
+    let interval = case.interval_ms;
+    let last_input = inputs.iter().map(|i| i.ts_ms).max().unwrap_or(0);
+    let series_end = case.series.iter().map(|s| s.items.len() as i64 * interval).max().unwrap_or(0);
+    let asked = case.states.iter().map(|s| s.at_ms).chain(case.fires.iter().map(|f| f.at_ms)).max().unwrap_or(0);
+    let duration_ms = case.duration_ms.unwrap_or_else(|| series_end.max(last_input + interval).max(asked));
+    let tick = case.evaluation_interval_ms;
+    let mut problems = Vec::new();
+    if duration_ms / tick >= MAX_EVALUATIONS {
+        problems.push(Problem::new(
+            case.pos,
+            "duration",
+            format!("{} at one evaluation every {} is more than {MAX_EVALUATIONS} evaluations", ms(duration_ms), ms(tick)),
+        ));
+        return Err(problems);
+    }
+    for s in &case.states {
+        if s.at_ms % tick != 0 || s.at_ms > duration_ms {
+            problems.push(Problem::new(
+                s.pos,
+                "expect.states",
+                format!(
+                    "state of `{}` at {}: not an evaluation instant (every {} from 0s to {})",
+                    s.trigger,
+                    ms(s.at_ms),
+                    ms(tick),
+                    ms(duration_ms)
+                ),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let wanted: BTreeSet<(i64, &str)> = case.states.iter().map(|s| (s.at_ms, s.trigger.as_str())).collect();
+    let mut run = CaseRun { duration_ms, ..CaseRun::default() };
+    let mut prev: HashMap<String, Record> = HashMap::new();
+    let mut next = 0;
+    let mut now = 0;
+    while now <= duration_ms {
+        if next < inputs.len() && inputs[next].ts_ms <= now {
+            let w = Arc::make_mut(&mut window);
+            while let Some(i) = inputs.get(next).filter(|i| i.ts_ms <= now) {
+                w.insert_point(&i.key, i.ts_ms, i.point.clone());
+                next += 1;
+            }
+        }
+        for ev in engine.evaluate(now, &window, &prev) {
+            let t = &engine.triggers[ev.index];
+            if let Some(f) = &ev.fire {
+                run.fires.push(GotFire {
+                    trigger: t.name.clone(),
+                    at_ms: f.at_ms,
+                    pending_since_ms: f.pending_since_ms,
+                    actions: t.spec.then.iter().map(|a| action_summary(config, a)).collect(),
+                    terms: f.terms.clone(),
+                });
+            }
+            if wanted.contains(&(now, t.name.as_str())) {
+                let s = &ev.record.state;
+                run.states.push(GotState { at_ms: now, trigger: t.name.clone(), state: state_word(s.state), reason: s.reason.clone(), kind: s.state });
+            }
+            prev.insert(t.name.clone(), ev.record);
+        }
+        run.evaluations += 1;
+        now = match now.checked_add(tick) {
+            Some(n) => n,
+            None => break,
+        };
+    }
+    Ok(run)
+}
+
+/// Series items and pushes as points, sorted by time (series first at
+/// equal instants, in file order).
+fn inputs(case: &Case) -> Vec<Input> {
+    let mut out = Vec::new();
+    for s in &case.series {
+        let key = SeriesKey { counter: s.name.counter.clone(), host: s.name.host.clone(), labels: s.name.labels.clone() };
+        for (k, item) in s.items.iter().enumerate() {
+            let ts_ms = k as i64 * case.interval_ms;
+            let point = match item {
+                Item::Value(v) => Point::Value(*v),
+                Item::Error => Point::Error(Arc::from("collection failed (`err` in the test series)")),
+                Item::Skip => continue,
+            };
+            out.push(Input { ts_ms, key: key.clone(), point });
+        }
+    }
+    for p in &case.pushes {
+        let key = SeriesKey { counter: p.counter.clone(), host: p.host.clone(), labels: p.labels.clone() };
+        let point = match &p.value {
+            Pushed::Value(v) => Point::Value(*v),
+            Pushed::Text(t) => Point::Error(Arc::from(format!("pushed value {t:?} is not a number").as_str())),
+        };
+        out.push(Input { ts_ms: p.at_ms, key, point });
+    }
+    out.sort_by_key(|i| i.ts_ms);
+    out
+}
+
+/// Unknown counters, triggers, targets and groups, each named.
+fn check_names(config: &Config, case: &Case) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let counter_names = || config.counters.keys().map(String::as_str);
+    for s in &case.series {
+        if !config.counters.contains_key(&s.name.counter) {
+            problems.push(Problem::new(s.pos, format!("series[{:?}]", s.text), unknown("counter", &s.name.counter, counter_names())));
+        }
+    }
+    for (i, p) in case.pushes.iter().enumerate() {
+        if !config.counters.contains_key(&p.counter) {
+            problems.push(Problem::new(p.pos, format!("pushes[{i}].counter"), unknown("counter", &p.counter, counter_names())));
+        }
+    }
+    let trigger_names = || config.triggers.keys().map(String::as_str);
+    for (i, s) in case.states.iter().enumerate() {
+        if !config.triggers.contains_key(&s.trigger) {
+            problems.push(Problem::new(s.pos, format!("expect.states[{i}].trigger"), unknown("trigger", &s.trigger, trigger_names())));
+        }
+    }
+    for (i, f) in case.fires.iter().enumerate() {
+        if !config.triggers.contains_key(&f.trigger) {
+            problems.push(Problem::new(f.pos, format!("expect.fires[{i}].trigger"), unknown("trigger", &f.trigger, trigger_names())));
+        }
+    }
+    for h in &case.hosts {
+        if !config.targets.contains_key(&h.name) && !config.groups.contains_key(&h.name) {
+            let names = config.targets.keys().chain(config.groups.keys()).map(String::as_str);
+            problems.push(Problem::new(h.pos, format!("hosts.{}", h.name), unknown("target or group", &h.name, names)));
+        }
+    }
+    problems
+}
+
+fn unknown<'a>(what: &str, name: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let known: Vec<&str> = known.collect();
+    let best = known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(k, name), *k))
+        .filter(|(s, _)| *s > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| format!("; did you mean `{k}`?"))
+        .unwrap_or_default();
+    let list = if known.is_empty() {
+        "none".to_string()
+    } else {
+        known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+    };
+    format!("unknown {what} `{name}`{best} (the config has: {list})")
+}
+
+/// A test-file duration: `2m30s`, `0s`, `1500ms`.
+pub fn ms(v: i64) -> String {
+    if v == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = v;
+    if rest < 0 {
+        out.push('-');
+        rest = -rest;
+    }
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
