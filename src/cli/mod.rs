@@ -65,6 +65,9 @@ Examples:
   scaler state list myfleet            what scaler recorded
   scaler collect --once myfleet        one round of every counter
   scaler query load1 myfleet           the last hour of a counter
+  scaler daemon myfleet                collect, evaluate triggers, run their actions
+  scaler status myfleet                every trigger's state and why it last fired
+  scaler test myfleet/tests            rule unit tests on a virtual clock
 
 Exit codes: 0 success, 1 error, 2 usage error (and for `plan --detailed-exitcode`: changes present).
 Colours only on a terminal; NO_COLOR=1 or --color never turns them off.";

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::spec::{Case, Problem, Pushed};
 use super::series::Item;
 use crate::config::Config;
-use crate::model::{Action, Source};
+use crate::model::Action;
 use crate::rules::engine::state_word;
 use crate::rules::{Engine, HostSet, Point, Record, StateKind, Term, Window};
 use crate::store::SeriesKey;
@@ -22,24 +22,12 @@ use crate::store::SeriesKey;
 /// over a day must not hang).
 const MAX_EVALUATIONS: i64 = 1_000_000;
 
-/// The collection interval of samples when nothing else says (ms).
-const DEFAULT_INTERVAL_MS: i64 = 10_000;
-
 /// How far back `last()` looks for a counter, as the daemon declares it:
 /// 3 x its interval (the counter's, else the project default, else 10s);
 /// `None` (a value holds until replaced) for `push`, `alertmanager` and
 /// `trap` sources.
 pub fn lookback_ms(config: &Config, counter: &str) -> Option<i64> {
-    let c = &config.counters.get(counter)?.spec;
-    if matches!(c.source, Source::Push(_) | Source::Alertmanager(_) | Source::Trap(_)) {
-        return None;
-    }
-    let interval = c
-        .interval
-        .as_ref()
-        .or_else(|| config.project.spec.defaults.as_ref().and_then(|d| d.interval.as_ref()))
-        .map_or(DEFAULT_INTERVAL_MS, |d| i64::try_from(d.get().as_millis()).unwrap_or(i64::MAX));
-    Some(interval.saturating_mul(3))
+    config.counters.get(counter).and_then(|c| crate::rules::window::lookback_ms(config, &c.spec))
 }
 
 /// The window the daemon starts from: every counter declared (see
@@ -48,10 +36,7 @@ pub fn lookback_ms(config: &Config, counter: &str) -> Option<i64> {
 /// them, a Target of a group to that group's members; anything else has no
 /// members.
 pub fn window_for(config: &Config, hosts: &BTreeMap<String, Vec<String>>) -> Window {
-    let mut w = Window::new();
-    for name in config.counters.keys() {
-        w.declare(name, lookback_ms(config, name));
-    }
+    let mut w = Window::from_config(config, &[]);
     let members = |name: &str| -> Vec<String> {
         if let Some(h) = hosts.get(name) {
             return h.clone();
