@@ -36,19 +36,9 @@ const NODATA: &str = "\u{1}nodata:";
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = crate::template::expr_env();
-    for (name, f) in [
-        ("last", Fun::Last),
-        ("avg", Fun::Agg(Agg::Avg)),
-        ("min", Fun::Agg(Agg::Min)),
-        ("max", Fun::Agg(Agg::Max)),
-        ("sum", Fun::Agg(Agg::Sum)),
-        ("count", Fun::Agg(Agg::Count)),
-        ("rate", Fun::Agg(Agg::Rate)),
-    ] {
-        env.add_function(name, move |state: &State, counter: JValue, kwargs: Kwargs| series_fn(state, f, &counter, &kwargs));
+    for name in TRIGGER_FUNCTIONS {
+        env.add_function(name, move |state: &State, counter: JValue, kwargs: Kwargs| jinja_fn(state, name, &counter, &kwargs));
     }
-    env.add_function("any", |state: &State, counter: JValue, kwargs: Kwargs| group_fn(state, GroupMode::Any, &counter, &kwargs));
-    env.add_function("all", |state: &State, counter: JValue, kwargs: Kwargs| group_fn(state, GroupMode::All, &counter, &kwargs));
     env
 });
 
@@ -94,6 +84,8 @@ enum Node {
 pub struct Operand {
     text: String,
     literal: Option<f64>,
+    /// A plainly written call, compiled without minijinja (the fast path).
+    native: Option<Result<Parsed, String>>,
     expr: Expression<'static, 'static>,
 }
 
@@ -165,8 +157,7 @@ impl Condition {
     /// Evaluates at `scope.now_ms`; `terms` receives every non-literal
     /// operand's value.
     pub fn eval(&self, scope: Scope<'_>, terms: &mut Vec<Term>) -> Outcome {
-        let ctx = ctx_value(scope);
-        eval_node(&self.node, &ctx, terms)
+        eval_node(&self.node, &Ev::new(scope), terms)
     }
 
     /// Checks arguments against a window that declares `counters` and
@@ -193,7 +184,7 @@ impl Operand {
         let expr = ENV
             .compile_expression_owned(text.to_string())
             .map_err(|e| crate::template::describe_error(&e))?;
-        Ok(Operand { text: text.to_string(), literal: text.parse::<f64>().ok(), expr })
+        Ok(Operand { text: text.to_string(), literal: text.parse::<f64>().ok(), native: native_call(text), expr })
     }
 
     /// The operand as written.
@@ -211,9 +202,8 @@ impl Operand {
 
     /// The operand's number at `scope`, or why there is none.
     pub fn number(&self, scope: Scope<'_>) -> Result<f64, Outcome> {
-        let ctx = ctx_value(scope);
         let mut terms = Vec::new();
-        number(self, &ctx, &mut terms)
+        number(self, &Ev::new(scope), &mut terms)
     }
 }
 
@@ -230,11 +220,63 @@ pub fn check_window<'a>(counters: impl IntoIterator<Item = &'a str>, groups: imp
     Arc::new(w)
 }
 
-fn ctx_value(scope: Scope<'_>) -> JValue {
-    JValue::from_object(Ctx { now_ms: scope.now_ms, window: scope.window.clone(), min_coverage_pct: scope.min_coverage_pct })
+/// One evaluation: the scope, and the minijinja context, made only when an
+/// operand needs minijinja.
+struct Ev<'a> {
+    scope: Scope<'a>,
+    jinja: std::cell::OnceCell<JValue>,
 }
 
-fn eval_node(node: &Node, ctx: &JValue, terms: &mut Vec<Term>) -> Outcome {
+impl<'a> Ev<'a> {
+    fn new(scope: Scope<'a>) -> Ev<'a> {
+        Ev { scope, jinja: std::cell::OnceCell::new() }
+    }
+
+    fn jinja(&self) -> JValue {
+        self.jinja
+            .get_or_init(|| {
+                let s = self.scope;
+                JValue::from_object(Ctx { now_ms: s.now_ms, window: s.window.clone(), min_coverage_pct: s.min_coverage_pct })
+            })
+            .clone()
+    }
+
+    fn env(&self) -> Env<'a> {
+        Env { now_ms: self.scope.now_ms, window: self.scope.window.as_ref(), min_coverage_pct: self.scope.min_coverage_pct }
+    }
+}
+
+/// An operand's value: a number, a boolean, or what minijinja gave.
+enum OpValue {
+    Num(f64),
+    Bool(bool),
+    Other(JValue),
+}
+
+fn operand_value(op: &Operand, ev: &Ev<'_>) -> Result<OpValue, Outcome> {
+    if let Some(native) = &op.native {
+        let parsed = native.as_ref().map_err(|e| Outcome::Error(e.clone()))?;
+        return match run_call(parsed, &ev.env()) {
+            Ok(CallOut::Num(n)) => Ok(OpValue::Num(n)),
+            Ok(CallOut::Bool(b)) => Ok(OpValue::Bool(b)),
+            Err(FnErr::NoData(r)) => Err(Outcome::NoData(r)),
+            Err(FnErr::Error(r)) => Err(Outcome::Error(r)),
+        };
+    }
+    match op.expr.eval(ev.jinja()) {
+        Ok(v) => Ok(match v.kind() {
+            minijinja::value::ValueKind::Bool => OpValue::Bool(v.is_true()),
+            minijinja::value::ValueKind::Number => match f64::try_from(v.clone()) {
+                Ok(n) => OpValue::Num(n),
+                Err(_) => OpValue::Other(v),
+            },
+            _ => OpValue::Other(v),
+        }),
+        Err(e) => Err(outcome_of(&e)),
+    }
+}
+
+fn eval_node(node: &Node, ctx: &Ev<'_>, terms: &mut Vec<Term>) -> Outcome {
     match node {
         Node::And(list) => {
             let outs: Vec<Outcome> = list.iter().map(|n| eval_node(n, ctx, terms)).collect();
@@ -266,44 +308,32 @@ fn eval_node(node: &Node, ctx: &JValue, terms: &mut Vec<Term>) -> Outcome {
                 (Err(o), _) | (_, Err(o)) => o,
             }
         }
-        Node::Bool(operand) => match operand.expr.eval(ctx.clone()) {
-            Ok(v) if v.kind() == minijinja::value::ValueKind::Bool => {
-                if v.is_true() {
-                    Outcome::True
-                } else {
-                    Outcome::False
-                }
+        Node::Bool(operand) => {
+            let not_a_condition = |what: String| {
+                Outcome::Error(format!("`{}` gives {what}, not a condition; compare it (e.g. `{} > 80`)", operand.text, operand.text))
+            };
+            match operand_value(operand, ctx) {
+                Ok(OpValue::Bool(true)) => Outcome::True,
+                Ok(OpValue::Bool(false)) => Outcome::False,
+                Ok(OpValue::Num(n)) => not_a_condition(format!("the number {n}")),
+                Ok(OpValue::Other(v)) => not_a_condition(describe_value(&v)),
+                Err(o) => o,
             }
-            Ok(v) => Outcome::Error(format!(
-                "`{}` gives {}, not a condition; compare it (e.g. `{} > 80`)",
-                operand.text,
-                describe_value(&v),
-                operand.text
-            )),
-            Err(e) => outcome_of(&e),
-        },
+        }
     }
 }
 
 /// An operand's number; records it as a term unless it is a literal.
-fn number(op: &Operand, ctx: &JValue, terms: &mut Vec<Term>) -> Result<f64, Outcome> {
+fn number(op: &Operand, ctx: &Ev<'_>, terms: &mut Vec<Term>) -> Result<f64, Outcome> {
     if let Some(v) = op.literal {
         return Ok(v);
     }
-    let result = match op.expr.eval(ctx.clone()) {
-        Ok(v) => match v.kind() {
-            minijinja::value::ValueKind::Number => f64::try_from(v.clone())
-                .map_err(|_| Outcome::Error(format!("`{}` is not a number", op.text)))
-                .and_then(|n| {
-                    if n.is_nan() {
-                        Err(Outcome::Error(format!("`{}` is NaN", op.text)))
-                    } else {
-                        Ok(n)
-                    }
-                }),
-            _ => Err(Outcome::Error(format!("`{}` gives {}, which is not a number", op.text, describe_value(&v)))),
-        },
-        Err(e) => Err(outcome_of(&e)),
+    let result = match operand_value(op, ctx) {
+        Ok(OpValue::Num(n)) if n.is_nan() => Err(Outcome::Error(format!("`{}` is NaN", op.text))),
+        Ok(OpValue::Num(n)) => Ok(n),
+        Ok(OpValue::Bool(b)) => Err(Outcome::Error(format!("`{}` gives the boolean {b}, which is not a number", op.text))),
+        Ok(OpValue::Other(v)) => Err(Outcome::Error(format!("`{}` gives {}, which is not a number", op.text, describe_value(&v)))),
+        Err(o) => Err(o),
     };
     let reason = match &result {
         Err(Outcome::NoData(r) | Outcome::Error(r)) => Some(r.clone()),
@@ -349,17 +379,53 @@ fn ctx_of(state: &State) -> Result<Arc<Ctx>, Error> {
         .ok_or_else(|| fail("trigger functions only work in trigger conditions".into()))
 }
 
-fn counter_name(v: &JValue) -> Result<String, Error> {
+fn counter_name(v: &JValue) -> Result<String, String> {
     match v.as_str() {
         Some(s) => Ok(s.to_string()),
-        None => Err(fail(format!(
+        None => Err(format!(
             "the first argument must be a counter (a name, or a string for names with dashes), found {}",
             describe_value(v)
-        ))),
+        )),
     }
 }
 
+/// A keyword argument's value.
+#[derive(Debug, Clone)]
+enum KwVal {
+    Str(String),
+    Num(f64),
+    Other(String),
+}
+
+impl KwVal {
+    fn from_jinja(v: &JValue) -> KwVal {
+        match v.kind() {
+            minijinja::value::ValueKind::String => KwVal::Str(v.as_str().unwrap_or_default().to_string()),
+            minijinja::value::ValueKind::Number => f64::try_from(v.clone()).map_or_else(|_| KwVal::Other(describe_value(v)), KwVal::Num),
+            _ => KwVal::Other(describe_value(v)),
+        }
+    }
+}
+
+/// What a function call computes.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    /// `last`, `avg`... : a number.
+    Series(Fun),
+    /// `any`/`all`: per host `agg` compared, then any/all.
+    Group(GroupMode, Fun, Op, f64),
+}
+
+/// A function call with its arguments checked: compiled once for calls
+/// written plainly, or per evaluation inside larger minijinja expressions.
+#[derive(Debug, Clone)]
+struct Parsed {
+    call: Call,
+    args: Args,
+}
+
 /// Parsed scope arguments.
+#[derive(Debug, Clone)]
 struct Args {
     counter: String,
     over_ms: Option<i64>,
@@ -368,26 +434,105 @@ struct Args {
     group: Option<String>,
 }
 
-fn scope_args(name: &str, counter: &JValue, kwargs: &Kwargs) -> Result<Args, Error> {
-    let counter = counter_name(counter)?;
-    let over_text: Option<String> = kwargs.get("over")?;
-    let over_ms = match &over_text {
-        Some(t) => {
-            let d = Duration::parse(t).map_err(|e| fail(format!("{name}(): `over`: {e}")))?;
-            let ms = i64::try_from(d.get().as_millis()).unwrap_or(i64::MAX);
-            if ms == 0 {
-                return Err(fail(format!("{name}(): `over` must be longer than 0s")));
-            }
-            Some(ms)
-        }
-        None => None,
+fn fun_named(name: &str) -> Option<Fun> {
+    Some(match name {
+        "last" => Fun::Last,
+        "avg" => Fun::Agg(Agg::Avg),
+        "min" => Fun::Agg(Agg::Min),
+        "max" => Fun::Agg(Agg::Max),
+        "sum" => Fun::Agg(Agg::Sum),
+        "count" => Fun::Agg(Agg::Count),
+        "rate" => Fun::Agg(Agg::Rate),
+        _ => return None,
+    })
+}
+
+/// Checks a call's arguments: the same rules for both evaluation paths.
+fn parse_call(name: &str, counter: Result<String, String>, kwargs: &[(String, KwVal)]) -> Result<Parsed, String> {
+    let counter = counter?;
+    let mode = match name {
+        "any" => Some(GroupMode::Any),
+        "all" => Some(GroupMode::All),
+        _ => None,
     };
-    let host: Option<String> = kwargs.get("host")?;
-    let group: Option<String> = kwargs.get("group")?;
-    if host.is_some() && group.is_some() {
-        return Err(fail(format!("{name}(): give `host` or `group`, not both")));
+    let mut args = Args { counter, over_ms: None, over_text: None, host: None, group: None };
+    let mut threshold = None;
+    let mut agg = Fun::Last;
+    let text = |key: &str, v: &KwVal| match v {
+        KwVal::Str(s) => Ok(s.clone()),
+        KwVal::Num(n) => Err(format!("{name}(): `{key}` must be a string, found {n}")),
+        KwVal::Other(d) => Err(format!("{name}(): `{key}` must be a string, found {d}")),
+    };
+    for (key, v) in kwargs {
+        match key.as_str() {
+            "over" => {
+                let t = text(key, v)?;
+                let d = Duration::parse(&t).map_err(|e| format!("{name}(): `over`: {e}"))?;
+                let ms = i64::try_from(d.get().as_millis()).unwrap_or(i64::MAX);
+                if ms == 0 {
+                    return Err(format!("{name}(): `over` must be longer than 0s"));
+                }
+                args.over_ms = Some(ms);
+                args.over_text = Some(t);
+            }
+            "host" => args.host = Some(text(key, v)?),
+            "group" => args.group = Some(text(key, v)?),
+            "gt" | "ge" | "lt" | "le" | "eq" | "ne" if mode.is_some() => {
+                if threshold.is_some() {
+                    return Err(format!("{name}(): give one of gt, ge, lt, le, eq, ne"));
+                }
+                let op = match key.as_str() {
+                    "gt" => Op::Gt,
+                    "ge" => Op::Ge,
+                    "lt" => Op::Lt,
+                    "le" => Op::Le,
+                    "eq" => Op::Eq,
+                    _ => Op::Ne,
+                };
+                let KwVal::Num(n) = v else {
+                    return Err(format!("{name}(): `{key}` must be a number"));
+                };
+                threshold = Some((op, *n));
+            }
+            "agg" if mode.is_some() => {
+                let t = text(key, v)?;
+                agg = fun_named(&t).ok_or_else(|| format!("{name}(): `agg` is one of last, avg, min, max, sum, count, rate; found {t:?}"))?;
+            }
+            other => return Err(format!("{name}(): unknown keyword argument `{other}`")),
+        }
     }
-    Ok(Args { counter, over_ms, over_text, host, group })
+    if args.host.is_some() && args.group.is_some() {
+        return Err(format!("{name}(): give `host` or `group`, not both"));
+    }
+    let call = match (mode, fun_named(name)) {
+        (Some(m), _) => {
+            let (op, limit) = threshold.ok_or_else(|| format!("{name}(): give a comparison: gt=, ge=, lt=, le=, eq= or ne="))?;
+            Call::Group(m, agg, op, limit)
+        }
+        (None, Some(f)) => Call::Series(f),
+        (None, None) => return Err(format!("`{name}` is not a trigger function")),
+    };
+    Ok(Parsed { call, args })
+}
+
+/// What a call reads.
+#[derive(Clone, Copy)]
+struct Env<'a> {
+    now_ms: i64,
+    window: &'a Window,
+    min_coverage_pct: f64,
+}
+
+/// Why a call has no value.
+enum FnErr {
+    NoData(String),
+    Error(String),
+}
+
+/// A call's result.
+enum CallOut {
+    Num(f64),
+    Bool(bool),
 }
 
 /// The per-host value of one series (or several series of one host).
@@ -411,6 +556,32 @@ fn host_value(f: Fun, args: &Args, data: &CounterData, series: &[&SeriesData], n
         (None, None) => None,
     };
     let from = span.map_or(i64::MIN, |ms| now_ms.saturating_sub(ms));
+    let what = || {
+        let host = series.first().map(|s| s.key.host.as_str()).unwrap_or("?");
+        format!("{}{{host=\"{host}\"}}", args.counter)
+    };
+    // One series (the common case): aggregate in place, no copies.
+    if let [one] = series {
+        let pts = one.between(from, now_ms);
+        if let Some((_, Point::Error(e))) = pts.last() {
+            return HostValue::Error(format!("{}: {e}", what()));
+        }
+        let values = pts.iter().filter_map(|(ts, p)| match p {
+            Point::Value(v) => Some((*ts, *v)),
+            Point::Error(_) => None,
+        });
+        let v = match f {
+            Fun::Last => values.last().map(|p| p.1),
+            Fun::Agg(agg) => aggregate_iter(agg, values),
+        };
+        return match v {
+            Some(v) => HostValue::Value(v),
+            None if pts.iter().any(|p| matches!(p.1, Point::Value(_))) => {
+                HostValue::NoData(format!("rate of {} needs two samples {}", what(), window_text(args, data.lookback_ms)))
+            }
+            None => HostValue::NoData(format!("no sample of {} {}", what(), window_text(args, data.lookback_ms))),
+        };
+    }
     let mut values: Vec<(i64, f64)> = Vec::new();
     let mut newest: Option<(i64, &Point)> = None;
     for s in series {
@@ -426,19 +597,13 @@ fn host_value(f: Fun, args: &Args, data: &CounterData, series: &[&SeriesData], n
             }
         }
     }
-    let what = || {
-        let host = series.first().map(|s| s.key.host.as_str()).unwrap_or("?");
-        format!("{}{{host=\"{host}\"}}", args.counter)
-    };
     if let Some((_, Point::Error(e))) = newest {
         return HostValue::Error(format!("{}: {e}", what()));
     }
     if values.is_empty() {
         return HostValue::NoData(format!("no sample of {} {}", what(), window_text(args, data.lookback_ms)));
     }
-    if series.len() > 1 {
-        values.sort_by_key(|p| p.0);
-    }
+    values.sort_by_key(|p| p.0);
     let v = match f {
         Fun::Last => values.last().map(|p| p.1),
         Fun::Agg(agg) => crate::store::samples::aggregate(agg, &values),
@@ -449,181 +614,275 @@ fn host_value(f: Fun, args: &Args, data: &CounterData, series: &[&SeriesData], n
     }
 }
 
-/// Groups the selected series by member (host) and computes each member's
-/// value; returns the values and the number of members expected.
-fn per_member(f: Fun, args: &Args, ctx: &Ctx) -> Result<(Vec<(String, HostValue)>, usize), Error> {
-    let data = ctx
+/// [`crate::store::samples::aggregate`] over an iterator of time-sorted
+/// points, without collecting them.
+fn aggregate_iter(agg: Agg, pts: impl Iterator<Item = (i64, f64)>) -> Option<f64> {
+    let mut n = 0usize;
+    let (mut sum, mut min, mut max) = (0.0f64, f64::INFINITY, f64::NEG_INFINITY);
+    let (mut first, mut prev, mut increase) = (None::<(i64, f64)>, None::<(i64, f64)>, 0.0f64);
+    for (ts, v) in pts {
+        n += 1;
+        sum += v;
+        min = min.min(v);
+        max = max.max(v);
+        if let Some((_, pv)) = prev {
+            let d = v - pv;
+            increase += if d >= 0.0 { d } else { v };
+        }
+        first.get_or_insert((ts, v));
+        prev = Some((ts, v));
+    }
+    if n == 0 {
+        return None;
+    }
+    Some(match agg {
+        Agg::Avg => sum / n as f64,
+        Agg::Min => min,
+        Agg::Max => max,
+        Agg::Count => n as f64,
+        Agg::Sum => sum,
+        Agg::Rate => {
+            let (f, l) = (first?, prev?);
+            if l.0 <= f.0 {
+                return None;
+            }
+            increase * 1000.0 / (l.0 - f.0) as f64
+        }
+    })
+}
+
+/// The selected series grouped by member (host), each member's value, and
+/// the number of members expected.
+fn per_member<'w>(f: Fun, args: &Args, env: &Env<'w>) -> Result<(Vec<(&'w str, HostValue)>, usize), FnErr> {
+    let data = env
         .window
         .counter(&args.counter)
-        .ok_or_else(|| fail(format!("`{}` is not a counter", args.counter)))?;
-    let mut members: Vec<(String, Vec<&SeriesData>)> = Vec::new();
-    let mut expected = 0;
+        .ok_or_else(|| FnErr::Error(format!("`{}` is not a counter", args.counter)))?;
+    let value = |list: &[&SeriesData]| host_value(f, args, data, list, env.now_ms);
     if let Some(g) = &args.group {
-        let set = ctx
+        let set = env
             .window
             .groups
             .get(g)
-            .ok_or_else(|| fail(format!("no target or group `{g}`")))?;
-        expected = set.members;
+            .ok_or_else(|| FnErr::Error(format!("no target or group `{g}`")))?;
         let mut by_member: Vec<Vec<&SeriesData>> = vec![Vec::new(); set.members];
-        for s in &data.series {
-            if let Some(i) = set.alias.get(&s.key.host) {
-                by_member[*i].push(s);
+        for (alias, i) in &set.alias {
+            for s in data.host_series(alias) {
+                if !by_member[*i].iter().any(|x| std::ptr::eq(*x, s)) {
+                    by_member[*i].push(s);
+                }
             }
         }
-        for (i, list) in by_member.into_iter().enumerate() {
-            let name = list.first().map_or_else(|| format!("member {i}"), |s| s.key.host.clone());
-            members.push((name, list));
-        }
-    } else {
-        for s in &data.series {
-            if args.host.as_ref().is_some_and(|h| h != &s.key.host) {
-                continue;
-            }
-            match members.iter_mut().find(|(h, _)| h == &s.key.host) {
-                Some((_, list)) => list.push(s),
-                None => members.push((s.key.host.clone(), vec![s])),
-            }
-        }
-        expected = expected.max(members.len());
+        let values = by_member
+            .iter()
+            .map(|list| match list.first() {
+                None => ("", HostValue::NoData(format!("no series of {} for a host of `{g}`", args.counter))),
+                Some(first) => (first.key.host.as_str(), value(list)),
+            })
+            .collect();
+        return Ok((values, set.members));
     }
-    let values = members
-        .into_iter()
-        .map(|(h, list)| {
-            let v = if list.is_empty() {
-                HostValue::NoData(format!("no series of {} for host {h}", args.counter))
-            } else {
-                host_value(f, args, data, &list, ctx.now_ms)
-            };
-            (h, v)
+    if let Some(h) = &args.host {
+        let list: Vec<&SeriesData> = data.host_series(h).collect();
+        if list.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        return Ok((vec![(list[0].key.host.as_str(), value(&list))], 1));
+    }
+    let values: Vec<(&str, HostValue)> = data
+        .hosts()
+        .map(|(host, _)| {
+            let list: Vec<&SeriesData> = data.host_series(host).collect();
+            (host, value(&list))
         })
         .collect();
-    Ok((values, expected))
+    let n = values.len();
+    Ok((values, n))
 }
 
-fn series_fn(state: &State, f: Fun, counter: &JValue, kwargs: &Kwargs) -> Result<JValue, Error> {
-    let name = match f {
-        Fun::Last => "last",
-        Fun::Agg(a) => agg_name(a),
-    };
-    let args = scope_args(name, counter, kwargs)?;
-    kwargs.assert_all_used()?;
-    let ctx = ctx_of(state)?;
-    let (values, expected) = per_member(f, &args, &ctx)?;
+fn run_call(p: &Parsed, env: &Env<'_>) -> Result<CallOut, FnErr> {
+    let args = &p.args;
+    match p.call {
+        Call::Series(f) => series_value(f, args, env).map(CallOut::Num),
+        Call::Group(mode, f, op, limit) => {
+            let (values, expected) = per_member(f, args, env)?;
+            let mut per_host: Vec<(String, Outcome)> = values
+                .into_iter()
+                .map(|(h, v)| {
+                    let o = match v {
+                        HostValue::Value(x) => compare(op, &Value::Number(x), limit),
+                        HostValue::NoData(r) => Outcome::NoData(r),
+                        HostValue::Error(r) => Outcome::Error(r),
+                    };
+                    (h.to_string(), o)
+                })
+                .collect();
+            while per_host.len() < expected {
+                per_host.push((String::new(), Outcome::NoData("no series".into())));
+            }
+            match group_outcome(&per_host, mode, env.min_coverage_pct) {
+                Outcome::True => Ok(CallOut::Bool(true)),
+                Outcome::False => Ok(CallOut::Bool(false)),
+                Outcome::NoData(r) => {
+                    let first = per_host.iter().find_map(|(_, o)| match o {
+                        Outcome::NoData(r) | Outcome::Error(r) => Some(r.clone()),
+                        _ => None,
+                    });
+                    Err(FnErr::NoData(format!("{r}{}", first.map(|p| format!(" ({p})")).unwrap_or_default())))
+                }
+                Outcome::Error(r) => Err(FnErr::Error(r)),
+            }
+        }
+    }
+}
+
+fn series_value(f: Fun, args: &Args, env: &Env<'_>) -> Result<f64, FnErr> {
+    let (values, expected) = per_member(f, args, env)?;
     if values.is_empty() || expected == 0 {
         let scope = match (&args.host, &args.group) {
             (Some(h), _) => format!(" for host {h}"),
             (_, Some(g)) => format!(" in `{g}` (it has no hosts)"),
             _ => String::new(),
         };
-        return Err(nodata(format!("no series of {}{scope}", args.counter)));
+        return Err(FnErr::NoData(format!("no series of {}{scope}", args.counter)));
     }
     // One host (no group): its own error or missing data decides.
     if args.group.is_none() && values.len() == 1 {
         return match &values[0].1 {
-            HostValue::Value(v) => Ok(JValue::from(*v)),
-            HostValue::NoData(r) => Err(nodata(r.clone())),
-            HostValue::Error(r) => Err(fail(r.clone())),
+            HostValue::Value(v) => Ok(*v),
+            HostValue::NoData(r) => Err(FnErr::NoData(r.clone())),
+            HostValue::Error(r) => Err(FnErr::Error(r.clone())),
         };
     }
-    let ok: Vec<f64> = values
-        .iter()
-        .filter_map(|(_, v)| match v {
-            HostValue::Value(x) => Some(*x),
-            _ => None,
-        })
-        .collect();
-    if (ok.len() as f64) * 100.0 < ctx.min_coverage_pct * (expected as f64) || ok.is_empty() {
+    let mut ok = 0usize;
+    let (mut sum, mut min, mut max) = (0.0f64, f64::INFINITY, f64::NEG_INFINITY);
+    for (_, v) in &values {
+        if let HostValue::Value(x) = v {
+            ok += 1;
+            sum += x;
+            min = min.min(*x);
+            max = max.max(*x);
+        }
+    }
+    if (ok as f64) * 100.0 < env.min_coverage_pct * (expected as f64) || ok == 0 {
         let first_problem = values.iter().find_map(|(_, v)| match v {
             HostValue::NoData(r) | HostValue::Error(r) => Some(r.clone()),
             HostValue::Value(_) => None,
         });
-        return Err(nodata(format!(
-            "coverage {}/{expected} hosts below {}%{}",
-            ok.len(),
-            ctx.min_coverage_pct,
+        return Err(FnErr::NoData(format!(
+            "coverage {ok}/{expected} hosts below {}%{}",
+            env.min_coverage_pct,
             first_problem.map(|p| format!(" ({p})")).unwrap_or_default()
         )));
     }
-    let v = match f {
-        Fun::Last | Fun::Agg(Agg::Avg) => ok.iter().sum::<f64>() / ok.len() as f64,
-        Fun::Agg(Agg::Min) => ok.iter().copied().fold(f64::INFINITY, f64::min),
-        Fun::Agg(Agg::Max) => ok.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        Fun::Agg(Agg::Sum | Agg::Count | Agg::Rate) => ok.iter().sum(),
-    };
-    Ok(JValue::from(v))
+    Ok(match f {
+        Fun::Last | Fun::Agg(Agg::Avg) => sum / ok as f64,
+        Fun::Agg(Agg::Min) => min,
+        Fun::Agg(Agg::Max) => max,
+        Fun::Agg(Agg::Sum | Agg::Count | Agg::Rate) => sum,
+    })
 }
 
-fn agg_name(a: Agg) -> &'static str {
-    match a {
-        Agg::Avg => "avg",
-        Agg::Min => "min",
-        Agg::Max => "max",
-        Agg::Count => "count",
-        Agg::Sum => "sum",
-        Agg::Rate => "rate",
+/// The minijinja entry point of every trigger function.
+fn jinja_fn(state: &State, name: &str, counter: &JValue, kwargs: &Kwargs) -> Result<JValue, Error> {
+    let mut list = Vec::new();
+    for key in kwargs.args() {
+        let v: JValue = kwargs.get(key)?;
+        list.push((key.to_string(), KwVal::from_jinja(&v)));
     }
-}
-
-fn group_fn(state: &State, mode: GroupMode, counter: &JValue, kwargs: &Kwargs) -> Result<JValue, Error> {
-    let name = if mode == GroupMode::Any { "any" } else { "all" };
-    let args = scope_args(name, counter, kwargs)?;
-    let mut threshold = None;
-    for (key, op) in [("gt", Op::Gt), ("ge", Op::Ge), ("lt", Op::Lt), ("le", Op::Le), ("eq", Op::Eq), ("ne", Op::Ne)] {
-        if let Some(v) = kwargs.get::<Option<JValue>>(key)? {
-            if threshold.is_some() {
-                return Err(fail(format!("{name}(): give one of gt, ge, lt, le, eq, ne")));
-            }
-            let n = match v.kind() {
-                minijinja::value::ValueKind::Number => f64::try_from(v).ok(),
-                _ => None,
-            }
-            .ok_or_else(|| fail(format!("{name}(): `{key}` must be a number")))?;
-            threshold = Some((op, n));
-        }
-    }
-    let agg: Option<String> = kwargs.get("agg")?;
-    let f = match agg.as_deref() {
-        None | Some("last") => Fun::Last,
-        Some("avg") => Fun::Agg(Agg::Avg),
-        Some("min") => Fun::Agg(Agg::Min),
-        Some("max") => Fun::Agg(Agg::Max),
-        Some("sum") => Fun::Agg(Agg::Sum),
-        Some("count") => Fun::Agg(Agg::Count),
-        Some("rate") => Fun::Agg(Agg::Rate),
-        Some(other) => return Err(fail(format!("{name}(): `agg` is one of last, avg, min, max, sum, count, rate; found {other:?}"))),
-    };
     kwargs.assert_all_used()?;
-    let (op, limit) = threshold.ok_or_else(|| fail(format!("{name}(): give a comparison: gt=, ge=, lt=, le=, eq= or ne=")))?;
+    let parsed = parse_call(name, counter_name(counter), &list).map_err(fail)?;
     let ctx = ctx_of(state)?;
-    let (values, expected) = per_member(f, &args, &ctx)?;
-    let mut per_host: Vec<(String, Outcome)> = values
-        .into_iter()
-        .map(|(h, v)| {
-            let o = match v {
-                HostValue::Value(x) => compare(op, &Value::Number(x), limit),
-                HostValue::NoData(r) => Outcome::NoData(r),
-                HostValue::Error(r) => Outcome::Error(r),
-            };
-            (h, o)
-        })
-        .collect();
-    while per_host.len() < expected {
-        per_host.push((String::new(), Outcome::NoData("no series".into())));
-    }
-    match group_outcome(&per_host, mode, ctx.min_coverage_pct) {
-        Outcome::True => Ok(JValue::from(true)),
-        Outcome::False => Ok(JValue::from(false)),
-        Outcome::NoData(r) => {
-            let first = per_host.iter().find_map(|(_, o)| match o {
-                Outcome::NoData(r) | Outcome::Error(r) => Some(r.clone()),
-                _ => None,
-            });
-            Err(nodata(format!("{r}{}", first.map(|p| format!(" ({p})")).unwrap_or_default())))
-        }
-        Outcome::Error(r) => Err(fail(r)),
+    let env = Env { now_ms: ctx.now_ms, window: &ctx.window, min_coverage_pct: ctx.min_coverage_pct };
+    match run_call(&parsed, &env) {
+        Ok(CallOut::Num(n)) => Ok(JValue::from(n)),
+        Ok(CallOut::Bool(b)) => Ok(JValue::from(b)),
+        Err(FnErr::NoData(r)) => Err(nodata(r)),
+        Err(FnErr::Error(r)) => Err(fail(r)),
     }
 }
+
+/// Compiles a plainly written call (`avg(cpu, over="2m", host="h")`)
+/// without minijinja; `None` when the text is anything else.
+fn native_call(text: &str) -> Option<Result<Parsed, String>> {
+    let (name, rest) = text.split_once('(')?;
+    let name = name.trim();
+    if !TRIGGER_FUNCTIONS.contains(&name) {
+        return None;
+    }
+    let inner = rest.trim_end().strip_suffix(')')?;
+    let mut parts = split_args(inner)?.into_iter();
+    let first = parts.next()?;
+    let counter = if let Some(s) = unquote(first) {
+        s
+    } else if is_ident(first) {
+        first.to_string()
+    } else {
+        return None;
+    };
+    let mut kwargs = Vec::new();
+    for p in parts {
+        let (k, v) = p.split_once('=')?;
+        let (k, v) = (k.trim(), v.trim());
+        if !is_ident(k) {
+            return None;
+        }
+        let val = if let Some(s) = unquote(v) {
+            KwVal::Str(s)
+        } else {
+            KwVal::Num(v.parse::<f64>().ok().filter(|n| n.is_finite())?)
+        };
+        kwargs.push((k.to_string(), val));
+    }
+    Some(parse_call(name, Ok(counter), &kwargs))
+}
+
+/// The function names a trigger expression may use.
+const TRIGGER_FUNCTIONS: [&str; 9] = ["last", "avg", "min", "max", "sum", "count", "rate", "any", "all"];
+
+fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_') && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+/// `"text"` or `'text'` without escapes.
+fn unquote(s: &str) -> Option<String> {
+    let q = s.chars().next()?;
+    if q != '"' && q != '\'' {
+        return None;
+    }
+    let body = s.strip_prefix(q)?.strip_suffix(q)?;
+    if body.contains(q) || body.contains('\\') {
+        return None;
+    }
+    Some(body.to_string())
+}
+
+/// Splits `a, k="x,y", n=1` at top-level commas; `None` on brackets.
+fn split_args(s: &str) -> Option<Vec<&str>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut quote = None;
+    for (i, c) in s.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '(' | ')' | '[' | ']' | '{' | '}') => return None,
+            (None, ',') => {
+                out.push(s[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if quote.is_some() {
+        return None;
+    }
+    out.push(s[start..].trim());
+    Some(out)
+}
+
 
 // ------------------------------------------------------------------ parsing
 

@@ -44,6 +44,26 @@ pub struct CounterData {
     pub lookback_ms: Option<i64>,
     /// Its series.
     pub series: Vec<SeriesData>,
+    /// Series indexes by host.
+    by_host: HashMap<String, Vec<usize>>,
+}
+
+impl CounterData {
+    /// The series of one host.
+    pub fn host_series<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a SeriesData> + 'a {
+        self.by_host
+            .get(host)
+            .into_iter()
+            .flat_map(move |list| list.iter().filter_map(move |i| self.series.get(*i)))
+    }
+
+    /// Every host with series, and its series indexes, in first-seen order
+    /// of the hosts' first series.
+    pub fn hosts(&self) -> impl Iterator<Item = (&str, &[usize])> {
+        let mut list: Vec<(&str, &[usize])> = self.by_host.iter().map(|(h, v)| (h.as_str(), v.as_slice())).collect();
+        list.sort_by_key(|(_, v)| v.first().copied().unwrap_or(usize::MAX));
+        list.into_iter()
+    }
 }
 
 /// A named set of hosts (a Target or a Group): the denominator of coverage.
@@ -118,6 +138,7 @@ impl Window {
             None => {
                 data.series.push(SeriesData { key: key.clone(), points: Vec::new() });
                 let i = data.series.len() - 1;
+                data.by_host.entry(key.host.clone()).or_default().push(i);
                 self.index.insert(key.clone(), (key.counter.clone(), i));
                 i
             }
