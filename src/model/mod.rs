@@ -86,6 +86,20 @@ impl std::fmt::Display for Kind {
 /// The pattern every `name` must match.
 pub const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9-]{0,62}$";
 
+/// A JSON value's type for messages: `null`, `a boolean`, `a number`,
+/// `a string`, `an array`, `an object`.
+pub fn json_type(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Returns true when `name` is a valid object name.
 pub fn is_valid_name(name: &str) -> bool {
     let bytes = name.as_bytes();

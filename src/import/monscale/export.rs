@@ -46,16 +46,7 @@ pub(super) struct Raw<'a> {
     pub(super) fields: &'a Map<String, Value>,
 }
 
-pub(super) fn type_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub(super) use crate::model::json_type as type_of;
 
 pub(super) fn known_list(items: &[&str]) -> String {
     items.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
