@@ -76,8 +76,8 @@ enum Node {
     Or(Vec<Node>),
     And(Vec<Node>),
     Not(Box<Node>),
-    Cmp(Operand, Op, Operand),
-    Bool(Operand),
+    Cmp(Box<Operand>, Op, Box<Operand>),
+    Bool(Box<Operand>),
 }
 
 /// One operand: a minijinja expression giving a number (or, alone, a boolean).
@@ -566,12 +566,12 @@ fn host_value(f: Fun, args: &Args, data: &CounterData, series: &[&SeriesData], n
         if let Some((_, Point::Error(e))) = pts.last() {
             return HostValue::Error(format!("{}: {e}", what()));
         }
-        let values = pts.iter().filter_map(|(ts, p)| match p {
+        let mut values = pts.iter().filter_map(|(ts, p)| match p {
             Point::Value(v) => Some((*ts, *v)),
             Point::Error(_) => None,
         });
         let v = match f {
-            Fun::Last => values.last().map(|p| p.1),
+            Fun::Last => values.next_back().map(|p| p.1),
             Fun::Agg(agg) => aggregate_iter(agg, values),
         };
         return match v {
@@ -653,7 +653,10 @@ fn aggregate_iter(agg: Agg, pts: impl Iterator<Item = (i64, f64)>) -> Option<f64
 
 /// The selected series grouped by member (host), each member's value, and
 /// the number of members expected.
-fn per_member<'w>(f: Fun, args: &Args, env: &Env<'w>) -> Result<(Vec<(&'w str, HostValue)>, usize), FnErr> {
+/// Each member's host and value, and the number of members expected.
+type Members<'w> = (Vec<(&'w str, HostValue)>, usize);
+
+fn per_member<'w>(f: Fun, args: &Args, env: &Env<'w>) -> Result<Members<'w>, FnErr> {
     let data = env
         .window
         .counter(&args.counter)
@@ -1104,9 +1107,9 @@ impl Parser<'_> {
                     if let Some(Tok::Cmp(op2)) = self.peek() {
                         return Err(format!("chained comparison `{op}` ... `{op2}`: join two comparisons with `and`"));
                     }
-                    return Ok(Node::Cmp(left, op, right));
+                    return Ok(Node::Cmp(Box::new(left), op, Box::new(right)));
                 }
-                Ok(Node::Bool(left))
+                Ok(Node::Bool(Box::new(left)))
             }
             Some(other) => Err(format!("expected a condition, found {other}")),
             None => Err("expected a condition, found the end".into()),
