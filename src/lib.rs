@@ -28,6 +28,7 @@
 //! | [`actions`] | what a fired trigger does: scale (a desired-count mutation), run a playbook, notify (webhook, SNS) |
 //! | [`import`] | converting older tools' exports (monscale) into scaler YAML, written all or nothing |
 //! | [`survey`] | one-shot fleet survey: poll `/status` on many hosts, exact QoS verdict, aggregate, report files |
+//! | [`tls`] | TLS client configs for outgoing https (rustls on `ring`, system CAs) |
 //! | [`cli`] | the command line: the only place that constructs backends |
 
 pub mod actions;
@@ -48,3 +49,4 @@ pub mod rules;
 pub mod store;
 pub mod survey;
 pub mod template;
+pub mod tls;
