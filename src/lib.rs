@@ -29,6 +29,7 @@
 //! | [`import`] | converting older tools' exports (monscale) into scaler YAML, written all or nothing |
 //! | [`ruletest`] | `scaler test`: rule unit tests on a virtual clock (test files, runner, diff) |
 //! | [`survey`] | one-shot fleet survey: poll `/status` on many hosts, exact QoS verdict, aggregate, report files |
+//! | [`tls`] | TLS client configs for outgoing https (rustls on `ring`, system CAs) |
 //! | [`cli`] | the command line: the only place that constructs backends |
 
 pub mod actions;
@@ -50,3 +51,4 @@ pub mod ruletest;
 pub mod store;
 pub mod survey;
 pub mod template;
+pub mod tls;

@@ -1,10 +1,11 @@
 //! Trigger actions through `actions::Executor`, against real servers: a
-//! webhook receiver written here (records every request), `moto_server`
+//! webhook receiver written here (records every request; plain HTTP, or
+//! HTTPS with rustls and a CA generated per test by rcgen), `moto_server`
 //! for SNS (with signature checking on), a SQLite state store in a temp dir
 //! for scale, and local playbooks for run.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -104,6 +105,8 @@ struct Seen {
     path: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// The TLS version negotiated on the request's connection (None: plain).
+    tls: Option<String>,
 }
 
 impl Seen {
@@ -130,7 +133,7 @@ impl Receiver {
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let log = log.clone();
-                std::thread::spawn(move || serve(stream, status, &log));
+                std::thread::spawn(move || serve(stream, status, None, &log));
             }
         });
         Receiver { port, seen }
@@ -145,8 +148,8 @@ impl Receiver {
     }
 }
 
-fn serve(stream: TcpStream, status: u16, log: &Mutex<Vec<Seen>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
+fn serve<S: Read + Write>(stream: S, status: u16, tls: Option<String>, log: &Mutex<Vec<Seen>>) {
+    let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -177,10 +180,11 @@ fn serve(stream: TcpStream, status: u16, log: &Mutex<Vec<Seen>>) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        log.lock().unwrap().push(Seen { method, path, headers, body });
+        log.lock().unwrap().push(Seen { method, path, headers, body, tls: tls.clone() });
         let text = format!("answer {status}");
-        let mut s = &stream;
+        let s = reader.get_mut();
         let _ = write!(s, "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{text}", text.len());
+        let _ = s.flush();
     }
 }
 
@@ -279,15 +283,179 @@ fn webhook_that_never_answers_times_out_retryably() {
 }
 
 #[test]
-fn webhook_connection_refused_is_retryable_and_https_is_refused() {
+fn webhook_connection_refused_is_retryable() {
     let repo = Repo::new(&[]);
     let ex = repo.executor();
     let url = format!("http://127.0.0.1:{}/x", free_port());
     let e = run(&ex, &ctx(0, json!({})), json!({"notify": {"webhook": {"url": url}}})).unwrap_err();
     assert!(e.retryable, "{e:?}");
-    let e = run(&ex, &ctx(0, json!({})), json!({"notify": {"webhook": {"url": "https://hooks.example/x"}}})).unwrap_err();
+}
+
+// ------------------------------------------------------------------ https
+
+/// A private CA made for one test, and a server certificate it signed.
+struct TestPki {
+    /// The CA certificate, PEM (what a `ca_file` holds).
+    ca_pem: String,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key_der: Vec<u8>,
+}
+
+impl TestPki {
+    /// A CA and a server certificate for `names` (IP addresses or DNS names).
+    fn new(names: &[&str]) -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "scaler test CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        let leaf = leaf.signed_by(&key, &ca).unwrap();
+        TestPki { ca_pem: ca.pem(), chain: vec![leaf.der().clone(), ca.der().clone()], key_der: key.serialize_der() }
+    }
+}
+
+/// An HTTPS receiver (rustls, `ring` provider) that records every request
+/// and answers `status`; counts the connections whose handshake failed.
+struct TlsReceiver {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    failed_handshakes: Arc<Mutex<Vec<String>>>,
+}
+
+impl TlsReceiver {
+    fn start(pki: &TestPki, status: u16) -> TlsReceiver {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(pki.key_der.clone().into());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(pki.chain.clone(), key)
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let failed_handshakes = Arc::new(Mutex::new(Vec::new()));
+        let (log, failed) = (seen.clone(), failed_handshakes.clone());
+        std::thread::spawn(move || {
+            for mut tcp in listener.incoming().flatten() {
+                let (log, failed, config) = (log.clone(), failed.clone(), config.clone());
+                std::thread::spawn(move || {
+                    let mut conn = rustls::ServerConnection::new(config).unwrap();
+                    while conn.is_handshaking() {
+                        if let Err(e) = conn.complete_io(&mut tcp) {
+                            failed.lock().unwrap().push(e.to_string());
+                            return;
+                        }
+                    }
+                    let version = conn.protocol_version().map(|v| format!("{v:?}"));
+                    serve(rustls::StreamOwned::new(conn, tcp), status, version, &log);
+                });
+            }
+        });
+        TlsReceiver { port, seen, failed_handshakes }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn failed_handshakes(&self) -> Vec<String> {
+        self.failed_handshakes.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn webhook_over_https_without_ca_file_fails_permanently_on_the_unknown_certificate() {
+    let pki = TestPki::new(&["127.0.0.1"]);
+    let hook = TlsReceiver::start(&pki, 200);
+    let repo = Repo::new(&[]);
+    let ex = repo.executor();
+    let url = hook.url("/hooks/scaler");
+    let e = run(&ex, &ctx(0, json!({})), json!({"notify": {"webhook": {"url": url}}})).unwrap_err();
+    assert!(!e.retryable, "a certificate problem is not retried: {e:?}");
+    assert!(
+        e.message.starts_with(&format!("webhook `{url}`: certificate for 127.0.0.1 is not trusted: invalid peer certificate: UnknownIssuer")),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("; set `ca_file` to trust a private CA"), "{}", e.message);
+    assert!(hook.requests().is_empty(), "nothing may be sent to an unverified server");
+    wait_until(Duration::from_secs(2), "the server to see the client abort the handshake", || {
+        hook.failed_handshakes().len() == 1
+    });
+}
+
+#[test]
+fn webhook_over_https_with_ca_file_arrives_signed_over_tls() {
+    let pki = TestPki::new(&["127.0.0.1"]);
+    let hook = TlsReceiver::start(&pki, 200);
+    let repo = Repo::new(&[("hook.key", "s3cret-key\n")]);
+    std::fs::create_dir(repo.path().join("certs")).unwrap();
+    std::fs::write(repo.path().join("certs/internal-ca.pem"), &pki.ca_pem).unwrap();
+    let ex = repo.executor();
+    let action = json!({"notify": {"webhook": {
+        "url": hook.url("/hooks/scaler"),
+        "body": "{\"trigger\": \"{{ trigger }}\"}",
+        "secret": {"file": "hook.key"},
+        "ca_file": "certs/internal-ca.pem",
+    }}});
+    let out = run(&ex, &ctx(1, json!({})), action.clone()).unwrap();
+    assert_eq!(out.result["status"], 200);
+    // A second action reuses the client built for this CA file.
+    run(&ex, &ctx(2, json!({})), action).unwrap();
+
+    let seen = hook.requests();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let r = &seen[0];
+    assert!(r.tls.as_deref().is_some_and(|v| v.starts_with("TLSv1_")), "not TLS: {:?}", r.tls);
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/hooks/scaler"));
+    assert_eq!(r.body_text(), r#"{"trigger": "web-hot"}"#);
+    assert_eq!(r.header("x-signature"), Some(format!("sha256={}", hmac_hex(b"s3cret-key", &r.body)).as_str()));
+    assert_eq!(r.header("idempotency-key"), Some("web-hot@1700000000000#1"));
+    assert_eq!(seen[1].header("idempotency-key"), Some("web-hot@1700000000000#2"));
+    assert!(hook.failed_handshakes().is_empty(), "{:?}", hook.failed_handshakes());
+}
+
+#[test]
+fn webhook_over_https_checks_the_name_even_with_a_trusted_ca() {
+    let pki = TestPki::new(&["hooks.internal"]);
+    let hook = TlsReceiver::start(&pki, 200);
+    let repo = Repo::new(&[]);
+    std::fs::write(repo.path().join("ca.pem"), &pki.ca_pem).unwrap();
+    let ex = repo.executor();
+    let action = json!({"notify": {"webhook": {"url": hook.url("/x"), "ca_file": "ca.pem"}}});
+    let e = run(&ex, &ctx(0, json!({})), action).unwrap_err();
+    assert!(!e.retryable, "{e:?}");
+    assert!(e.message.contains("certificate for 127.0.0.1 is not valid: "), "{}", e.message);
+    assert!(e.message.contains("not valid for name \"127.0.0.1\""), "{}", e.message);
+    assert!(!e.message.contains("ca_file"), "a trusted CA is not the fix here: {}", e.message);
+    assert!(hook.requests().is_empty());
+}
+
+#[test]
+fn a_missing_bad_or_misplaced_ca_file_is_permanent() {
+    let repo = Repo::new(&[("not-a-cert.pem", "hello\n")]);
+    let ex = repo.executor();
+    let https = "https://127.0.0.1:1/x";
+    let e = run(&ex, &ctx(0, json!({})), json!({"notify": {"webhook": {"url": https, "ca_file": "nope.pem"}}})).unwrap_err();
     assert!(!e.retryable);
-    assert!(e.message.contains("https is not supported"), "{}", e.message);
+    assert!(e.message.starts_with("`ca_file` `nope.pem`: "), "{}", e.message);
+    let e = run(&ex, &ctx(0, json!({})), json!({"notify": {"webhook": {"url": https, "ca_file": "not-a-cert.pem"}}})).unwrap_err();
+    assert!(!e.retryable);
+    assert!(e.message.contains("has no certificate"), "{}", e.message);
+    let e = run(&ex, &ctx(0, json!({})), json!({"notify": {"webhook": {"url": "http://127.0.0.1:1/x", "ca_file": "nope.pem"}}}))
+        .unwrap_err();
+    assert!(!e.retryable);
+    assert_eq!(e.message, "webhook `http://127.0.0.1:1/x`: `ca_file` is set but `http://127.0.0.1:1/x` is not https");
 }
 
 // ------------------------------------------------------------------ sns

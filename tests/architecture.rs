@@ -69,6 +69,7 @@ fn modules_keep_to_their_lanes() {
     bad.extend(check("template", &["std::fs", "tokio", "crate::"], &[]));
     bad.extend(check("import", &["crate::cli", "println!", "eprintln!", "crate::store", "tokio"], &[]));
     bad.extend(check("jobs", &["crate::cli", "println!", "eprintln!"], &[]));
+    bad.extend(check("tls", &["crate::"], &[]));
     assert!(bad.is_empty(), "module rules broken:\n{}", bad.join("\n"));
 }
 

@@ -72,7 +72,7 @@ impl Inputs {
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         rt.spawn(async move { axum::serve(listener, router).await });
-        Inputs { rt, _dir: dir, db, cfg, sink, base: format!("http://{addr}"), client: reqwest::Client::new() }
+        Inputs { rt, _dir: dir, db, cfg, sink, base: format!("http://{addr}"), client: crate::harness::http_client() }
     }
 
     /// Starts a trap receiver on a free UDP port with the same config and sink.
@@ -428,7 +428,7 @@ fn a_refused_write_is_503_and_the_resent_alert_is_not_a_duplicate() {
     let body = notification("firing", vec![alert("firing", "f1", json!({"alertname": "Down", "instance": "db-01"}))]);
     let post = || {
         rt.block_on(async {
-            let resp = reqwest::Client::new().post(&url).body(body.clone()).send().await.unwrap();
+            let resp = crate::harness::http_client().post(&url).body(body.clone()).send().await.unwrap();
             (resp.status().as_u16(), serde_json::from_str::<Value>(&resp.text().await.unwrap()).unwrap())
         })
     };

@@ -4,7 +4,8 @@
 //! job (trigger, fire instant, values) + one `then:` entry as JSON
 //!   -> Executor::execute -> scale   : SetDesired mutation (min..max; the queue commits it)
 //!                           run     : exec::Runner on the resolved target, no terminal
-//!                           notify  : webhook POST (HMAC-signed) | SNS Publish (SigV4)
+//!                           notify  : webhook POST (HMAC-signed) | SNS Publish (SigV4),
+//!                                     http or https (system CAs + the action's `ca_file`)
 //!   -> Ok(ActionOutput { result, mutations }) | Err(ActionError { message, retryable })
 //! ```
 //!
@@ -20,11 +21,12 @@ mod run;
 mod scale;
 pub mod sigv4;
 mod sns;
+mod tls;
 mod webhook;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -156,20 +158,44 @@ impl ExecutorOptions {
 pub struct Executor {
     config: Arc<Config>,
     opts: ExecutorOptions,
+    roots: tls::Roots,
+    /// The client that trusts the system CAs.
     http: reqwest::Client,
+    /// Clients that also trust a `ca_file`, by the file's content.
+    with_ca: Mutex<HashMap<Vec<u8>, reqwest::Client>>,
 }
 
 impl Executor {
-    /// An executor with its own HTTP connection pool.
+    /// An executor with its own HTTP connection pool; reads the system's CA
+    /// certificates.
     pub fn new(config: Arc<Config>, opts: ExecutorOptions) -> Result<Executor, ActionError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(opts.http_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("scaler/", env!("CARGO_PKG_VERSION")))
-            .no_proxy()
-            .build()
-            .map_err(|e| ActionError::permanent(format!("http client: {e}")))?;
-        Ok(Executor { config, opts, http })
+        let roots = tls::Roots::system();
+        let http = http_client(&opts, roots.config()?)?;
+        Ok(Executor { config, opts, roots, http, with_ca: Mutex::new(HashMap::new()) })
+    }
+
+    /// The client for a request to `url`: the shared one, or one that also
+    /// trusts `ca_file` (read on every call, so an edited file takes effect).
+    async fn client(&self, what: &str, url: &reqwest::Url, ca_file: Option<&str>) -> Result<reqwest::Client, ActionError> {
+        let Some(ca_file) = ca_file else {
+            return Ok(self.http.clone());
+        };
+        if url.scheme() != "https" {
+            return Err(ActionError::permanent(format!("{what}: `ca_file` is set but `{url}` is not https")));
+        }
+        let pem = tls::read_ca_file(&self.config.root, ca_file).await?;
+        let mut cache = self.with_ca.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = cache.get(&pem) {
+            return Ok(client.clone());
+        }
+        let client = http_client(&self.opts, self.roots.config_with(ca_file, &pem)?)?;
+        cache.insert(pem, client.clone());
+        Ok(client)
+    }
+
+    /// A transport error as an action error (see [`http_error`]).
+    fn http_error(&self, what: &str, e: &reqwest::Error) -> ActionError {
+        tls::certificate_failure(what, e, self.roots.len()).unwrap_or_else(|| http_error(what, e))
     }
 
     /// Runs one action (`action` is the JSON of one `then:` entry, e.g.
@@ -254,7 +280,20 @@ fn snippet(text: &str, max: usize) -> String {
     }
 }
 
-/// An HTTP transport error: timeouts and connection failures are retryable.
+/// A client: no redirects, no proxy, TLS as `tls` says.
+fn http_client(opts: &ExecutorOptions, tls: rustls::ClientConfig) -> Result<reqwest::Client, ActionError> {
+    reqwest::Client::builder()
+        .connect_timeout(opts.http_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("scaler/", env!("CARGO_PKG_VERSION")))
+        .no_proxy()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| ActionError::permanent(format!("http client: {e}")))
+}
+
+/// An HTTP transport error: timeouts and connection failures are retryable
+/// (certificate failures are caught before, by [`Executor::http_error`]).
 fn http_error(what: &str, e: &reqwest::Error) -> ActionError {
     let mut detail = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -271,14 +310,11 @@ fn http_error(what: &str, e: &reqwest::Error) -> ActionError {
     }
 }
 
-/// Checks that a URL is plain `http` (this build has no TLS stack).
+/// Checks that a URL is `http` or `https`.
 fn http_url(what: &str, url: &str) -> Result<reqwest::Url, ActionError> {
     let parsed = reqwest::Url::parse(url).map_err(|e| ActionError::permanent(format!("{what}: bad url `{url}`: {e}")))?;
     match parsed.scheme() {
-        "http" => Ok(parsed),
-        "https" => Err(ActionError::permanent(format!(
-            "{what}: `{url}`: https is not supported by this scaler build (no TLS stack yet); use an http endpoint"
-        ))),
+        "http" | "https" => Ok(parsed),
         other => Err(ActionError::permanent(format!("{what}: `{url}`: unsupported scheme `{other}`"))),
     }
 }
@@ -331,10 +367,11 @@ mod tests {
     }
 
     #[test]
-    fn only_http_urls() {
+    fn only_http_and_https_urls() {
         assert!(http_url("webhook", "http://127.0.0.1:1/x").is_ok());
-        let e = http_url("webhook", "https://hooks.example/x").unwrap_err();
-        assert!(e.message.contains("https is not supported"), "{}", e.message);
+        assert!(http_url("webhook", "https://hooks.example/x").is_ok());
+        let e = http_url("webhook", "ftp://hooks.example/x").unwrap_err();
+        assert_eq!(e.message, "webhook: `ftp://hooks.example/x`: unsupported scheme `ftp`");
         assert!(http_url("webhook", "not a url").is_err());
     }
 

@@ -116,8 +116,9 @@ pub(super) async fn execute(ex: &Executor, ctx: &ActionContext, s: &Sns) -> Resu
         payload: body.as_bytes(),
     };
     let signed = sigv4::sign(&creds, Scope { region: &region, service: "sns" }, Utc::now(), &req);
-    let mut builder = ex
-        .http
+    let what = format!("sns: publish to `{}` via `{endpoint}`", s.topic_arn);
+    let client = ex.client(&what, &url, s.ca_file.as_deref()).await?;
+    let mut builder = client
         .post(url.clone())
         .timeout(ex.opts.http_timeout)
         .header("content-type", content_type)
@@ -125,10 +126,9 @@ pub(super) async fn execute(ex: &Executor, ctx: &ActionContext, s: &Sns) -> Resu
     for (k, v) in &signed.headers {
         builder = builder.header(k.as_str(), v.as_str());
     }
-    let what = format!("sns: publish to `{}` via `{endpoint}`", s.topic_arn);
-    let resp = builder.body(body).send().await.map_err(|e| super::http_error(&what, &e))?;
+    let resp = builder.body(body).send().await.map_err(|e| ex.http_error(&what, &e))?;
     let status = resp.status();
-    let text = resp.text().await.map_err(|e| super::http_error(&what, &e))?;
+    let text = resp.text().await.map_err(|e| ex.http_error(&what, &e))?;
     if !status.is_success() {
         return Err(reply_error(&s.topic_arn, status.as_u16(), &text));
     }

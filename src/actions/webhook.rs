@@ -2,7 +2,8 @@
 //! signature and an idempotency key.
 //!
 //! 2xx succeeds; 408, 429, 5xx, timeouts and connection failures are
-//! retryable; any other status (4xx, 3xx: redirects are not followed) is not.
+//! retryable; any other status (4xx, 3xx: redirects are not followed) is not,
+//! nor is a server certificate that does not verify (see [`super::tls`]).
 
 use hmac::{Hmac, Mac};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
@@ -86,15 +87,15 @@ pub(super) async fn execute(ex: &Executor, ctx: &ActionContext, w: &Webhook) -> 
     let body = body(ctx, w)?;
     let headers = headers(ex, ctx, w, &body)?;
     let what = format!("webhook `{}`", w.url);
-    let resp = ex
-        .http
+    let client = ex.client(&what, &url, w.ca_file.as_deref()).await?;
+    let resp = client
         .post(url)
         .timeout(ex.opts.http_timeout)
         .headers(headers)
         .body(body.clone())
         .send()
         .await
-        .map_err(|e| super::http_error(&what, &e))?;
+        .map_err(|e| ex.http_error(&what, &e))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if status.is_success() {

@@ -717,6 +717,10 @@ pub struct Webhook {
     /// Extra headers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, ValueOrSecret>,
+    /// A PEM file of CA certificates trusted for this `https` URL, in addition
+    /// to the system's (relative to the repo root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 /// An AWS SNS publish.
@@ -733,6 +737,10 @@ pub struct Sns {
     /// Endpoint override (for SNS-compatible services).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// A PEM file of CA certificates trusted for an `https` endpoint, in
+    /// addition to the system's (relative to the repo root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 // ---------------------------------------------------------------- Playbook

@@ -32,6 +32,7 @@ impl HttpCollector {
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("scaler/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
+            .tls_backend_preconfigured(crate::tls::system_client_config().map_err(|e| CollectError::Config(format!("tls: {e}")))?)
             .build()
             .map_err(|e| CollectError::Config(format!("http client: {e}")))?;
         Ok(HttpCollector { client })

@@ -23,3 +23,13 @@ pub use git::GitRepo;
 pub use servers::{HttpServer, HungServer, Server};
 pub use sshd::Sshd;
 pub use wait::{free_port, wait_until};
+
+/// A reqwest client for talking to test servers. reqwest is built with
+/// `rustls-no-provider`, so `reqwest::Client::new()` would panic: every
+/// client takes scaler's TLS config (rustls on `ring`).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(scaler::tls::system_client_config().expect("tls config"))
+        .build()
+        .expect("http client")
+}
