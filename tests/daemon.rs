@@ -324,3 +324,48 @@ fn an_alertmanager_alert_fires_a_trigger() {
         t["state"] == "cooldown" && t["values"][0]["value"] == 0.0
     });
 }
+
+#[test]
+fn snmp_traps_fire_a_trigger_through_the_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let hooks = Hooks::start();
+    let trap_port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    std::fs::write(dir.join("token.txt"), TOKEN).unwrap();
+    std::fs::write(
+        dir.join("scaler.yaml"),
+        format!("kind: Project\nname: t\ndaemon:\n  token: {{ file: token.txt }}\n  traps: {{ listen: \"127.0.0.1:{trap_port}\" }}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("traps.yaml"),
+        format!(
+            "kind: Counter\nname: linkdown\nsource:\n  trap: {{ oid: 1.3.6.1.6.3.1.1.5.3 }}\n---\nkind: Trigger\nname: flapping\nwhen: count(linkdown, over=\"1m\") >= 2\ncooldown: 1h\nthen:\n  - notify: {{ webhook: {{ url: \"http://127.0.0.1:{}/hook\" }} }}\n",
+            hooks.port
+        ),
+    )
+    .unwrap();
+    let cli = Cli::new();
+    let _d = Daemon::start(&cli, dir, &[]);
+    let target = format!("127.0.0.1:{trap_port}");
+    let send = || {
+        let out = std::process::Command::new("snmptrap")
+            .env("MIBS", "")
+            .args(["-v", "2c", "-c", "public", &target, "", "1.3.6.1.6.3.1.1.5.3"])
+            .output()
+            .expect("snmptrap (Debian package `snmp`)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    send();
+    wait_until(Duration::from_secs(10), "one trap to be counted", || {
+        let s = status(&cli, dir);
+        trigger(&s, "flapping")["values"][0]["value"] == 1.0
+    });
+    assert!(hooks.keys().is_empty(), "one trap is not enough");
+    send();
+    wait_until(Duration::from_secs(15), "the second trap to fire the trigger", || hooks.keys().len() == 1);
+    assert!(hooks.keys()[0].starts_with("flapping@"));
+}
