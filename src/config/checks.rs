@@ -38,9 +38,7 @@ impl From<usize> for Segment {
 }
 
 /// Functions usable in trigger expressions besides counters.
-pub const TRIGGER_FUNCTIONS: [&str; 9] = [
-    "last", "avg", "min", "max", "sum", "count", "rate", "any", "all",
-];
+pub use crate::rules::expr::TRIGGER_FUNCTIONS;
 
 /// Every declared name per kind, with where it was first declared.
 #[derive(Debug, Default)]

@@ -841,7 +841,7 @@ fn native_call(text: &str) -> Option<Result<Parsed, String>> {
 }
 
 /// The function names a trigger expression may use.
-const TRIGGER_FUNCTIONS: [&str; 9] = ["last", "avg", "min", "max", "sum", "count", "rate", "any", "all"];
+pub const TRIGGER_FUNCTIONS: [&str; 9] = ["last", "avg", "min", "max", "sum", "count", "rate", "any", "all"];
 
 fn is_ident(s: &str) -> bool {
     let mut c = s.chars();
