@@ -371,3 +371,29 @@ fn snmp_traps_fire_a_trigger_through_the_daemon() {
     wait_until(Duration::from_secs(15), "the second trap to fire the trigger", || hooks.keys().len() == 1);
     assert!(hooks.keys()[0].starts_with("flapping@"));
 }
+
+#[test]
+fn a_scale_that_a_policy_refuses_is_recorded_but_not_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_config(
+        dir,
+        "  - scale: { group: web, by: 1 }",
+        "---\nkind: NodeTemplate\nname: sleeper\nprovider: local\nlocal: { command: exec sleep 600, grace: 1s }\n---\nkind: Group\nname: web\ntemplate: sleeper\nmin: 1\nmax: 3\ndesired: 1\n---\nkind: Policy\nname: small\nrules:\n  - name: one-node\n    each: group\n    deny: \"group.nodes_after > 1\"\n    message: \"group `{{ group.name }}` stays at one node\"\n",
+    );
+    let cli = Cli::new();
+    let out = cli.run(dir, &["apply", "--auto-approve", "."]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d = Daemon::start(&cli, dir, &[]);
+    assert_eq!(d.push("queue", "50").0, 200);
+    wait_until(Duration::from_secs(30), "the reconciler to refuse the plan", || {
+        std::fs::read_to_string(dir.join("daemon.log")).is_ok_and(|t| t.contains("refused by policy") && t.contains("stays at one node"))
+    });
+    let state: Value = serde_json::from_slice(&cli.run(dir, &["state", "list", "--json", "."]).stdout).unwrap();
+    assert_eq!(state["desired"]["web"], 2, "the scale is recorded: {state}");
+    assert_eq!(state["nodes"].as_array().map(Vec::len), Some(1), "but not applied: {state}");
+    assert_eq!(status(&cli, dir)["jobs"][0]["status"], "done");
+    drop(d);
+    let out = cli.run(dir, &["destroy", "--auto-approve", "."]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
