@@ -165,6 +165,18 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         revision: Some(ws.config.revision.clone()),
     };
     let reconcile = all.then(|| reconciler(args.dir.clone(), ui.color));
+    if all {
+        ui.info(&format!(
+            "scaler daemon: {} triggers, {} counters, evaluated every {}; receivers on http://{}; {} job workers; Ctrl-C stops (`-v` shows each fire and job)",
+            ws.config.triggers.len(),
+            ws.config.counters.len(),
+            crate::rules::engine::human_ms(interval_ms),
+            opts.listen,
+            opts.workers
+        ));
+    } else {
+        ui.info(&format!("scaler daemon: {} job workers on {}; Ctrl-C stops", opts.workers, opts.store_path.display()));
+    }
     let config = Arc::new(ws.config);
     let rt = runtime()?;
     rt.block_on(async move {
