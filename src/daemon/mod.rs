@@ -41,8 +41,6 @@ use crate::store::{Job, JobStore, NewJob, Sample, SampleStore, Selector, SqliteS
 /// How the daemon runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The config repo root.
-    pub root: PathBuf,
     /// The state store.
     pub store_path: PathBuf,
     /// HTTP listen address (push, alerts).
@@ -449,9 +447,8 @@ impl Evaluator {
             if ticks % 60 == 0 {
                 let keep = self.keep_ms;
                 self.window.with(|w| w.prune(tick, keep));
-                let path = self.store_path.clone();
-                let config = self.config.clone();
-                let nodes = tokio::task::spawn_blocking(move || SqliteStore::open(&path).and_then(|s| s.snapshot()).map(|s| s.nodes)).await;
+                let (store, config) = (store.clone(), self.config.clone());
+                let nodes = tokio::task::spawn_blocking(move || store.lock().unwrap_or_else(|p| p.into_inner()).snapshot().map(|s| s.nodes)).await;
                 if let Ok(Ok(nodes)) = nodes {
                     self.window.with(|w| w.set_hosts(&config, &nodes));
                 }
@@ -489,11 +486,18 @@ impl ActionExecutor for Glue {
 
 /// Plans and applies whenever a group's desired count changed.
 async fn reconcile_loop(path: PathBuf, reconcile: Reconcile, every_ms: i64, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
-    let read = |path: PathBuf| async move {
-        tokio::task::spawn_blocking(move || SqliteStore::open(&path).and_then(|s| s.snapshot()).map(|s| s.desired))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+        .await
+        .map_err(|e| DaemonError::Other(e.to_string()))??;
+    let store = Arc::new(Mutex::new(store));
+    let read = || {
+        let store = store.clone();
+        async move {
+            tokio::task::spawn_blocking(move || store.lock().unwrap_or_else(|p| p.into_inner()).snapshot().map(|s| s.desired))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        }
     };
     // Nothing seen yet: the first pass reconciles every group with a
     // recorded desired count (a scale may have landed while no daemon ran).
@@ -508,7 +512,7 @@ async fn reconcile_loop(path: PathBuf, reconcile: Reconcile, every_ms: i64, mut 
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             }
         }
-        let desired = match read(path.clone()).await {
+        let desired = match read().await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read desired counts");

@@ -193,22 +193,23 @@ pub fn state_word(k: StateKind) -> &'static str {
     }
 }
 
-/// `1m30s`, `250ms`.
+/// A duration for people, exact to the millisecond: `0s`, `250ms`,
+/// `1m30s`, `2m30s250ms`, `1h`, `-5s`.
 pub fn human_ms(ms: i64) -> String {
-    if ms < 1_000 {
-        return format!("{ms}ms");
+    if ms == 0 {
+        return "0s".into();
     }
-    let s = ms / 1000;
-    let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
     let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
+    let mut rest = ms;
+    if rest < 0 {
+        out.push('-');
+        rest = rest.saturating_neg();
     }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if sec > 0 || out.is_empty() {
-        out.push_str(&format!("{sec}s"));
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
     }
     out
 }
@@ -310,5 +311,8 @@ mod tests {
         assert_eq!(human_ms(250), "250ms");
         assert_eq!(human_ms(90_000), "1m30s");
         assert_eq!(human_ms(3_600_000), "1h");
+        assert_eq!(human_ms(150_250), "2m30s250ms");
+        assert_eq!(human_ms(0), "0s");
+        assert_eq!(human_ms(-5_000), "-5s");
     }
 }

@@ -318,22 +318,4 @@ fn unknown<'a>(what: &str, name: &str, known: impl Iterator<Item = &'a str>) -> 
     format!("unknown {what} `{name}`{best} (the config has: {list})")
 }
 
-/// A test-file duration: `2m30s`, `0s`, `1500ms`.
-pub fn ms(v: i64) -> String {
-    if v == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    let mut rest = v;
-    if rest < 0 {
-        out.push('-');
-        rest = -rest;
-    }
-    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
-        if rest >= size {
-            out.push_str(&format!("{}{unit}", rest / size));
-            rest %= size;
-        }
-    }
-    out
-}
+pub use crate::rules::engine::human_ms as ms;

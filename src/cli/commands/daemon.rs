@@ -154,7 +154,6 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     }
     let all = args.role == Role::All;
     let opts = Options {
-        root: ws.config.root.clone(),
         store_path: ws.store_path.clone(),
         listen,
         evaluation_interval_ms: interval_ms,
