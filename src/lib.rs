@@ -21,6 +21,7 @@
 //! | [`plan`] | `diff(desired, recorded, observed) -> Plan`, rendering, plan files |
 //! | [`policy`] | guardrails evaluated against a plan (pure) |
 //! | [`apply`] | lock, stale check, run changes through providers, commit state |
+//! | [`reconcile`] | a plan-and-apply session (config + store + providers) shared by the CLI and the daemon; typed, retryable errors |
 //! | [`exec`] | playbook steps, rendering, the `Transport` seam (ssh, local), target resolution |
 //! | [`jobs`] | job workers: lease, heartbeat, run actions, retry with backoff, dead-letter |
 //! | [`inputs`] | passive inputs: push endpoint, Alertmanager webhook, SNMP traps -> samples by receipt time |
@@ -46,6 +47,7 @@ pub mod monitor;
 pub mod plan;
 pub mod policy;
 pub mod provider;
+pub mod reconcile;
 pub mod rules;
 pub mod ruletest;
 pub mod store;

@@ -62,7 +62,8 @@ impl Repo {
     }
 
     fn options(&self) -> ExecutorOptions {
-        let mut o = ExecutorOptions::new(self.store_path());
+        let store = scaler::store::open(&scaler::store::Location::Sqlite(self.store_path())).unwrap();
+        let mut o = ExecutorOptions::new(store);
         o.http_timeout = Duration::from_secs(10);
         o
     }
@@ -579,13 +580,14 @@ fn set_desired(n: u32) -> Mutation {
 }
 
 #[test]
-fn scale_by_starts_from_the_configured_desired_without_a_store() {
+fn scale_by_starts_from_the_configured_desired_on_an_empty_store() {
     let repo = Repo::new(&[]);
     let ex = repo.executor();
     let out = run(&ex, &ctx(0, json!({})), json!({"scale": {"group": "web", "by": 2}})).unwrap();
     assert_eq!(out.mutations, vec![set_desired(5)]);
     assert_eq!(out.result, json!({"group": "web", "from": 3, "to": 5, "wanted": 5, "clamped": false, "changed": true}));
-    assert!(!repo.store_path().exists(), "the executor must not create or write the store");
+    let snap = SqliteStore::open(&repo.store_path()).unwrap().snapshot().unwrap();
+    assert_eq!((snap.meta.serial, snap.desired.len()), (0, 0), "the executor must not write the store");
 }
 
 #[test]

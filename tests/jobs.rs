@@ -114,11 +114,12 @@ struct Pool {
 impl Pool {
     fn start(path: &Path, exec: &Arc<Recorder>, n: usize, opts: &WorkerOptions) -> Pool {
         let (stop, rx) = watch::channel(false);
+        let store = scaler::store::open(&scaler::store::Location::Sqlite(path.to_path_buf())).unwrap();
         let workers = (0..n)
             .map(|i| {
                 let exec: Arc<dyn ActionExecutor> = exec.clone();
                 let opts = WorkerOptions { name: format!("{}-{i}", opts.name), ..opts.clone() };
-                tokio::spawn(run_worker(path.to_path_buf(), exec, opts, rx.clone()))
+                tokio::spawn(run_worker(store.clone(), exec, opts, rx.clone()))
             })
             .collect();
         Pool { stop, workers }

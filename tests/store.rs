@@ -118,7 +118,7 @@ fn a_file_that_is_not_a_database_is_an_error_naming_it() {
     let path = dir.path().join("state.db");
     std::fs::write(&path, vec![b'x'; 4096]).expect("write");
     match SqliteStore::open(&path) {
-        Err(err @ StoreError::Db { .. }) => {
+        Err(err @ StoreError::Backend { .. }) => {
             assert!(
                 err.to_string().contains(&path.display().to_string()),
                 "{err}"
@@ -204,7 +204,7 @@ fn a_commit_with_a_failing_mutation_changes_nothing() {
             Mutation::PutNode(twin),
         ])
         .expect_err("the slot is taken twice");
-    assert!(matches!(err, StoreError::Db { .. }), "{err:?}");
+    assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
     assert!(err.to_string().contains("UNIQUE"), "{err}");
 
     assert_eq!(store.snapshot().expect("snapshot"), before);

@@ -82,7 +82,7 @@ fn save_evaluation_writes_states_and_jobs_together_or_not_at_all() {
     bad.key = "bad@1".into();
     let states = [state("web-hot", T0), state("db-slow", T0)];
     let failed = store.save_evaluation(&states, &[new_job("web-hot", T0, 5), bad], T0);
-    assert!(matches!(failed, Err(StoreError::Db { .. })), "{failed:?}");
+    assert!(matches!(failed, Err(StoreError::Backend { .. })), "{failed:?}");
     assert_eq!(store.trigger_states().unwrap(), [], "no state without its job");
     assert_eq!(store.queue_depth().unwrap()["queued"], 0, "no job without its state");
 
@@ -248,7 +248,7 @@ fn progress_commits_the_action_count_and_its_state_mutations_in_one_transaction(
     };
     other.commit(&[Mutation::PutNode(node("web-01"))]).unwrap();
     let clash = other.job_progress(id, "w2", 3, &json!([1, 2, 3]), &[Mutation::PutNode(node("web-99"))]);
-    assert!(matches!(clash, Err(StoreError::Db { .. })), "{clash:?}");
+    assert!(matches!(clash, Err(StoreError::Backend { .. })), "{clash:?}");
     assert_eq!(other.job(id).unwrap().unwrap().actions_done, 2);
     assert_eq!(other.snapshot().unwrap().meta.serial, serial + 2);
 }

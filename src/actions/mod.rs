@@ -25,7 +25,6 @@ mod tls;
 mod webhook;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,7 +34,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::model::Action;
-use crate::store::{Mutation, Snapshot, SqliteStore, Store};
+use crate::store::{Mutation, Snapshot, StateStore};
 
 pub use scale::{scale_target, ScaleDecision};
 
@@ -128,9 +127,8 @@ impl ActionError {
 /// How the executor reaches the world.
 #[derive(Debug, Clone)]
 pub struct ExecutorOptions {
-    /// The SQLite state store (read for desired counts and group nodes; a
-    /// missing file reads as empty state).
-    pub store_path: PathBuf,
+    /// The state store (read for desired counts and group nodes).
+    pub store: StateStore,
     /// Timeout of a webhook or SNS request (default 10 s).
     pub http_timeout: Duration,
     /// Variables consulted before the process environment for the AWS
@@ -140,9 +138,9 @@ pub struct ExecutorOptions {
 }
 
 impl ExecutorOptions {
-    /// Defaults for a store at `store_path`.
-    pub fn new(store_path: impl Into<PathBuf>) -> ExecutorOptions {
-        ExecutorOptions { store_path: store_path.into(), http_timeout: DEFAULT_HTTP_TIMEOUT, env: BTreeMap::new() }
+    /// Defaults for a state store.
+    pub fn new(store: StateStore) -> ExecutorOptions {
+        ExecutorOptions { store, http_timeout: DEFAULT_HTTP_TIMEOUT, env: BTreeMap::new() }
     }
 
     fn var(&self, name: &str) -> Option<String> {
@@ -220,19 +218,9 @@ impl Executor {
         out
     }
 
-    /// Reads the recorded state (empty when the store file does not exist).
-    async fn snapshot(&self) -> Result<Option<Snapshot>, ActionError> {
-        let path = self.opts.store_path.clone();
-        let read = tokio::task::spawn_blocking(move || -> Result<Option<Snapshot>, String> {
-            if !path.exists() {
-                return Ok(None);
-            }
-            let store = SqliteStore::open(&path).map_err(|e| e.to_string())?;
-            store.snapshot().map(Some).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| ActionError::transient(format!("reading state: {e}")))?;
-        read.map_err(|e| ActionError::transient(format!("reading state: {e}")))
+    /// Reads the recorded state.
+    async fn snapshot(&self) -> Result<Snapshot, ActionError> {
+        self.opts.store.snapshot().await.map_err(|e| ActionError::transient(format!("reading state: {e}")))
     }
 }
 

@@ -99,9 +99,7 @@ fn default_timeout(ex: &Executor) -> Duration {
 
 /// Running nodes from state (only needed by group targets, harmless otherwise).
 async fn running_nodes(ex: &Executor) -> Result<Vec<NodeAddress>, ActionError> {
-    let Some(snap) = ex.snapshot().await? else {
-        return Ok(Vec::new());
-    };
+    let snap = ex.snapshot().await?;
     Ok(snap
         .nodes
         .into_iter()

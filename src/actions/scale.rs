@@ -101,8 +101,9 @@ pub(super) async fn execute(ex: &Executor, ctx: &ActionContext, a: &ScaleAction)
     };
     let snap = ex.snapshot().await?;
     let current = snap
-        .as_ref()
-        .and_then(|s| s.desired.get(&group.name).copied())
+        .desired
+        .get(&group.name)
+        .copied()
         .unwrap_or(group.desired.unwrap_or(group.min));
     let d = scale_target(a, current, group.min, group.max, metric)
         .map_err(|e| ActionError::permanent(format!("scale `{}`: {e}", group.name)))?;

@@ -6,7 +6,6 @@
 //! Must not depend on: CLI printing (progress goes through [`Observer`]).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +17,7 @@ use crate::config::Config;
 use crate::model::NodeTemplate;
 use crate::plan::{Action, Change, Plan};
 use crate::provider::{LaunchRequest, Provider, ProviderError};
-use crate::store::{LockInfo, LockRequest, Mutation, NodeRecord, NodeStatus, SqliteStore, Store, StoreError};
+use crate::store::{LockInfo, LockRequest, Mutation, NodeRecord, NodeStatus, StateStore, StoreError};
 
 /// Errors that stop an apply before or while it runs.
 #[derive(Debug, thiserror::Error)]
@@ -82,8 +81,8 @@ pub type Providers = BTreeMap<String, Arc<dyn Provider>>;
 /// How to apply.
 #[derive(Clone)]
 pub struct ApplyOptions {
-    /// The state database.
-    pub store_path: PathBuf,
+    /// The state store.
+    pub store: StateStore,
     /// Node changes running at once.
     pub parallelism: usize,
     /// Lease length of the state lock.
@@ -105,37 +104,30 @@ fn digest_of(v: &impl serde::Serialize) -> String {
     hex::encode(&Sha256::digest(&bytes)[..16])
 }
 
-/// Keeps the lease alive from its own thread and connection.
+/// Keeps the lease alive from its own task (each renewal on a connection
+/// of its own, so a long commit never delays it).
 struct Heartbeat {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    task: tokio::task::JoinHandle<()>,
     lost: Arc<AtomicBool>,
 }
 
 impl Heartbeat {
-    fn start(path: PathBuf, lock_id: String, ttl: Duration) -> Heartbeat {
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
+    fn start(store: StateStore, lock_id: String, ttl: Duration) -> Heartbeat {
         let lost = Arc::new(AtomicBool::new(false));
         let flag = lost.clone();
         let every = (ttl / 3).max(Duration::from_millis(100));
-        let thread = std::thread::spawn(move || {
-            let mut store = match SqliteStore::open(&path) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "lock heartbeat cannot open the state store");
-                    flag.store(true, Ordering::SeqCst);
-                    return;
-                }
-            };
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
-                if let Err(e) = store.renew(&lock_id, ttl) {
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let id = lock_id.clone();
+                if let Err(e) = store.run(move |db| db.renew(&id, ttl)).await {
                     tracing::error!(error = %e, "state lock lost");
                     flag.store(true, Ordering::SeqCst);
                     return;
                 }
             }
         });
-        Heartbeat { stop: Some(tx), thread: Some(thread), lost }
+        Heartbeat { task, lost }
     }
 
     fn is_lost(&self) -> bool {
@@ -145,16 +137,14 @@ impl Heartbeat {
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
-        self.stop.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.task.abort();
     }
 }
 
 /// Takes the state lock for `operation`.
-pub fn take_lock(store: &mut SqliteStore, opts: &ApplyOptions, operation: &str) -> Result<LockInfo, StoreError> {
-    store.lock(&LockRequest { owner: opts.owner.clone(), operation: operation.to_string(), ttl: opts.lock_ttl })
+pub async fn take_lock(store: &StateStore, opts: &ApplyOptions, operation: &str) -> Result<LockInfo, StoreError> {
+    let req = LockRequest { owner: opts.owner.clone(), operation: operation.to_string(), ttl: opts.lock_ttl };
+    store.run(move |db| db.lock(&req)).await
 }
 
 /// Applies `plan`. The caller made it from `config` (whose digest is checked
@@ -166,12 +156,13 @@ pub async fn apply(
     opts: &ApplyOptions,
     observer: &dyn Observer,
 ) -> Result<Report, ApplyError> {
-    let mut store = SqliteStore::open(&opts.store_path)?;
-    let lock = take_lock(&mut store, opts, &format!("{:?}", plan.operation).to_lowercase())?;
-    let heartbeat = Heartbeat::start(opts.store_path.clone(), lock.id.clone(), opts.lock_ttl);
-    let result = run(plan, config, providers, opts, observer, &mut store, &heartbeat, &lock).await;
+    let store = opts.store.clone();
+    let lock = take_lock(&store, opts, &format!("{:?}", plan.operation).to_lowercase()).await?;
+    let heartbeat = Heartbeat::start(store.clone(), lock.id.clone(), opts.lock_ttl);
+    let result = run(plan, config, providers, opts, observer, &store, &heartbeat, &lock).await;
     drop(heartbeat);
-    if let Err(e) = store.unlock(&lock.id) {
+    let id = lock.id.clone();
+    if let Err(e) = store.run(move |db| db.unlock(&id)).await {
         tracing::warn!(error = %e, lock = %lock.id, "could not release the state lock; it expires by itself");
     }
     result
@@ -184,11 +175,11 @@ async fn run(
     providers: &Providers,
     opts: &ApplyOptions,
     observer: &dyn Observer,
-    store: &mut SqliteStore,
+    store: &StateStore,
     heartbeat: &Heartbeat,
     lock: &LockInfo,
 ) -> Result<Report, ApplyError> {
-    let snap = store.snapshot()?;
+    let snap = store.snapshot().await?;
     if snap.meta.lineage != plan.lineage {
         return Err(ApplyError::Stale(format!(
             "it was made for state lineage `{}`, this state is `{}`",
@@ -217,7 +208,7 @@ async fn run(
     // Launches that finished without being recorded.
     if !plan.refresh.is_empty() {
         let muts: Vec<Mutation> = plan.refresh.iter().cloned().map(Mutation::PutNode).collect();
-        report.serial = store.commit(&muts)?;
+        report.serial = store.commit(muts).await?;
     }
 
     // 1. Config objects created or changed, and desired counts: records only.
@@ -244,7 +235,7 @@ async fn run(
         for c in &objects_first {
             observer.started(c);
         }
-        report.serial = store.commit(&muts)?;
+        report.serial = store.commit(muts).await?;
         for c in &objects_first {
             observer.finished(c, &Ok(()), t0.elapsed());
             report.done.push(c.address.clone());
@@ -273,7 +264,7 @@ async fn run(
                 }
             };
             if let Some(m) = &job.before {
-                report.serial = store.commit(std::slice::from_ref(m))?;
+                report.serial = store.commit(vec![m.clone()]).await?;
             }
             observer.started(&change);
             running.spawn(async move {
@@ -292,7 +283,7 @@ async fn run(
         };
         match result {
             Ok(after) => {
-                report.serial = store.commit(&[after])?;
+                report.serial = store.commit(vec![after]).await?;
                 observer.finished(&change, &Ok(()), elapsed);
                 report.done.push(change.address.clone());
             }
@@ -328,7 +319,7 @@ async fn run(
     }
     if !muts.is_empty() {
         let t0 = Instant::now();
-        report.serial = store.commit(&muts)?;
+        report.serial = store.commit(muts).await?;
         for c in &objects_last {
             observer.finished(c, &Ok(()), t0.elapsed());
             report.done.push(c.address.clone());

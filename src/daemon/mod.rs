@@ -17,9 +17,6 @@
 //! one transaction, and a job's lease runs out when its worker dies.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,14 +32,13 @@ use crate::inputs::{self, InputConfig, InputSink};
 use crate::jobs::{self, ActionDone, ActionExecutor, ActionFailure, WorkerOptions};
 use crate::monitor::scheduler::{self, Clock, SystemClock};
 use crate::monitor::{plan_jobs, Collector, JobFilter, Sources};
+use crate::reconcile::{self, Backoff, Outcome, Session};
 use crate::rules::{Engine, Record, Window};
-use crate::store::{Job, JobStore, NewJob, Sample, SampleStore, Selector, SqliteStore, Store, TriggerRecord};
+use crate::store::{Backend, Job, NewJob, Sample, Selector, StateStore, TriggerRecord};
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The state store.
-    pub store_path: PathBuf,
     /// HTTP listen address (push, alerts).
     pub listen: String,
     /// Evaluation tick (ms).
@@ -57,11 +53,9 @@ pub struct Options {
     pub token: SecretString,
     /// The config revision, recorded with every job.
     pub revision: Option<String>,
+    /// Plan and apply the nodes of a group whose desired count changed.
+    pub reconcile: bool,
 }
-
-/// Plans and applies the nodes of these groups after their desired counts
-/// changed; says what it did.
-pub type Reconcile = Arc<dyn Fn(Vec<String>) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> + Send + Sync>;
 
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +112,7 @@ impl SharedWindow {
 
 /// Appends samples durably, then shows them to the evaluator.
 struct SampleWriter {
-    store: Mutex<SqliteStore>,
+    store: StateStore,
     window: SharedWindow,
 }
 
@@ -127,10 +121,7 @@ impl SampleWriter {
         if samples.is_empty() {
             return Ok(());
         }
-        {
-            let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-            store.append(samples).map_err(|e| e.to_string())?;
-        }
+        self.store.run_blocking(|db| db.append(samples)).map_err(|e| e.to_string())?;
         self.window.insert(samples);
         Ok(())
     }
@@ -170,7 +161,7 @@ fn keep_ms(config: &Config, window: &Window) -> i64 {
 }
 
 /// Loads recent samples and failures of every counter from the store.
-fn seed(store: &SqliteStore, window: &mut Window, now: i64, keep: i64) -> Result<usize, DaemonError> {
+fn seed(store: &mut dyn Backend, window: &mut Window, now: i64, keep: i64) -> crate::store::Result<usize> {
     let names: Vec<String> = window.counter_names().map(str::to_string).collect();
     let mut n = 0;
     for name in names {
@@ -197,16 +188,25 @@ fn seed(store: &SqliteStore, window: &mut Window, now: i64, keep: i64) -> Result
 }
 
 /// Runs the daemon until `stop` turns true.
-pub async fn run(config: Arc<Config>, opts: Options, reconcile: Option<Reconcile>, stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+///
+/// `session` gives the one loaded config that every part runs (collectors,
+/// evaluator, workers, reconciler), the state store and the providers.
+pub async fn run(session: Session, opts: Options, stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+    let config = session.config.clone();
     let engine = Arc::new(Engine::compile(config.triggers.values().map(|t| &t.spec)).map_err(DaemonError::Triggers)?);
-    let store = SqliteStore::open(&opts.store_path)?;
-    let snapshot = store.snapshot()?;
+    let store = session.store.clone();
+    let snapshot = store.snapshot().await?;
     let mut window = Window::from_config(&config, &snapshot.nodes);
     let keep = keep_ms(&config, &window);
-    let seeded = seed(&store, &mut window, now_ms(), keep)?;
+    let (window, seeded) = store
+        .run(move |db| {
+            let n = seed(db, &mut window, now_ms(), keep)?;
+            Ok((window, n))
+        })
+        .await?;
     tracing::info!(samples = seeded, "window seeded from the store");
     let window = SharedWindow(Arc::new(Mutex::new(Arc::new(window))));
-    let writer = Arc::new(SampleWriter { store: Mutex::new(store), window: window.clone() });
+    let writer = Arc::new(SampleWriter { store: store.clone(), window: window.clone() });
 
     let mut tasks: JoinSet<Result<(), DaemonError>> = JoinSet::new();
 
@@ -283,7 +283,7 @@ pub async fn run(config: Arc<Config>, opts: Options, reconcile: Option<Reconcile
         let ev = Evaluator {
             engine: engine.clone(),
             window: window.clone(),
-            store_path: opts.store_path.clone(),
+            store: store.clone(),
             interval_ms: opts.evaluation_interval_ms.max(1),
             revision: opts.revision.clone(),
             max_attempts: jobs::max_attempts(config.project.spec.daemon.as_ref().and_then(|d| d.jobs.as_ref())),
@@ -295,22 +295,23 @@ pub async fn run(config: Arc<Config>, opts: Options, reconcile: Option<Reconcile
     }
 
     if opts.workers > 0 {
-        let executor = Executor::new(config.clone(), ExecutorOptions::new(opts.store_path.clone()))
+        let executor = Executor::new(config.clone(), ExecutorOptions::new(store.clone()))
             .map_err(|e| DaemonError::Other(e.message))?;
         let glue: Arc<dyn ActionExecutor> = Arc::new(Glue { executor });
         let settings = config.project.spec.daemon.as_ref().and_then(|d| d.jobs.as_ref());
         for i in 0..opts.workers {
             let wopts = WorkerOptions::from_settings(&format!("worker-{i}"), settings);
-            let (path, glue, stop_w) = (opts.store_path.clone(), glue.clone(), stop.clone());
+            let (store, glue, stop_w) = (store.clone(), glue.clone(), stop.clone());
             tasks.spawn(async move {
-                jobs::run_worker(path, glue, wopts, stop_w).await.map(|_| ()).map_err(|e| DaemonError::Other(e.to_string()))
+                jobs::run_worker(store, glue, wopts, stop_w).await.map(|_| ()).map_err(|e| DaemonError::Other(e.to_string()))
             });
         }
     }
 
-    if let Some(reconcile) = reconcile {
-        let (path, stop_r, every) = (opts.store_path.clone(), stop.clone(), opts.evaluation_interval_ms.max(250));
-        tasks.spawn(async move { reconcile_loop(path, reconcile, every, stop_r).await });
+    if opts.reconcile {
+        let (stop_r, every) = (stop.clone(), opts.evaluation_interval_ms.max(250));
+        let session = session.clone();
+        tasks.spawn(async move { reconcile_loop(session, every, stop_r).await });
     }
 
     let mut first_error = None;
@@ -340,7 +341,7 @@ pub async fn run(config: Arc<Config>, opts: Options, reconcile: Option<Reconcile
 struct Evaluator {
     engine: Arc<Engine>,
     window: SharedWindow,
-    store_path: PathBuf,
+    store: StateStore,
     interval_ms: i64,
     revision: Option<String>,
     max_attempts: u32,
@@ -350,7 +351,7 @@ struct Evaluator {
 
 /// Trigger records from the store, by trigger name; unreadable records are
 /// reported and start fresh.
-pub fn load_records(store: &SqliteStore) -> Result<HashMap<String, Record>, crate::store::StoreError> {
+pub fn load_records(store: &dyn Backend) -> Result<HashMap<String, Record>, crate::store::StoreError> {
     let mut out = HashMap::new();
     for r in store.trigger_states()? {
         match serde_json::from_value::<Record>(r.state) {
@@ -365,20 +366,18 @@ pub fn load_records(store: &SqliteStore) -> Result<HashMap<String, Record>, crat
 
 impl Evaluator {
     async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
-        let path = self.store_path.clone();
         let names: Vec<String> = self.engine.triggers.iter().map(|t| t.name.clone()).collect();
-        let (store, mut records) = tokio::task::spawn_blocking(move || -> Result<(SqliteStore, HashMap<String, Record>), DaemonError> {
-            let mut store = SqliteStore::open(&path)?;
-            let records = load_records(&store)?;
-            let dropped = store.delete_trigger_states(&names)?;
-            if dropped > 0 {
-                tracing::info!(dropped, "forgot the state of triggers no longer in the config");
-            }
-            Ok((store, records))
-        })
-        .await
-        .map_err(|e| DaemonError::Other(e.to_string()))??;
-        let store = Arc::new(Mutex::new(store));
+        let store = self.store.clone();
+        let mut records = store
+            .run(move |db| {
+                let records = load_records(db)?;
+                let dropped = db.delete_trigger_states(&names)?;
+                if dropped > 0 {
+                    tracing::info!(dropped, "forgot the state of triggers no longer in the config");
+                }
+                Ok(records)
+            })
+            .await?;
         tracing::info!(triggers = self.engine.triggers.len(), resumed = records.len(), interval_ms = self.interval_ms, "trigger evaluator started");
         let mut tick = next_tick(now_ms(), self.interval_ms);
         let mut ticks: u64 = 0;
@@ -424,14 +423,7 @@ impl Evaluator {
             let saved = if states.is_empty() {
                 Ok(())
             } else {
-                let store = store.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
-                    s.save_evaluation(&states, &new_jobs, tick).map(|_| ())
-                })
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
+                store.run(move |db| db.save_evaluation(&states, &new_jobs, tick).map(|_| ())).await
             };
             match saved {
                 Ok(()) => {
@@ -447,10 +439,8 @@ impl Evaluator {
             if ticks % 60 == 0 {
                 let keep = self.keep_ms;
                 self.window.with(|w| w.prune(tick, keep));
-                let (store, config) = (store.clone(), self.config.clone());
-                let nodes = tokio::task::spawn_blocking(move || store.lock().unwrap_or_else(|p| p.into_inner()).snapshot().map(|s| s.nodes)).await;
-                if let Ok(Ok(nodes)) = nodes {
-                    self.window.with(|w| w.set_hosts(&config, &nodes));
+                if let Ok(snap) = store.snapshot().await {
+                    self.window.with(|w| w.set_hosts(&self.config, &snap.nodes));
                 }
             }
             tick = next_tick(now_ms().max(tick + 1), self.interval_ms);
@@ -484,36 +474,28 @@ impl ActionExecutor for Glue {
     }
 }
 
-/// Plans and applies whenever a group's desired count changed.
-async fn reconcile_loop(path: PathBuf, reconcile: Reconcile, every_ms: i64, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
-        .await
-        .map_err(|e| DaemonError::Other(e.to_string()))??;
-    let store = Arc::new(Mutex::new(store));
-    let read = || {
-        let store = store.clone();
-        async move {
-            tokio::task::spawn_blocking(move || store.lock().unwrap_or_else(|p| p.into_inner()).snapshot().map(|s| s.desired))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-        }
-    };
+/// Plans and applies whenever a group's desired count changed. A failure
+/// that may pass ([`ReconcileError::is_retryable`]) is retried with
+/// exponential backoff; one that waits for a new input (a plan error, a
+/// refused plan) is not retried until the desired counts change again.
+async fn reconcile_loop(session: Session, every_ms: i64, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+    let every = Duration::from_millis(u64::try_from(every_ms).unwrap_or(250));
+    let backoff = Backoff { base: every, max: Duration::from_secs(300).max(every) };
     // Nothing seen yet: the first pass reconciles every group with a
     // recorded desired count (a scale may have landed while no daemon ran).
     let mut seen = std::collections::BTreeMap::new();
-    let mut first = true;
+    let mut failures: u32 = 0;
+    let mut wait = Duration::ZERO;
     loop {
-        if first {
-            first = false;
-        } else {
+        if !wait.is_zero() {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(every_ms as u64)) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             }
         }
-        let desired = match read().await {
-            Ok(d) => d,
+        wait = every;
+        let desired = match session.store.snapshot().await {
+            Ok(s) => s.desired,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read desired counts");
                 continue;
@@ -529,12 +511,27 @@ async fn reconcile_loop(path: PathBuf, reconcile: Reconcile, every_ms: i64, mut 
             continue;
         }
         tracing::info!(?groups, "desired counts changed; planning their nodes");
-        match reconcile(groups).await {
-            Ok(what) => {
-                tracing::info!(result = %what, "reconciled");
+        match session.reconcile(reconcile::nodes_of(&groups)).await {
+            Ok(Outcome::Refused(why)) => {
+                tracing::warn!(violations = %why, "scaling plan refused by policy (or a plan error); not applied");
+                failures = 0;
                 seen = desired;
             }
-            Err(e) => tracing::error!(error = %e, "reconcile failed; will retry"),
+            Ok(outcome) => {
+                tracing::info!(result = %outcome, "reconciled");
+                failures = 0;
+                seen = desired;
+            }
+            Err(e) if e.is_retryable() => {
+                failures = failures.saturating_add(1);
+                wait = backoff.delay(failures);
+                tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, attempt = failures, "reconcile failed; will retry");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reconcile failed; waiting for the desired counts or the config to change");
+                failures = 0;
+                seen = desired;
+            }
         }
     }
 }

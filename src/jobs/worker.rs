@@ -1,11 +1,10 @@
 //! The worker loop: lease, heartbeat, run the remaining actions, record.
 //!
-//! Store calls are blocking SQLite calls on the worker's own connection, run
-//! with `spawn_blocking`; the heartbeat task shares that connection.
+//! Store calls go through the state store handle, each on a connection of
+//! its own, so the heartbeat never waits for the job's own writes.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,7 +12,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::{backoff_ms, ActionDone, ActionExecutor, ActionFailure, JobsError, WorkerOptions};
-use crate::store::{Job, JobStatus, JobStore, Mutation, SqliteStore, StoreError};
+use crate::store::{Backend, Job, JobStatus, Mutation, StateStore, StoreError};
 
 /// What a worker did, returned when it stops.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -34,37 +33,21 @@ pub struct WorkerStats {
     pub lost: u64,
 }
 
-/// The worker's store connection, shared with its heartbeat task.
+/// The worker's store handle, shared with its heartbeat task.
 #[derive(Clone)]
 struct Db {
-    store: Arc<Mutex<SqliteStore>>,
+    store: StateStore,
     worker: Arc<str>,
 }
 
 impl Db {
-    async fn open(path: PathBuf, worker: Arc<str>) -> Result<Db, JobsError> {
-        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
-            .await
-            .map_err(|e| JobsError::Task { worker: worker.to_string(), detail: e.to_string() })??;
-        Ok(Db { store: Arc::new(Mutex::new(store)), worker })
-    }
-
-    /// Runs `f` on the connection off the async threads.
+    /// Runs `f` on a store connection off the async threads.
     async fn call<T, F>(&self, f: F) -> Result<T, JobsError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut SqliteStore) -> crate::store::Result<T> + Send + 'static,
+        F: FnOnce(&mut dyn Backend) -> crate::store::Result<T> + Send + 'static,
     {
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || {
-            // A panic inside a call leaves no half-done transaction (it rolls
-            // back on drop), so the connection stays usable.
-            let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut store)
-        })
-        .await
-        .map_err(|e| JobsError::Task { worker: self.worker.to_string(), detail: e.to_string() })?
-        .map_err(JobsError::from)
+        self.store.run(f).await.map_err(JobsError::from)
     }
 }
 
@@ -81,18 +64,17 @@ fn stopping(shutdown: &watch::Receiver<bool>) -> bool {
     *shutdown.borrow() || shutdown.has_changed().is_err()
 }
 
-/// Runs jobs from the store at `store_path` until `shutdown` turns true (or
+/// Runs jobs from `store` until `shutdown` turns true (or
 /// its sender is dropped): lease the oldest due job, run its remaining
 /// actions through `exec` while a heartbeat renews the lease, record each
 /// action's progress, then complete, retry or dead-letter the job. On
 /// shutdown the current action is finished and recorded, the job is given
 /// back, and the worker returns what it did.
 ///
-/// Opens its own connection to the store. Fails only if the store cannot be
-/// opened; later store errors are logged and the loop goes on (a job whose
-/// outcome could not be written is run again once its lease runs out).
+/// Store errors are logged and the loop goes on (a job whose outcome could
+/// not be written is run again once its lease runs out).
 pub async fn run_worker(
-    store_path: PathBuf,
+    store: StateStore,
     exec: Arc<dyn ActionExecutor>,
     opts: WorkerOptions,
     mut shutdown: watch::Receiver<bool>,
@@ -104,7 +86,7 @@ pub async fn run_worker(
         ..opts
     };
     let owner: Arc<str> = format!("{}#{}", opts.name, &uuid::Uuid::new_v4().simple().to_string()[..8]).into();
-    let db = Db::open(store_path, Arc::clone(&owner)).await?;
+    let db = Db { store, worker: Arc::clone(&owner) };
     tracing::info!(worker = %owner, "job worker started");
     let mut stats = WorkerStats::default();
     while !stopping(&shutdown) {

@@ -11,12 +11,16 @@
 //!
 //! Jobs: the durable job queue and persisted trigger states ([`jobs`]).
 //!
-//! Backends: [`sqlite`] (default, embedded). PostgreSQL comes later behind the
-//! same trait. Must not contain domain logic (no diffing, no policy).
+//! Backends: SQLite (default, embedded). PostgreSQL comes later behind the
+//! same traits. Everything outside this module opens a store with
+//! [`open`] and uses the one async handle, [`StateStore`]; no other module
+//! names a backend type. Must not contain domain logic (no diffing, no policy).
 
 pub mod codec;
+mod handle;
 pub mod jobs;
 pub mod samples;
+#[doc(hidden)]
 pub mod sqlite;
 pub mod traces;
 
@@ -27,20 +31,35 @@ use serde::{Deserialize, Serialize};
 
 pub use jobs::{Enqueued, Job, JobFilter, JobStatus, JobStore, NewJob, TriggerRecord};
 pub use samples::{Agg, Event, Latest, MaintainReport, RangeQuery, Retention, Sample, SampleStore, SampleValue, SeriesKey, SeriesPoints, Selector};
+pub use handle::{open, Backend, Location, StateStore};
+/// The SQLite backend, for its own tests (WAL, schema version, chosen
+/// instants); everything else uses [`StateStore`].
+#[doc(hidden)]
 pub use sqlite::SqliteStore;
 pub use traces::{TraceStatus, TraceStore, TraceTask};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be opened or used.
+    /// The backend could not be opened or used (the database driver's
+    /// error, whatever the backend).
     #[error("state store `{path}`: {source}")]
-    Db {
-        /// The database path or URL.
+    Backend {
+        /// The database path or URL (never with a password).
         path: String,
-        /// The cause.
+        /// What kind of failure it is; decides [`StoreError::is_retryable`].
+        kind: BackendErrorKind,
+        /// The driver's error.
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The state URL names no backend this build has, or is malformed.
+    #[error("state url `{url}`: {reason}")]
+    Url {
+        /// The URL as written.
+        url: String,
+        /// What is wrong.
+        reason: String,
     },
     /// The state directory could not be created.
     #[error("cannot create state directory `{path}`: {source}")]
@@ -113,6 +132,27 @@ pub enum StoreError {
         /// The worker that lost it.
         worker: String,
     },
+}
+
+/// The kind of a backend failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendErrorKind {
+    /// Another writer held the database for too long; try again.
+    Busy,
+    /// The connection to the database was lost or could not be made.
+    Connection,
+    /// A constraint refused the write (a bug or a conflicting record).
+    Constraint,
+    /// The file or database is not a state store, or another failure.
+    Other,
+}
+
+impl StoreError {
+    /// Whether the same operation may succeed when tried again later
+    /// (a busy database, a lost connection, a lease that moved is not).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Backend { kind: BackendErrorKind::Busy | BackendErrorKind::Connection, .. })
+    }
 }
 
 /// Result of store operations.

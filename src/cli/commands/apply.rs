@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::plan::{make_plan, PlanFlags};
-use crate::apply::{self, ApplyError};
+use crate::apply::ApplyError;
+use crate::reconcile::ReconcileError;
 use crate::cli::ui::Progress;
 use crate::cli::workspace::{runtime, Workspace};
 use crate::cli::{CmdResult, Failure, Ui};
@@ -132,8 +133,7 @@ fn execute(ws: &Workspace, plan: &Plan, run: &RunFlags, ui: &Ui) -> CmdResult {
     let (parallelism, json) = (run.parallelism, run.json);
     let rt = runtime()?;
     let interrupted = Arc::new(AtomicBool::new(false));
-    let opts = ws.apply_options(parallelism.map(|p| p as usize), interrupted.clone());
-    let providers = ws.providers();
+    let session = ws.session()?;
     let progress = Progress::new(ui);
     let result = rt.block_on(async {
         let flag = interrupted.clone();
@@ -142,7 +142,7 @@ fn execute(ws: &Workspace, plan: &Plan, run: &RunFlags, ui: &Ui) -> CmdResult {
                 flag.store(true, Ordering::SeqCst);
             }
         });
-        let r = apply::apply(plan, &ws.config, &providers, &opts, &progress).await;
+        let r = session.apply(plan, parallelism.map(|p| p as usize), interrupted.clone(), &progress).await;
         watcher.abort();
         r
     });
@@ -165,7 +165,7 @@ fn execute(ws: &Workspace, plan: &Plan, run: &RunFlags, ui: &Ui) -> CmdResult {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(ApplyError::Failed { done, total, failed, report }) => {
+        Err(ReconcileError::Apply(ApplyError::Failed { done, total, failed, report })) => {
             if json {
                 ui.out(&serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "applied": false, "report": report, "error": failed }))?);
             }

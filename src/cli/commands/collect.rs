@@ -14,7 +14,7 @@ use crate::cli::{CmdResult, Failure, Ui};
 use crate::config::Config;
 use crate::monitor::scheduler::{self, Clock, Options, SystemClock};
 use crate::monitor::{plan_jobs, Collector, JobFilter, Sources};
-use crate::store::{Retention, Sample, SampleStore, SampleValue, SeriesKey, SqliteStore, Store};
+use crate::store::{Backend, Retention, Sample, SampleValue, SeriesKey};
 
 /// How often a long collection seals heads and applies retention.
 const MAINTAIN_EVERY: Duration = Duration::from_secs(300);
@@ -105,8 +105,8 @@ fn table(latest: &BTreeMap<SeriesKey, Sample>) -> String {
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
     let ws = Workspace::load(&args.dir, None, ui)?;
-    let mut store = ws.store()?;
-    let nodes = store.snapshot()?.nodes;
+    let store = ws.store()?;
+    let nodes = store.run_blocking(|db| db.snapshot())?.nodes;
     if let Some(t) = &args.on {
         if !ws.config.targets.contains_key(t) {
             return Err(Failure::new(format!("no target `{t}` in the config")));
@@ -137,7 +137,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         }
         let mut samples = rt.block_on(scheduler::run_once(jobs, collector, clock, options));
         samples.sort_by(|a, b| a.series.cmp(&b.series).then(a.ts_ms.cmp(&b.ts_ms)));
-        store.append(&samples)?;
+        store.run_blocking(|db| db.append(&samples))?;
         print_samples(&samples, args.json, ui)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -146,7 +146,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     ui.info(&format!("collecting {} jobs; Ctrl-C stops", jobs.len()));
     let json = args.json;
-    let writer = std::thread::spawn(move || -> Result<(), Failure> { write_loop(&mut store, &mut rx, &retention, json, tty) });
+    let writer = std::thread::spawn(move || -> Result<(), Failure> { store.run_blocking_as(|db| write_loop(db, &mut rx, &retention, json, tty)) });
     rt.block_on(async move {
         let sched = tokio::spawn(scheduler::run(jobs, collector, clock, options, tx, stop_rx));
         let _ = tokio::signal::ctrl_c().await;
@@ -173,7 +173,7 @@ fn print_samples(samples: &[Sample], json: bool, ui: &Ui) -> Result<(), Failure>
 
 /// Writes batches as they come (every batch is committed before it is
 /// printed), coalescing what is queued; maintains the store now and then.
-fn write_loop(store: &mut SqliteStore, rx: &mut tokio::sync::mpsc::Receiver<Vec<Sample>>, retention: &Retention, json: bool, tty: bool) -> Result<(), Failure> {
+fn write_loop(store: &mut dyn Backend, rx: &mut tokio::sync::mpsc::Receiver<Vec<Sample>>, retention: &Retention, json: bool, tty: bool) -> Result<(), Failure> {
     use std::io::Write;
     let mut last_maintain = Instant::now();
     let mut latest: BTreeMap<SeriesKey, Sample> = BTreeMap::new();

@@ -2,15 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use secrecy::SecretString;
 
 use crate::cli::workspace::{runtime, Workspace};
 use crate::cli::{CmdResult, Failure, Ui};
-use crate::daemon::{self, Options, Reconcile};
-use crate::plan::{Filters, Flags, Operation};
+use crate::daemon::{self, Options};
 
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -101,34 +98,6 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Plans and applies the nodes of the given groups, only when every policy
-/// allows the plan.
-fn reconciler(dir: PathBuf, ui_color: bool) -> Reconcile {
-    Arc::new(move |groups: Vec<String>| {
-        let dir = dir.clone();
-        Box::pin(async move {
-            let ui = Ui::new(if ui_color { crate::cli::ColorChoice::Auto } else { crate::cli::ColorChoice::Never }, true);
-            let ws = Workspace::load(&dir, None, &ui).map_err(|f| f.message)?;
-            // Only these groups' nodes: other config changes wait for `scaler apply`.
-            let filters = Filters { targets: groups.iter().map(|g| format!("node.{g}/")).collect(), excludes: Vec::new() };
-            let plan = ws.plan(Operation::Apply, filters, Flags::default()).await.map_err(|f| f.message)?;
-            if !plan.has_changes() {
-                return Ok("no changes".to_string());
-            }
-            if !plan.is_allowed() {
-                let why: Vec<String> = plan.violations.iter().map(|v| format!("{}/{}: {}", v.policy, v.rule, v.message)).collect();
-                tracing::warn!(violations = %why.join("; "), "scaling plan refused by policy; not applied");
-                return Ok(format!("refused by policy: {}", why.join("; ")));
-            }
-            let opts = ws.apply_options(None, Arc::new(AtomicBool::new(false)));
-            let providers = ws.providers();
-            let report = crate::apply::apply(&plan, &ws.config, &providers, &opts, &crate::apply::Silent).await.map_err(|e| e.to_string())?;
-            let s = plan.summary;
-            Ok(format!("{} added, {} changed, {} destroyed; state serial {}", s.add, s.change, s.destroy, report.serial))
-        })
-    })
-}
-
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
     let ws = Workspace::load(&args.dir, None, ui)?;
@@ -153,8 +122,8 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         ui.info(&format!("receivers need `Authorization: Bearer <token>`; the token is in {}", p.display()));
     }
     let all = args.role == Role::All;
+    let session = ws.session()?;
     let opts = Options {
-        store_path: ws.store_path.clone(),
         listen,
         evaluation_interval_ms: interval_ms,
         collect: all && !args.no_collect,
@@ -162,8 +131,8 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         workers,
         token,
         revision: Some(ws.config.revision.clone()),
+        reconcile: all,
     };
-    let reconcile = all.then(|| reconciler(args.dir.clone(), ui.color));
     if all {
         ui.info(&format!(
             "scaler daemon: {} triggers, {} counters, evaluated every {}; receivers on http://{}; {} job workers; Ctrl-C stops (`-v` shows each fire and job)",
@@ -174,9 +143,8 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
             opts.workers
         ));
     } else {
-        ui.info(&format!("scaler daemon: {} job workers on {}; Ctrl-C stops", opts.workers, opts.store_path.display()));
+        ui.info(&format!("scaler daemon: {} job workers on {}; Ctrl-C stops", opts.workers, session.store.label()));
     }
-    let config = Arc::new(ws.config);
     let rt = runtime()?;
     rt.block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -189,7 +157,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
             tracing::info!("stopping");
             let _ = stop_tx.send(true);
         });
-        daemon::run(config, opts, reconcile, stop_rx).await
+        daemon::run(session, opts, stop_rx).await
     })
     .map_err(|e| Failure::new(e.to_string()))?;
     Ok(ExitCode::SUCCESS)

@@ -61,7 +61,8 @@ pub struct Args {
 pub fn make_plan(ws: &Workspace, operation: Operation, flags: &PlanFlags) -> Result<Plan, Failure> {
     let rt = runtime()?;
     let plan_flags = Flags { allow_destroy_all: flags.allow_destroy_all || operation == Operation::Destroy };
-    rt.block_on(ws.plan(operation, flags.filters(), plan_flags))
+    let session = ws.session()?;
+    Ok(rt.block_on(session.plan(operation, flags.filters(), plan_flags))?)
 }
 
 /// Runs the command.

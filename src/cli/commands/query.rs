@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::cli::workspace::Workspace;
 use crate::cli::{CmdResult, Failure, Ui};
-use crate::store::{RangeQuery, SampleStore, SeriesPoints, Selector, SqliteStore};
+use crate::store::{Location, RangeQuery, SeriesPoints, Selector};
 
 /// Print a counter's stored series: one point per step, `null` where there
 /// is no data.
@@ -109,14 +109,14 @@ fn render(series: &[SeriesPoints], chart: bool) -> String {
 
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    let path = match &args.state {
-        Some(p) => p.clone(),
-        None => Workspace::load(&args.dir, None, ui)?.store_path,
+    let at = match &args.state {
+        Some(p) => Location::Sqlite(p.clone()),
+        None => Workspace::load(&args.dir, None, ui)?.location,
     };
-    if !path.exists() {
-        return Err(Failure::new(format!("no state at `{}` yet; `scaler collect` creates it", path.display())));
+    if !at.exists() {
+        return Err(Failure::new(format!("no state at `{}` yet; `scaler collect` creates it", at.label())));
     }
-    let store = SqliteStore::open(&path)?;
+    let store = crate::store::open(&at)?;
     let now = chrono::Utc::now().timestamp_millis();
     let from = parse_time(&args.from, now).map_err(Failure::new)?;
     let to = parse_time(&args.to, now).map_err(Failure::new)?;
@@ -137,7 +137,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     if !args.hosts.is_empty() {
         selector.hosts = Some(args.hosts.clone());
     }
-    let series = store.range(&RangeQuery { selector, from_ms: from, to_ms: to, step_ms: step })?;
+    let series = store.run_blocking(|db| db.range(&RangeQuery { selector, from_ms: from, to_ms: to, step_ms: step }))?;
     if args.json {
         let v: Vec<_> = series.iter().map(|s| json!({"series": s.series, "points": s.points.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>()})).collect();
         ui.out(&serde_json::to_string_pretty(&v)?);

@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cli::workspace::{load_config, store_path};
+use crate::cli::workspace::{load_config, location};
 use crate::cli::{Failure, Ui};
 use crate::config::Config;
 use crate::exec::{self, HostResult, HostSpec, NodeAddress, RunResult, SshOverrides, Status, StepResult};
 use crate::model::HostKeyPolicy;
-use crate::store::{NodeStatus, SqliteStore, Store};
+use crate::store::NodeStatus;
 
 /// Exit code for a bad playbook, parameters or target (nothing ran).
 pub const BAD_INPUT: u8 = 4;
@@ -91,13 +91,13 @@ pub fn resolve(config: &Config, selector: &str, overrides: &SshOverrides) -> Res
 }
 
 fn running_nodes(config: &Config) -> Result<Vec<NodeAddress>, Failure> {
-    let path = store_path(config)?;
-    if !path.exists() {
+    let at = location(config)?;
+    if !at.exists() {
         return Ok(Vec::new());
     }
-    let store = SqliteStore::open(&path)?;
+    let store = crate::store::open(&at)?;
     Ok(store
-        .snapshot()?
+        .run_blocking(|db| db.snapshot())?
         .nodes
         .into_iter()
         .filter(|n| n.status == NodeStatus::Running)

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use crate::cli::workspace::Workspace;
 use crate::cli::{CmdResult, Failure, Ui};
-use crate::store::{Mutation, Store};
+use crate::store::{LockRequest, Mutation};
 
 /// Set a group's desired node count in state (within min..max). Nothing is
 /// launched or retired until `scaler apply` (or the daemon) reconciles.
@@ -37,8 +37,8 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         .get(&args.group)
         .map(|g| g.spec.clone())
         .ok_or_else(|| Failure::new(format!("no group `{}` in the config", args.group)))?;
-    let mut store = ws.store()?;
-    let snap = store.snapshot()?;
+    let store = ws.store()?;
+    let snap = store.run_blocking(|db| db.snapshot())?;
     let current = snap.desired.get(&group.name).copied().unwrap_or(group.desired.unwrap_or(group.min));
     let wanted: i64 = match (args.to, args.by) {
         (Some(t), _) => i64::from(t),
@@ -58,11 +58,13 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         )));
     }
     let wanted = u32::try_from(wanted).map_err(|_| Failure::new("desired count out of range"))?;
-    let opts = ws.apply_options(None, Default::default());
-    let lock = crate::apply::take_lock(&mut store, &opts, "scale")?;
-    let result = store.commit(&[Mutation::SetDesired { group: group.name.clone(), desired: Some(wanted) }]);
-    store.unlock(&lock.id)?;
-    let serial = result?;
+    let settings = crate::reconcile::Settings::from_config(&ws.config, crate::cli::workspace::owner());
+    let serial = store.run_blocking_as(|db| -> Result<u64, Failure> {
+        let lock = db.lock(&LockRequest { owner: settings.owner.clone(), operation: "scale".into(), ttl: settings.lock_ttl })?;
+        let result = db.commit(&[Mutation::SetDesired { group: group.name.clone(), desired: Some(wanted) }]);
+        db.unlock(&lock.id)?;
+        Ok(result?)
+    })?;
     if args.json {
         ui.out(&serde_json::to_string_pretty(&serde_json::json!({"group": group.name, "from": current, "to": wanted, "serial": serial}))?);
     } else {

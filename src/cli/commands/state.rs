@@ -1,13 +1,13 @@
 //! `scaler state list|show` and `scaler unlock`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::cli::workspace::{load_config, store_path};
+use crate::cli::workspace::{load_config, location};
 use crate::cli::{CmdResult, Failure, Ui};
-use crate::store::{SqliteStore, Store};
+use crate::store::{Location, StateStore};
 
 /// Inspect recorded state.
 #[derive(Debug, clap::Subcommand)]
@@ -54,22 +54,15 @@ pub struct UnlockArgs {
     pub state: StateArgs,
 }
 
-fn open(args: &StateArgs, ui: &Ui) -> Result<SqliteStore, Failure> {
-    let path = match &args.state {
-        Some(p) => p.clone(),
-        None => store_path(&load_config(&args.dir, None, ui)?)?,
+fn open(args: &StateArgs, ui: &Ui) -> Result<StateStore, Failure> {
+    let at = match &args.state {
+        Some(p) => Location::Sqlite(p.clone()),
+        None => location(&load_config(&args.dir, None, ui)?)?,
     };
-    if !path.exists() {
-        return Err(Failure::new(format!(
-            "no state at `{}` yet; `scaler apply` creates it",
-            shown(&path)
-        )));
+    if !at.exists() {
+        return Err(Failure::new(format!("no state at `{}` yet; `scaler apply` creates it", at.label())));
     }
-    Ok(SqliteStore::open(&path)?)
-}
-
-fn shown(p: &Path) -> String {
-    p.display().to_string()
+    Ok(crate::store::open(&at)?)
 }
 
 /// Runs `state ...`.
@@ -77,7 +70,7 @@ pub fn run(cmd: StateCommand, ui: &Ui) -> CmdResult {
     match cmd {
         StateCommand::List(args) => {
             let store = open(&args, ui)?;
-            let snap = store.snapshot()?;
+            let snap = store.run_blocking(|db| db.snapshot())?;
             if args.json {
                 let objects: Vec<_> = snap.objects.iter().map(|o| json!({"address": format!("{}.{}", o.kind, o.name), "kind": o.kind, "name": o.name, "serial": o.serial})).collect();
                 ui.out(&serde_json::to_string_pretty(&json!({
@@ -107,7 +100,7 @@ pub fn run(cmd: StateCommand, ui: &Ui) -> CmdResult {
         }
         StateCommand::Show(args) => {
             let store = open(&args.state, ui)?;
-            let snap = store.snapshot()?;
+            let snap = store.run_blocking(|db| db.snapshot())?;
             let value = match &args.address {
                 None => json!({
                     "lineage": snap.meta.lineage,
@@ -117,7 +110,7 @@ pub fn run(cmd: StateCommand, ui: &Ui) -> CmdResult {
                     "objects": snap.objects.len(),
                     "nodes": snap.nodes.len(),
                     "desired": snap.desired,
-                    "lock": store.current_lock()?,
+                    "lock": store.run_blocking(|db| db.current_lock())?,
                 }),
                 Some(addr) => find(&snap, addr).ok_or_else(|| Failure::new(format!("no `{addr}` in state; see `scaler state list`")))?,
             };
@@ -183,8 +176,8 @@ fn scalar(v: &serde_json::Value) -> String {
 
 /// Runs `unlock`.
 pub fn run_unlock(args: UnlockArgs, ui: &Ui) -> CmdResult {
-    let mut store = open(&args.state, ui)?;
-    let broken = store.force_unlock(&args.id)?;
+    let store = open(&args.state, ui)?;
+    let broken = store.run_blocking(|db| db.force_unlock(&args.id))?;
     if args.state.json {
         ui.out(&serde_json::to_string_pretty(&json!({ "unlocked": broken }))?);
     } else {

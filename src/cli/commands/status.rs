@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::cli::workspace::Workspace;
-use crate::cli::{CmdResult, Ui};
+use crate::cli::{Failure, CmdResult, Ui};
 use crate::rules::engine::{describe, human_ms, state_word};
 use crate::rules::Record;
-use crate::store::{Job, JobFilter, JobStore, SqliteStore};
+use crate::store::{Job, JobFilter};
 
 /// Show every trigger's state (pending time, last fire and the values that
 /// made it fire) and the recent jobs with their results.
@@ -67,11 +67,12 @@ fn job_json(j: &Job) -> serde_json::Value {
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
     let ws = Workspace::load(&args.dir, None, ui)?;
     let now = chrono::Utc::now().timestamp_millis();
-    let (records, jobs, depth) = if ws.store_path.exists() {
-        let store = SqliteStore::open(&ws.store_path)?;
-        let records: HashMap<String, Record> = crate::daemon::load_records(&store)?;
-        let jobs = store.jobs(&JobFilter { limit: Some(args.jobs), ..JobFilter::default() })?;
-        (records, jobs, store.queue_depth()?)
+    let (records, jobs, depth) = if ws.store_exists() {
+        ws.store()?.run_blocking_as(|store| -> Result<_, Failure> {
+            let records: HashMap<String, Record> = crate::daemon::load_records(store)?;
+            let jobs = store.jobs(&JobFilter { limit: Some(args.jobs), ..JobFilter::default() })?;
+            Ok((records, jobs, store.queue_depth()?))
+        })?
     } else {
         (HashMap::new(), Vec::new(), Default::default())
     };

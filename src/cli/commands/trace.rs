@@ -1,7 +1,7 @@
 //! `scaler trace start|stop|list`: long-running `stream` counters run by a
 //! detached worker, one task each.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use crate::model::{Source, StreamVia};
 use crate::monitor::scheduler::SystemClock;
 use crate::monitor::stream::{follow, spawn, LineParser};
 use crate::monitor::CounterSpec;
-use crate::store::{SampleStore, SqliteStore, TraceStatus, TraceStore, TraceTask};
+use crate::store::{Backend, TraceStatus, TraceTask};
 
 /// Trace tasks: stream counters whose every output line is stored at once.
 #[derive(Debug, clap::Subcommand)]
@@ -126,7 +126,8 @@ fn stream_spec(ws: &Workspace, name: &str) -> Result<(Arc<CounterSpec>, String),
 fn start(args: StartArgs, ui: &Ui) -> CmdResult {
     let ws = Workspace::load(&args.dir, None, ui)?;
     let (_, command) = stream_spec(&ws, &args.counter)?;
-    let mut store = ws.store()?;
+    let store = ws.store()?;
+    store.run_blocking_as(|store| -> CmdResult {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut task = TraceTask {
         id: id.clone(),
@@ -172,11 +173,13 @@ fn start(args: StartArgs, ui: &Ui) -> CmdResult {
         ui.out(&format!("Started trace {id} ({}: {}).", task.counter, task.command));
     }
     Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn stop(args: StopArgs, ui: &Ui) -> CmdResult {
     let ws = Workspace::load(&args.dir, None, ui)?;
-    let mut store = ws.store()?;
+    let store = ws.store()?;
+    store.run_blocking_as(|store| -> CmdResult {
     let mut task = store.find_trace(&args.id)?;
     let was = shown_status(&task);
     if task.status == TraceStatus::Running {
@@ -196,15 +199,17 @@ fn stop(args: StopArgs, ui: &Ui) -> CmdResult {
         ui.out(&format!("Trace {} had already ended ({was}).", task.id));
     }
     Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn list(args: ListArgs, ui: &Ui) -> CmdResult {
     let ws = Workspace::load(&args.dir, None, ui)?;
-    if !ws.store_path.exists() {
+    if !ws.store_exists() {
         ui.out(if args.json { "[]" } else { "(no trace tasks)" });
         return Ok(ExitCode::SUCCESS);
     }
     let store = ws.store()?;
+    store.run_blocking_as(|store| -> CmdResult {
     let tasks = store.traces()?;
     if args.json {
         let v: Vec<_> = tasks
@@ -229,14 +234,17 @@ fn list(args: ListArgs, ui: &Ui) -> CmdResult {
         ui.out(text.trim_end());
     }
     Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn worker(args: WorkerArgs, ui: &Ui) -> CmdResult {
     let ws = Workspace::load(&args.dir, None, ui)?;
-    let mut store = ws.store()?;
+    let store = ws.store()?;
+    let label = store.label().to_string();
+    store.run_blocking_as(|store| -> CmdResult {
     let mut task = store.find_trace(&args.id)?;
     let (spec, _) = stream_spec(&ws, &task.counter)?;
-    let result = run_task(&mut store, &mut task, spec, &ws.store_path);
+    let result = run_task(store, &mut task, spec, &label);
     let mut latest = store.find_trace(&task.id)?;
     if latest.status == TraceStatus::Running {
         latest.ended_ms = Some(now_ms());
@@ -253,10 +261,11 @@ fn worker(args: WorkerArgs, ui: &Ui) -> CmdResult {
         store.put_trace(&latest)?;
     }
     result.map(|_| ExitCode::SUCCESS)
+    })
 }
 
 /// Runs the command and commits every line; returns how it ended.
-fn run_task(store: &mut SqliteStore, task: &mut TraceTask, spec: Arc<CounterSpec>, path: &Path) -> Result<String, Failure> {
+fn run_task(store: &mut dyn Backend, task: &mut TraceTask, spec: Arc<CounterSpec>, label: &str) -> Result<String, Failure> {
     let mut child = spawn(&task.command)?;
     let mut current = store.find_trace(&task.id)?;
     current.pid = Some(child.id());
@@ -272,7 +281,7 @@ fn run_task(store: &mut SqliteStore, task: &mut TraceTask, spec: Arc<CounterSpec
     let stdout = child.stdout.take().ok_or_else(|| Failure::new("no stdout from the stream command"))?;
     let mut parser = LineParser::new(spec, &task.host, &format!("trace:{}", task.id));
     let lines = follow(stdout, &mut parser, &SystemClock, |line| store.append_events(std::slice::from_ref(&line.event), &line.samples))
-        .map_err(|e| Failure::new(format!("`{}`: {e}", path.display())))?;
+        .map_err(|e| Failure::new(format!("`{label}`: {e}")))?;
     let status = child.wait().map_err(|e| Failure::new(format!("waiting for the stream command: {e}")))?;
     Ok(format!("{status} after {lines} lines"))
 }

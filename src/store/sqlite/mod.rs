@@ -276,9 +276,14 @@ fn enable_wal(conn: &Connection, label: &str) -> Result<String> {
 
 /// Wraps a SQLite error with the database path.
 pub(crate) fn db_err(label: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |source| StoreError::Db {
-        path: label.to_owned(),
-        source,
+    move |source| {
+        let kind = match source.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => crate::store::BackendErrorKind::Busy,
+            Some(ErrorCode::CannotOpen) => crate::store::BackendErrorKind::Connection,
+            Some(ErrorCode::ConstraintViolation) => crate::store::BackendErrorKind::Constraint,
+            _ => crate::store::BackendErrorKind::Other,
+        };
+        StoreError::Backend { path: label.to_owned(), kind, source: Box::new(source) }
     }
 }
 
