@@ -576,7 +576,7 @@ fn commit(repo: &Repo, mutations: &[Mutation]) {
 }
 
 fn set_desired(n: u32) -> Mutation {
-    Mutation::SetDesired { group: "web".into(), desired: Some(n) }
+    Mutation::SetDesired { group: "web".into(), desired: Some(n), base: None }
 }
 
 #[test]

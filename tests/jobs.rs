@@ -75,7 +75,7 @@ impl ActionExecutor for Recorder {
             "scale" => {
                 let group = arg["group"].as_str().unwrap().to_string();
                 let to = u32::try_from(arg["to"].as_u64().unwrap()).unwrap();
-                Ok(ActionDone { result: json!({ "desired": to }), mutations: vec![Mutation::SetDesired { group, desired: Some(to) }] })
+                Ok(ActionDone { result: json!({ "desired": to }), mutations: vec![Mutation::SetDesired { group, desired: Some(to), base: None }] })
             }
             "slow_ms" => {
                 // Simulated work that outlives the lease unless heartbeats renew it.

@@ -444,6 +444,33 @@ fn scale_records_desired_within_limits() {
     assert_eq!(changes(&plan), [("delete".to_string(), "node.web/web-02".to_string())]);
 }
 
+/// The one desired-count rule (docs/config.md#group): a scale made after
+/// git changed `desired` starts from git's value and is kept by the
+/// planner; a later git change overrides it.
+#[test]
+fn git_changes_desired_then_a_scale_then_apply_keeps_both() {
+    let repo = fleet("interleave", 1);
+    repo.ok(&["apply", "--auto-approve", "."]);
+    assert_eq!(repo.running_nodes().len(), 1);
+    // git says 2 (not applied yet), then a scale by 1 on top of it.
+    repo.write("scaler.yaml", &repo.read("scaler.yaml").replace("desired: 1", "desired: 2"));
+    let out = repo.ok(&["scale", "web", "--by", "1", "--json", "."]);
+    let scaled: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((scaled["from"].as_u64(), scaled["to"].as_u64()), (Some(2), Some(3)), "{out}");
+    let plan = repo.plan_json();
+    let mut creates: Vec<String> = changes(&plan).into_iter().filter(|(a, _)| a == "create").map(|(_, n)| n).collect();
+    creates.sort();
+    assert_eq!(creates, ["node.web/web-02", "node.web/web-03"], "{plan}");
+    repo.ok(&["apply", "--auto-approve", "."]);
+    assert_eq!(repo.running_nodes().len(), 3);
+    assert!(repo.ok(&["plan", "."]).contains("No changes."));
+    // A later change of `desired` in git wins over the runtime count.
+    repo.write("scaler.yaml", &repo.read("scaler.yaml").replace("desired: 2", "desired: 1"));
+    let plan = repo.plan_json();
+    let deletes = changes(&plan).into_iter().filter(|(a, _)| a == "delete").count();
+    assert_eq!(deletes, 2, "{plan}");
+}
+
 #[test]
 fn init_scaffolds_a_repo_that_validates_and_plans() {
     let dir = tempfile::tempdir().unwrap();

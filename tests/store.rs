@@ -138,7 +138,7 @@ fn serial_grows_by_one_per_commit_keeps_still_on_empty_ones_and_persists() {
         let serial = store
             .commit(&[Mutation::SetDesired {
                 group: "web".into(),
-                desired: Some(expected),
+                desired: Some(expected), base: None
             }])
             .expect("commit");
         assert_eq!(serial, u64::from(expected));
@@ -190,7 +190,7 @@ fn a_commit_with_a_failing_mutation_changes_nothing() {
             put_object("counter", "load1", json!({})),
             Mutation::SetDesired {
                 group: "web".into(),
-                desired: Some(4),
+                desired: Some(4), base: None
             },
             Mutation::SetRevision {
                 revision: "abc123".into(),
@@ -257,11 +257,11 @@ fn objects_nodes_and_desired_counts_round_trip_exactly_in_order() {
             Mutation::PutNode(web2.clone()),
             Mutation::SetDesired {
                 group: "web".into(),
-                desired: Some(3),
+                desired: Some(3), base: None
             },
             Mutation::SetDesired {
                 group: "db".into(),
-                desired: Some(0),
+                desired: Some(0), base: None
             },
             Mutation::SetRevision {
                 revision: "0123abc".into(),
@@ -339,11 +339,11 @@ fn deletes_remove_exactly_what_they_name() {
             Mutation::PutNode(node("web", 2)),
             Mutation::SetDesired {
                 group: "web".into(),
-                desired: Some(2),
+                desired: Some(2), base: None
             },
             Mutation::SetDesired {
                 group: "db".into(),
-                desired: Some(1),
+                desired: Some(1), base: None
             },
         ])
         .expect("commit");
@@ -358,7 +358,7 @@ fn deletes_remove_exactly_what_they_name() {
             },
             Mutation::SetDesired {
                 group: "web".into(),
-                desired: None,
+                desired: None, base: None
             },
             // deleting what is not there is not an error
             Mutation::DeleteNode {
@@ -370,7 +370,7 @@ fn deletes_remove_exactly_what_they_name() {
             },
             Mutation::SetDesired {
                 group: "cache".into(),
-                desired: None,
+                desired: None, base: None
             },
         ])
         .expect("commit");

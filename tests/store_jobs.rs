@@ -212,7 +212,7 @@ fn progress_commits_the_action_count_and_its_state_mutations_in_one_transaction(
     let id = store.enqueue(&new_job("web-hot", T0, 5), T0).unwrap().id();
     store.lease_job("w1", T0, 1_000).unwrap().unwrap();
     let serial = store.snapshot().unwrap().meta.serial;
-    let scale = [Mutation::SetDesired { group: "web".into(), desired: Some(4) }];
+    let scale = [Mutation::SetDesired { group: "web".into(), desired: Some(4), base: None }];
     store.job_progress(id, "w1", 1, &json!([{"desired": 4}]), &scale).unwrap();
     let snap = store.snapshot().unwrap();
     assert_eq!((snap.meta.serial, snap.desired.get("web")), (serial + 1, Some(&4)));
@@ -227,7 +227,7 @@ fn progress_commits_the_action_count_and_its_state_mutations_in_one_transaction(
     // apply its scale: the job resumes after action 2 with desired still 4.
     let mut other = open(&path);
     other.lease_job("w2", T0 + 1_000, 1_000).unwrap().unwrap();
-    let again = [Mutation::SetDesired { group: "web".into(), desired: Some(5) }];
+    let again = [Mutation::SetDesired { group: "web".into(), desired: Some(5), base: None }];
     lease_lost(store.job_progress(id, "w1", 3, &json!([]), &again), id, "w1");
     let snap = other.snapshot().unwrap();
     assert_eq!((snap.meta.serial, snap.desired.get("web")), (serial + 1, Some(&4)));

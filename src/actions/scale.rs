@@ -100,17 +100,14 @@ pub(super) async fn execute(ex: &Executor, ctx: &ActionContext, a: &ScaleAction)
         None => None,
     };
     let snap = ex.snapshot().await?;
-    let current = snap
-        .desired
-        .get(&group.name)
-        .copied()
-        .unwrap_or(group.desired.unwrap_or(group.min));
+    let current = crate::plan::desired::current(&group, &snap);
     let d = scale_target(a, current, group.min, group.max, metric)
         .map_err(|e| ActionError::permanent(format!("scale `{}`: {e}", group.name)))?;
     let mutations = if d.to == d.from {
         Vec::new()
     } else {
-        vec![Mutation::SetDesired { group: group.name.clone(), desired: Some(d.to) }]
+        let base = Some(crate::plan::desired::config_value(&group));
+        vec![Mutation::SetDesired { group: group.name.clone(), desired: Some(d.to), base }]
     };
     let mut result = json!({
         "group": group.name,

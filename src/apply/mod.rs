@@ -223,10 +223,11 @@ async fn run(
     }
     if plan.operation == crate::plan::Operation::Apply && !plan.filters.is_partial() {
         for g in &plan.groups {
-            let now = snap.desired.get(&g.name).copied();
+            let now = (snap.desired.get(&g.name).copied(), snap.desired_base.get(&g.name).copied());
             let want = (!g.removed).then_some(g.desired);
-            if now != want {
-                muts.push(Mutation::SetDesired { group: g.name.clone(), desired: want });
+            let base = want.and(config.groups.get(&g.name)).map(|l| crate::plan::desired::config_value(&l.spec));
+            if now != (want, base) {
+                muts.push(Mutation::SetDesired { group: g.name.clone(), desired: want, base });
             }
         }
     }

@@ -144,7 +144,12 @@ pub fn diff(input: &DiffInput<'_>) -> Plan {
         let target = if removed || input.operation == Operation::Destroy {
             0
         } else {
-            desired_count(spec, recorded_spec.as_ref(), input.snapshot.desired.get(g).copied())
+            super::desired::combine(
+                spec,
+                recorded_spec.as_ref(),
+                input.snapshot.desired.get(g).copied(),
+                input.snapshot.desired_base.get(g).copied(),
+            )
         };
         plan_group(input, spec, Some(target), removed, &observed, &mut changes, &mut errors, &mut group_plans, &mut refresh);
     }
@@ -201,13 +206,6 @@ pub fn diff(input: &DiffInput<'_>) -> Plan {
 
 /// Reason text of a delete that only cleans up state (nothing alive).
 pub(crate) const REASON_GONE: &str = "already gone; forget it";
-
-fn desired_count(spec: &Group, recorded: Option<&Group>, runtime: Option<u32>) -> u32 {
-    let config_value = spec.desired.unwrap_or(spec.min);
-    let changed_in_git = recorded.is_none_or(|r| r.desired != spec.desired);
-    let base = if changed_in_git { config_value } else { runtime.unwrap_or(config_value) };
-    base.clamp(spec.min, spec.max.max(spec.min))
-}
 
 #[allow(clippy::too_many_arguments)]
 fn plan_group(
@@ -507,6 +505,7 @@ mod tests {
                 .collect(),
             nodes,
             desired: desired.map(|d| BTreeMap::from([("web".to_string(), d)])).unwrap_or_default(),
+            desired_base: BTreeMap::new(),
         }
     }
 

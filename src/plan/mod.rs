@@ -5,6 +5,7 @@
 //! observed = what providers report. Must not depend on: store backends,
 //! providers' implementations, the CLI.
 
+pub mod desired;
 mod diff;
 mod fields;
 mod file;

@@ -221,7 +221,7 @@ mod tests {
     fn connections_are_reused_and_calls_see_each_others_commits() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = open(&Location::Sqlite(dir.path().join("s.db"))).unwrap_or_else(|e| panic!("{e}"));
-        let a = store.run_blocking(|db| db.commit(&[Mutation::SetDesired { group: "web".into(), desired: Some(3) }]));
+        let a = store.run_blocking(|db| db.commit(&[Mutation::SetDesired { group: "web".into(), desired: Some(3), base: None }]));
         assert_eq!(a.ok(), Some(1));
         let other = store.clone();
         let desired = other.run_blocking(|db| Ok(db.snapshot()?.desired.get("web").copied()));

@@ -264,6 +264,9 @@ pub enum Mutation {
         group: String,
         /// The count.
         desired: Option<u32>,
+        /// The config's `desired` value (or `min`) the count was set
+        /// against; see `plan::desired`. `None`: unknown.
+        base: Option<u32>,
     },
     /// Record the applied revision and config digest.
     SetRevision {
@@ -322,6 +325,10 @@ pub struct Snapshot {
     pub nodes: Vec<NodeRecord>,
     /// Runtime desired counts.
     pub desired: BTreeMap<String, u32>,
+    /// For each runtime desired count that has one, the config value it
+    /// was set against.
+    #[serde(default)]
+    pub desired_base: BTreeMap<String, u32>,
 }
 
 /// The state store. Every `commit` is atomic and increases the serial by one;

@@ -39,7 +39,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         .ok_or_else(|| Failure::new(format!("no group `{}` in the config", args.group)))?;
     let store = ws.store()?;
     let snap = store.run_blocking(|db| db.snapshot())?;
-    let current = snap.desired.get(&group.name).copied().unwrap_or(group.desired.unwrap_or(group.min));
+    let current = crate::plan::desired::current(&group, &snap);
     let wanted: i64 = match (args.to, args.by) {
         (Some(t), _) => i64::from(t),
         (None, Some(b)) => i64::from(current) + b,
@@ -61,7 +61,8 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     let settings = crate::reconcile::Settings::from_config(&ws.config, crate::cli::workspace::owner());
     let serial = store.run_blocking_as(|db| -> Result<u64, Failure> {
         let lock = db.lock(&LockRequest { owner: settings.owner.clone(), operation: "scale".into(), ttl: settings.lock_ttl })?;
-        let result = db.commit(&[Mutation::SetDesired { group: group.name.clone(), desired: Some(wanted) }]);
+        let base = Some(crate::plan::desired::config_value(&group));
+        let result = db.commit(&[Mutation::SetDesired { group: group.name.clone(), desired: Some(wanted), base }]);
         db.unlock(&lock.id)?;
         Ok(result?)
     })?;

@@ -150,11 +150,13 @@ impl Store for SqliteStore {
         // Deferred: the read transaction starts at the first SELECT and sees
         // one consistent version of the database until it ends.
         let tx = self.conn.unchecked_transaction().map_err(&db)?;
+        let (desired, desired_base) = read_desired(&tx, &self.label)?;
         let snapshot = Snapshot {
             meta: read_meta(&tx, &self.label)?,
             objects: read_objects(&tx, &self.label)?,
             nodes: read_nodes(&tx, &self.label)?,
-            desired: read_desired(&tx, &self.label)?,
+            desired,
+            desired_base,
         };
         tx.commit().map_err(&db)?;
         Ok(snapshot)
@@ -400,14 +402,16 @@ fn apply(tx: &Connection, mutation: &Mutation, serial: i64) -> rusqlite::Result<
         Mutation::SetDesired {
             group,
             desired: Some(count),
+            base,
         } => tx.execute(
-            r#"INSERT INTO desired ("group", count) VALUES (?1, ?2)
-               ON CONFLICT ("group") DO UPDATE SET count = excluded.count"#,
-            params![group, count],
+            r#"INSERT INTO desired ("group", count, base) VALUES (?1, ?2, ?3)
+               ON CONFLICT ("group") DO UPDATE SET count = excluded.count, base = excluded.base"#,
+            params![group, count, base],
         ),
         Mutation::SetDesired {
             group,
             desired: None,
+            ..
         } => tx.execute(r#"DELETE FROM desired WHERE "group" = ?1"#, [group]),
         Mutation::SetRevision {
             revision,
@@ -534,23 +538,30 @@ fn read_nodes(conn: &Connection, label: &str) -> Result<Vec<NodeRecord>> {
     Ok(nodes)
 }
 
-fn read_desired(conn: &Connection, label: &str) -> Result<BTreeMap<String, u32>> {
+/// Runtime desired counts, and the config value each was set against.
+type DesiredRows = (BTreeMap<String, u32>, BTreeMap<String, u32>);
+
+fn read_desired(conn: &Connection, label: &str) -> Result<DesiredRows> {
     let db = db_err(label);
     let mut stmt = conn
-        .prepare(r#"SELECT "group", count FROM desired"#)
+        .prepare(r#"SELECT "group", count, base FROM desired"#)
         .map_err(&db)?;
     let rows = stmt
         .query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, Option<i64>>(2)?))
         })
         .map_err(&db)?;
     let mut desired = BTreeMap::new();
+    let mut bases = BTreeMap::new();
     for row in rows {
-        let (group, count) = row.map_err(&db)?;
+        let (group, count, base) = row.map_err(&db)?;
         let count = parse_u32(label, format!("desired count of {group}"), count)?;
+        if let Some(b) = base {
+            bases.insert(group.clone(), parse_u32(label, format!("desired base of {group}"), b)?);
+        }
         desired.insert(group, count);
     }
-    Ok(desired)
+    Ok((desired, bases))
 }
 
 fn read_lock(conn: &Connection, label: &str) -> Result<Option<LockInfo>> {

@@ -182,8 +182,16 @@ CREATE INDEX jobs_lease ON jobs (status, lease_expires_ms);
 CREATE INDEX jobs_by_trigger ON jobs (trigger_name, id);
 "#;
 
+/// Version 5: the config `desired` value a runtime desired count was set
+/// against (NULL for counts written before), so that the one desired-count
+/// rule (`plan::desired`) can tell a runtime change made on top of a git
+/// change from one that a later git change overrides.
+const V5: &str = r#"
+ALTER TABLE desired ADD COLUMN base INTEGER CHECK (base IS NULL OR base >= 0);
+"#;
+
 /// The migrations, oldest first.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build writes and understands.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
