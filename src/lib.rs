@@ -31,11 +31,13 @@
 //! | [`ruletest`] | `scaler test`: rule unit tests on a virtual clock (test files, runner, diff) |
 //! | [`survey`] | one-shot fleet survey: poll `/status` on many hosts, exact QoS verdict, aggregate, report files |
 //! | [`tls`] | TLS client configs for outgoing https (rustls on `ring`, system CAs) |
+//! | [`clock`] | the one clock seam (now + sleep): wall clock, or tokio's pausable time for tests |
 //! | [`cli`] | the command line: the only place that constructs backends |
 
 pub mod actions;
 pub mod apply;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod exec;

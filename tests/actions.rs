@@ -575,8 +575,10 @@ fn commit(repo: &Repo, mutations: &[Mutation]) {
     SqliteStore::open(&repo.store_path()).unwrap().commit(mutations).unwrap();
 }
 
+/// A runtime count as the scale action writes it: made against the config's
+/// `desired: 3` (its base; see `plan::desired`).
 fn set_desired(n: u32) -> Mutation {
-    Mutation::SetDesired { group: "web".into(), desired: Some(n), base: None }
+    Mutation::SetDesired { group: "web".into(), desired: Some(n), base: Some(3) }
 }
 
 #[test]

@@ -68,7 +68,7 @@ impl Inputs {
         let db = dir.path().join("state.db");
         let sink: Arc<dyn InputSink> = Arc::new(StoreSink(Mutex::new(SqliteStore::open(&db).unwrap())));
         let cfg = inputs::shared(cfg);
-        let router = inputs::router(cfg.clone(), sink.clone(), inputs::system_clock());
+        let router = inputs::router(cfg.clone(), sink.clone(), scaler::clock::system());
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         rt.spawn(async move { axum::serve(listener, router).await });
@@ -79,7 +79,7 @@ impl Inputs {
     fn traps(&self) -> SocketAddr {
         let receiver = self
             .rt
-            .block_on(TrapReceiver::bind("127.0.0.1:0", self.cfg.clone(), self.sink.clone(), inputs::system_clock()))
+            .block_on(TrapReceiver::bind("127.0.0.1:0", self.cfg.clone(), self.sink.clone(), scaler::clock::system()))
             .unwrap();
         let addr = receiver.local_addr();
         self.rt.spawn(receiver.run());
@@ -421,7 +421,7 @@ fn a_refused_write_is_503_and_the_resent_alert_is_not_a_duplicate() {
     let db = dir.path().join("state.db");
     let sink = Arc::new(RefusesOnce(StoreSink(Mutex::new(SqliteStore::open(&db).unwrap())), true.into()));
     let cfg = InputConfig::from_counters(&[alert_counter("down", "Down", &[])]);
-    let router = inputs::router(inputs::shared(cfg), sink, inputs::system_clock());
+    let router = inputs::router(inputs::shared(cfg), sink, scaler::clock::system());
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}/api/v1/alerts", listener.local_addr().unwrap());
     rt.spawn(async move { axum::serve(listener, router).await });

@@ -11,6 +11,7 @@ mod architecture;
 mod collect;
 mod config_fixtures;
 mod daemon;
+mod daemon_timing;
 mod exec;
 mod harness_smoke;
 mod import;

@@ -119,7 +119,7 @@ impl Pool {
             .map(|i| {
                 let exec: Arc<dyn ActionExecutor> = exec.clone();
                 let opts = WorkerOptions { name: format!("{}-{i}", opts.name), ..opts.clone() };
-                tokio::spawn(run_worker(store.clone(), exec, opts, rx.clone()))
+                tokio::spawn(run_worker(store.clone(), exec, scaler::clock::system(), opts, rx.clone()))
             })
             .collect();
         Pool { stop, workers }

@@ -16,13 +16,11 @@
 //! trigger states are saved on every transition, a fire and its job are
 //! one transaction, and a job's lease runs out when its worker dies.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::SecretString;
-use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -30,15 +28,26 @@ use crate::actions::{ActionContext, Executor, ExecutorOptions};
 use crate::config::Config;
 use crate::inputs::{self, InputConfig, InputSink};
 use crate::jobs::{self, ActionDone, ActionExecutor, ActionFailure, WorkerOptions};
-use crate::monitor::scheduler::{self, Clock, SystemClock};
+use crate::clock::SharedClock;
+use crate::monitor::scheduler;
 use crate::monitor::{plan_jobs, Collector, JobFilter, Sources};
 use crate::reconcile::{self, Backoff, Outcome, Session};
-use crate::rules::{Engine, Record, Window};
-use crate::store::{Backend, Job, NewJob, Sample, Selector, StateStore, TriggerRecord};
+use crate::rules::{Engine, Window};
+use crate::store::{Backend, Job, Sample, Selector, StateStore};
+
+mod evaluator;
+
+pub use evaluator::{load_records, step, JobSettings, Step};
 
 /// How the daemon runs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Options {
+    /// Where time comes from (the wall clock, or paused tokio time in tests).
+    pub clock: SharedClock,
+    /// More sample sources beside the collectors and receivers (samples
+    /// sent here are stored and evaluated like collected ones; for embedding
+    /// the daemon, e.g. in-process tests).
+    pub samples: Option<mpsc::Receiver<Vec<Sample>>>,
     /// HTTP listen address (push, alerts).
     pub listen: String,
     /// Evaluation tick (ms).
@@ -72,11 +81,6 @@ pub enum DaemonError {
     /// Something else that stops the daemon.
     #[error("{0}")]
     Other(String),
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// The first tick at or after `t` on the grid of `interval_ms`.
@@ -131,6 +135,19 @@ impl InputSink for SampleWriter {
     fn accept(&self, samples: Vec<Sample>) -> Result<(), String> {
         self.write(&samples)
     }
+}
+
+/// Stores (then shows to the evaluator) every batch `rx` yields.
+async fn write_all(writer: Arc<SampleWriter>, mut rx: mpsc::Receiver<Vec<Sample>>) -> Result<(), DaemonError> {
+    while let Some(batch) = rx.recv().await {
+        let w = writer.clone();
+        match tokio::task::spawn_blocking(move || w.write(&batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot store samples"),
+            Err(e) => tracing::error!(error = %e, "sample writer failed"),
+        }
+    }
+    Ok(())
 }
 
 /// How much history the window keeps: the longest `over` or lookback any
@@ -191,16 +208,17 @@ fn seed(store: &mut dyn Backend, window: &mut Window, now: i64, keep: i64) -> cr
 ///
 /// `session` gives the one loaded config that every part runs (collectors,
 /// evaluator, workers, reconciler), the state store and the providers.
-pub async fn run(session: Session, opts: Options, stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
     let config = session.config.clone();
     let engine = Arc::new(Engine::compile(config.triggers.values().map(|t| &t.spec)).map_err(DaemonError::Triggers)?);
     let store = session.store.clone();
     let snapshot = store.snapshot().await?;
     let mut window = Window::from_config(&config, &snapshot.nodes);
     let keep = keep_ms(&config, &window);
+    let now = opts.clock.now_ms();
     let (window, seeded) = store
         .run(move |db| {
-            let n = seed(db, &mut window, now_ms(), keep)?;
+            let n = seed(db, &mut window, now, keep)?;
             Ok((window, n))
         })
         .await?;
@@ -222,27 +240,18 @@ pub async fn run(session: Session, opts: Options, stop: watch::Receiver<bool>) -
         }
         if !jobs.is_empty() {
             let collector: Arc<dyn Collector> = Arc::new(Sources::new().map_err(|e| DaemonError::Other(e.to_string()))?);
-            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-            let (tx, mut rx) = mpsc::channel::<Vec<Sample>>(1024);
+            let clock = opts.clock.clone();
+            let (tx, rx) = mpsc::channel::<Vec<Sample>>(1024);
             let stop_c = stop.clone();
             tasks.spawn(async move {
                 scheduler::run(jobs, collector, clock, scheduler::Options::default(), tx, stop_c).await;
                 Ok(())
             });
-            let w = writer.clone();
-            tasks.spawn(async move {
-                while let Some(batch) = rx.recv().await {
-                    let w = w.clone();
-                    let result = tokio::task::spawn_blocking(move || w.write(&batch)).await;
-                    match result {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::error!(error = %e, "cannot store samples"),
-                        Err(e) => tracing::error!(error = %e, "sample writer failed"),
-                    }
-                }
-                Ok(())
-            });
+            tasks.spawn(write_all(writer.clone(), rx));
         }
+    }
+    if let Some(rx) = opts.samples.take() {
+        tasks.spawn(write_all(writer.clone(), rx));
     }
 
     if opts.evaluate {
@@ -250,7 +259,7 @@ pub async fn run(session: Session, opts: Options, stop: watch::Receiver<bool>) -
         let input_cfg = InputConfig { token: Some(opts.token.clone()), ..input_cfg };
         let shared = inputs::shared(input_cfg);
         let sink: Arc<dyn InputSink> = writer.clone();
-        let app = inputs::router(shared.clone(), sink.clone(), inputs::system_clock());
+        let app = inputs::router(shared.clone(), sink.clone(), opts.clock.clone());
         let listener = tokio::net::TcpListener::bind(&opts.listen)
             .await
             .map_err(|e| DaemonError::Listen(format!("cannot listen on `{}`: {e}", opts.listen)))?;
@@ -267,7 +276,7 @@ pub async fn run(session: Session, opts: Options, stop: watch::Receiver<bool>) -
         });
         if inputs::wants_traps(&config) {
             let at = inputs::trap_listen(&config);
-            let receiver = inputs::TrapReceiver::bind(&at, shared.clone(), sink, inputs::system_clock())
+            let receiver = inputs::TrapReceiver::bind(&at, shared.clone(), sink, opts.clock.clone())
                 .await
                 .map_err(|e| DaemonError::Listen(e.to_string()))?;
             tracing::info!(addr = %receiver.local_addr(), "SNMP trap receiver listening");
@@ -280,13 +289,16 @@ pub async fn run(session: Session, opts: Options, stop: watch::Receiver<bool>) -
                 Ok(())
             });
         }
-        let ev = Evaluator {
+        let ev = evaluator::Evaluator {
             engine: engine.clone(),
             window: window.clone(),
             store: store.clone(),
+            clock: opts.clock.clone(),
             interval_ms: opts.evaluation_interval_ms.max(1),
-            revision: opts.revision.clone(),
-            max_attempts: jobs::max_attempts(config.project.spec.daemon.as_ref().and_then(|d| d.jobs.as_ref())),
+            job: JobSettings {
+                revision: opts.revision.clone(),
+                max_attempts: jobs::max_attempts(config.project.spec.daemon.as_ref().and_then(|d| d.jobs.as_ref())),
+            },
             keep_ms: keep,
             config: config.clone(),
         };
@@ -301,17 +313,17 @@ pub async fn run(session: Session, opts: Options, stop: watch::Receiver<bool>) -
         let settings = config.project.spec.daemon.as_ref().and_then(|d| d.jobs.as_ref());
         for i in 0..opts.workers {
             let wopts = WorkerOptions::from_settings(&format!("worker-{i}"), settings);
-            let (store, glue, stop_w) = (store.clone(), glue.clone(), stop.clone());
+            let (store, glue, stop_w, clock) = (store.clone(), glue.clone(), stop.clone(), opts.clock.clone());
             tasks.spawn(async move {
-                jobs::run_worker(store, glue, wopts, stop_w).await.map(|_| ()).map_err(|e| DaemonError::Other(e.to_string()))
+                jobs::run_worker(store, glue, clock, wopts, stop_w).await.map(|_| ()).map_err(|e| DaemonError::Other(e.to_string()))
             });
         }
     }
 
     if opts.reconcile {
         let (stop_r, every) = (stop.clone(), opts.evaluation_interval_ms.max(250));
-        let session = session.clone();
-        tasks.spawn(async move { reconcile_loop(session, every, stop_r).await });
+        let (session, clock) = (session.clone(), opts.clock.clone());
+        tasks.spawn(async move { reconcile_loop(session, clock, every, stop_r).await });
     }
 
     let mut first_error = None;
@@ -334,117 +346,6 @@ pub async fn run(session: Session, opts: Options, stop: watch::Receiver<bool>) -
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
-    }
-}
-
-/// The trigger evaluator.
-struct Evaluator {
-    engine: Arc<Engine>,
-    window: SharedWindow,
-    store: StateStore,
-    interval_ms: i64,
-    revision: Option<String>,
-    max_attempts: u32,
-    keep_ms: i64,
-    config: Arc<Config>,
-}
-
-/// Trigger records from the store, by trigger name; unreadable records are
-/// reported and start fresh.
-pub fn load_records(store: &dyn Backend) -> Result<HashMap<String, Record>, crate::store::StoreError> {
-    let mut out = HashMap::new();
-    for r in store.trigger_states()? {
-        match serde_json::from_value::<Record>(r.state) {
-            Ok(rec) => {
-                out.insert(r.name, rec);
-            }
-            Err(e) => tracing::warn!(trigger = %r.name, error = %e, "unreadable trigger state; starting it fresh"),
-        }
-    }
-    Ok(out)
-}
-
-impl Evaluator {
-    async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
-        let names: Vec<String> = self.engine.triggers.iter().map(|t| t.name.clone()).collect();
-        let store = self.store.clone();
-        let mut records = store
-            .run(move |db| {
-                let records = load_records(db)?;
-                let dropped = db.delete_trigger_states(&names)?;
-                if dropped > 0 {
-                    tracing::info!(dropped, "forgot the state of triggers no longer in the config");
-                }
-                Ok(records)
-            })
-            .await?;
-        tracing::info!(triggers = self.engine.triggers.len(), resumed = records.len(), interval_ms = self.interval_ms, "trigger evaluator started");
-        let mut tick = next_tick(now_ms(), self.interval_ms);
-        let mut ticks: u64 = 0;
-        loop {
-            let wait = (tick - now_ms()).max(0) as u64;
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
-                _ = stop.wait_for(|s| *s) => return Ok(()),
-            }
-            let snapshot = self.window.snapshot();
-            let evaluations = self.engine.evaluate(tick, &snapshot, &records);
-            drop(snapshot);
-            let mut states = Vec::new();
-            let mut new_jobs = Vec::new();
-            for ev in &evaluations {
-                let t = &self.engine.triggers[ev.index];
-                if !ev.changed && ev.fire.is_none() && records.contains_key(&t.name) {
-                    continue;
-                }
-                states.push(TriggerRecord {
-                    name: t.name.clone(),
-                    key: String::new(),
-                    state: serde_json::to_value(&ev.record).unwrap_or(serde_json::Value::Null),
-                    updated_ms: tick,
-                });
-                if let Some(why) = &ev.fire {
-                    tracing::info!(trigger = %t.name, at_ms = why.at_ms, "trigger fired");
-                    new_jobs.push(NewJob {
-                        key: format!("{}@{}", t.name, why.at_ms),
-                        trigger: t.name.clone(),
-                        fired_at_ms: why.at_ms,
-                        revision: self.revision.clone(),
-                        payload: json!({
-                            "trigger": t.name,
-                            "fired_at_ms": why.at_ms,
-                            "actions": t.spec.then,
-                            "values": why,
-                        }),
-                        max_attempts: self.max_attempts,
-                    });
-                }
-            }
-            let saved = if states.is_empty() {
-                Ok(())
-            } else {
-                store.run(move |db| db.save_evaluation(&states, &new_jobs, tick).map(|_| ())).await
-            };
-            match saved {
-                Ok(()) => {
-                    for ev in evaluations {
-                        records.insert(self.engine.triggers[ev.index].name.clone(), ev.record);
-                    }
-                }
-                // Not saved: the records stay as they were, so the next tick
-                // evaluates from the last saved state (nothing fires unsaved).
-                Err(e) => tracing::error!(error = %e, "cannot save trigger states; will retry at the next tick"),
-            }
-            ticks += 1;
-            if ticks % 60 == 0 {
-                let keep = self.keep_ms;
-                self.window.with(|w| w.prune(tick, keep));
-                if let Ok(snap) = store.snapshot().await {
-                    self.window.with(|w| w.set_hosts(&self.config, &snap.nodes));
-                }
-            }
-            tick = next_tick(now_ms().max(tick + 1), self.interval_ms);
-        }
     }
 }
 
@@ -478,7 +379,7 @@ impl ActionExecutor for Glue {
 /// that may pass ([`ReconcileError::is_retryable`]) is retried with
 /// exponential backoff; one that waits for a new input (a plan error, a
 /// refused plan) is not retried until the desired counts change again.
-async fn reconcile_loop(session: Session, every_ms: i64, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+async fn reconcile_loop(session: Session, clock: SharedClock, every_ms: i64, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
     let every = Duration::from_millis(u64::try_from(every_ms).unwrap_or(250));
     let backoff = Backoff { base: every, max: Duration::from_secs(300).max(every) };
     // Nothing seen yet: the first pass reconciles every group with a
@@ -489,7 +390,7 @@ async fn reconcile_loop(session: Session, every_ms: i64, mut stop: watch::Receiv
     loop {
         if !wait.is_zero() {
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = clock.sleep(wait) => {}
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             }
         }

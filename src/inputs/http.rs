@@ -24,7 +24,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use super::alerts::{self, AlertDedupe};
-use super::{current, excerpt, Clock, InputConfig, InputSink, SharedConfig, PUSH_HOST};
+use crate::clock::SharedClock;
+use super::{current, excerpt, InputConfig, InputSink, SharedConfig, PUSH_HOST};
 use crate::store::{Sample, SeriesKey};
 
 /// The largest accepted request body (64 KiB); larger ones get 413.
@@ -37,7 +38,7 @@ const EXCERPT_CHARS: usize = 64;
 struct AppState {
     cfg: SharedConfig,
     sink: Arc<dyn InputSink>,
-    clock: Clock,
+    clock: SharedClock,
     /// Held across the sink call, so two copies of one notification cannot
     /// both be recorded.
     dedupe: Arc<Mutex<AlertDedupe>>,
@@ -81,7 +82,7 @@ impl IntoResponse for ApiError {
 
 /// The push and Alertmanager endpoints. `cfg` may be swapped at any time
 /// (a reload); `sink` records samples; `clock` times them by receipt.
-pub fn router(cfg: SharedConfig, sink: Arc<dyn InputSink>, clock: Clock) -> Router {
+pub fn router(cfg: SharedConfig, sink: Arc<dyn InputSink>, clock: SharedClock) -> Router {
     let state = AppState { cfg, sink, clock, dedupe: Arc::new(Mutex::new(AlertDedupe::new())) };
     Router::new()
         .route("/api/v1/push/{name}", put(push).fallback(|| async { method_not_allowed("PUT") }))
@@ -255,7 +256,7 @@ fn unknown_push_counter(cfg: &InputConfig, name: &str) -> ApiError {
 }
 
 async fn push(State(st): State<AppState>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Result<Json<serde_json::Value>, ApiError> {
-    let received_ms = (st.clock)();
+    let received_ms = st.clock.now_ms();
     let cfg = current(&st.cfg);
     authorize(&cfg, &headers)?;
     let counter = cfg.push.get(&name).ok_or_else(|| unknown_push_counter(&cfg, &name))?;
@@ -272,7 +273,7 @@ async fn push(State(st): State<AppState>, Path(name): Path<String>, headers: Hea
 // ---------------------------------------------------------------- alerts
 
 async fn alertmanager(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<serde_json::Value>, ApiError> {
-    let received_ms = (st.clock)();
+    let received_ms = st.clock.now_ms();
     let cfg = current(&st.cfg);
     authorize(&cfg, &headers)?;
     let payload = alerts::parse_payload(&read_body(&headers, body).await?)?;

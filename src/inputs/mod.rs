@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Every sample is timed by its receipt time (ms since the epoch, read from
-//! the injected [`Clock`] when the request or datagram arrives, before it is
+//! the injected [`crate::clock::Clock`] when the request or datagram arrives, before it is
 //! parsed), so a value that waits for the store keeps the instant it was
 //! received. A sender is told 2xx only after the [`InputSink`] recorded the
 //! samples. Which counters accept what is an [`InputConfig`] derived from
@@ -52,13 +52,6 @@ pub trait InputSink: Send + Sync + 'static {
     fn accept(&self, samples: Vec<Sample>) -> Result<(), String>;
 }
 
-/// Milliseconds since the Unix epoch, injected so tests control time.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-/// The wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(|| chrono::Utc::now().timestamp_millis())
-}
 
 /// The input config, swappable at runtime: a reload replaces the inner `Arc`.
 pub type SharedConfig = Arc<RwLock<Arc<InputConfig>>>;

@@ -18,7 +18,8 @@ use std::time::Duration;
 use async_snmp::notification::{Notification, NotificationAcceptance, NotificationEnvelope, NotificationReceiver};
 use secrecy::ExposeSecret;
 
-use super::{current, Clock, InputConfig, InputError, InputSink, SharedConfig, WarnLimiter};
+use crate::clock::SharedClock;
+use super::{current, InputConfig, InputError, InputSink, SharedConfig, WarnLimiter};
 use crate::monitor::snmp::value_number;
 use crate::store::{Sample, SeriesKey};
 
@@ -66,14 +67,14 @@ pub struct TrapReceiver {
     receiver: NotificationReceiver,
     cfg: SharedConfig,
     sink: Arc<dyn InputSink>,
-    clock: Clock,
+    clock: SharedClock,
     warnings: Arc<Mutex<WarnLimiter>>,
 }
 
 impl TrapReceiver {
     /// Binds the UDP socket (`127.0.0.1:0` picks a free port; see
     /// [`TrapReceiver::local_addr`]).
-    pub async fn bind(addr: &str, cfg: SharedConfig, sink: Arc<dyn InputSink>, clock: Clock) -> Result<TrapReceiver, InputError> {
+    pub async fn bind(addr: &str, cfg: SharedConfig, sink: Arc<dyn InputSink>, clock: SharedClock) -> Result<TrapReceiver, InputError> {
         let warnings = Arc::new(Mutex::new(WarnLimiter::new()));
         let (policy_cfg, policy_warnings) = (cfg.clone(), warnings.clone());
         let receiver = NotificationReceiver::builder()
@@ -103,7 +104,7 @@ impl TrapReceiver {
         loop {
             match self.receiver.recv().await {
                 Ok(received) => {
-                    let received_ms = (self.clock)();
+                    let received_ms = self.clock.now_ms();
                     self.handle(&received.notification, received.source, received_ms).await;
                 }
                 Err(e) => {
@@ -136,7 +137,7 @@ impl TrapReceiver {
 
 /// Binds `socket_addr` and receives traps forever (for the daemon; tests use
 /// [`TrapReceiver::bind`] to learn the port first).
-pub async fn run_trap_receiver(socket_addr: SocketAddr, cfg: SharedConfig, sink: Arc<dyn InputSink>, clock: Clock) -> Result<(), InputError> {
+pub async fn run_trap_receiver(socket_addr: SocketAddr, cfg: SharedConfig, sink: Arc<dyn InputSink>, clock: SharedClock) -> Result<(), InputError> {
     TrapReceiver::bind(&socket_addr.to_string(), cfg, sink, clock).await?.run().await;
     Ok(())
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::{backoff_ms, ActionDone, ActionExecutor, ActionFailure, JobsError, WorkerOptions};
+use crate::clock::SharedClock;
 use crate::store::{Backend, Job, JobStatus, Mutation, StateStore, StoreError};
 
 /// What a worker did, returned when it stops.
@@ -38,9 +39,14 @@ pub struct WorkerStats {
 struct Db {
     store: StateStore,
     worker: Arc<str>,
+    clock: SharedClock,
 }
 
 impl Db {
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// Runs `f` on a store connection off the async threads.
     async fn call<T, F>(&self, f: F) -> Result<T, JobsError>
     where
@@ -49,10 +55,6 @@ impl Db {
     {
         self.store.run(f).await.map_err(JobsError::from)
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn is_lease_lost(e: &JobsError) -> bool {
@@ -76,6 +78,7 @@ fn stopping(shutdown: &watch::Receiver<bool>) -> bool {
 pub async fn run_worker(
     store: StateStore,
     exec: Arc<dyn ActionExecutor>,
+    clock: SharedClock,
     opts: WorkerOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<WorkerStats, JobsError> {
@@ -86,21 +89,21 @@ pub async fn run_worker(
         ..opts
     };
     let owner: Arc<str> = format!("{}#{}", opts.name, &uuid::Uuid::new_v4().simple().to_string()[..8]).into();
-    let db = Db { store, worker: Arc::clone(&owner) };
+    let db = Db { store, worker: Arc::clone(&owner), clock };
     tracing::info!(worker = %owner, "job worker started");
     let mut stats = WorkerStats::default();
     while !stopping(&shutdown) {
-        let (o, lease_ms) = (Arc::clone(&owner), opts.lease_ms);
-        match db.call(move |s| s.lease_job(&o, now_ms(), lease_ms)).await {
+        let (o, lease_ms, now) = (Arc::clone(&owner), opts.lease_ms, db.now_ms());
+        match db.call(move |s| s.lease_job(&o, now, lease_ms)).await {
             Ok(Some(job)) => {
                 stats.leased += 1;
                 let run = Run { db: &db, exec: &exec, opts: &opts, shutdown: &shutdown };
                 run.job(job, &mut stats).await;
             }
-            Ok(None) => idle(opts.poll_ms, &mut shutdown).await,
+            Ok(None) => idle(&db.clock, opts.poll_ms, &mut shutdown).await,
             Err(e) => {
                 tracing::warn!(worker = %owner, error = %e, "could not lease a job");
-                idle(opts.poll_ms, &mut shutdown).await;
+                idle(&db.clock, opts.poll_ms, &mut shutdown).await;
             }
         }
     }
@@ -109,10 +112,10 @@ pub async fn run_worker(
 }
 
 /// Waits `poll_ms`, or less if shutdown is asked for.
-async fn idle(poll_ms: i64, shutdown: &mut watch::Receiver<bool>) {
+async fn idle(clock: &SharedClock, poll_ms: i64, shutdown: &mut watch::Receiver<bool>) {
     let wait = Duration::from_millis(poll_ms.unsigned_abs());
     tokio::select! {
-        () = tokio::time::sleep(wait) => {}
+        () = clock.sleep(wait) => {}
         _ = shutdown.changed() => {}
     }
 }
@@ -213,11 +216,11 @@ impl Run<'_> {
     }
 
     async fn record(&self, job: &Job, actions: &[Value], outcome: Outcome, stats: &mut WorkerStats) {
-        let (id, owner) = (job.id, Arc::clone(&self.db.worker));
+        let (id, owner, now) = (job.id, Arc::clone(&self.db.worker), self.db.now_ms());
         match outcome {
             Outcome::Completed(results) => {
                 let result = Value::Array(results);
-                match self.db.call(move |s| s.complete_job(id, &owner, &result, now_ms())).await {
+                match self.db.call(move |s| s.complete_job(id, &owner, &result, now)).await {
                     Ok(()) => {
                         stats.completed += 1;
                         tracing::info!(worker = %self.db.worker, job = id, key = %job.key, attempt = job.attempts, "job done");
@@ -229,7 +232,7 @@ impl Run<'_> {
                 let message = format!("action {} of {}: {}", index + 1, actions.len(), failure.message);
                 self.fail(job, &message, failure.retryable, stats).await;
             }
-            Outcome::Stopped => match self.db.call(move |s| s.release_job(id, &owner, now_ms())).await {
+            Outcome::Stopped => match self.db.call(move |s| s.release_job(id, &owner, now)).await {
                 Ok(()) => {
                     stats.released += 1;
                     tracing::info!(worker = %self.db.worker, job = id, "job given back on shutdown");
@@ -247,7 +250,7 @@ impl Run<'_> {
     /// Records a failed try: retried after a backoff when `retryable` and
     /// tries remain, else dead.
     async fn fail(&self, job: &Job, message: &str, retryable: bool, stats: &mut WorkerStats) {
-        let now = now_ms();
+        let now = self.db.now_ms();
         let retry_at = (retryable && job.attempts < job.max_attempts).then(|| {
             now.saturating_add(backoff_ms(job.attempts, self.opts.backoff_base_ms, self.opts.backoff_max_ms, fastrand::f64()))
         });
@@ -291,9 +294,9 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 async fn heartbeat(db: Db, id: i64, opts: WorkerOptions, lost: Arc<AtomicBool>) {
     let period = Duration::from_millis(opts.heartbeat_ms.unsigned_abs());
     loop {
-        tokio::time::sleep(period).await;
-        let (owner, lease_ms) = (Arc::clone(&db.worker), opts.lease_ms);
-        match db.call(move |s| s.heartbeat(id, &owner, now_ms(), lease_ms)).await {
+        db.clock.sleep(period).await;
+        let (owner, lease_ms, now) = (Arc::clone(&db.worker), opts.lease_ms, db.now_ms());
+        match db.call(move |s| s.heartbeat(id, &owner, now, lease_ms)).await {
             Ok(()) => {}
             Err(e) if is_lease_lost(&e) => {
                 lost.store(true, Ordering::SeqCst);

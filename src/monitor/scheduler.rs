@@ -21,36 +21,7 @@ use super::parse::RateTracker;
 use super::{to_samples, CollectError, Collector, Job, Outcome};
 use crate::store::Sample;
 
-/// Where sample timestamps come from.
-pub trait Clock: Send + Sync {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> i64;
-}
-
-/// The wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis()
-    }
-}
-
-/// A clock that follows tokio's (pausable) time from a chosen epoch instant.
-#[derive(Debug, Clone, Copy)]
-pub struct TokioClock {
-    /// Epoch ms at `start`.
-    pub base_ms: i64,
-    /// The tokio instant that corresponds to `base_ms`.
-    pub start: Instant,
-}
-
-impl Clock for TokioClock {
-    fn now_ms(&self) -> i64 {
-        self.base_ms + self.start.elapsed().as_millis() as i64
-    }
-}
+use crate::clock::Clock;
 
 /// Scheduler settings.
 #[derive(Debug, Clone, Copy)]
@@ -162,6 +133,7 @@ pub async fn run(jobs: Vec<Job>, collector: Arc<dyn Collector>, clock: Arc<dyn C
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::TokioClock;
     use crate::model::Counter;
     use crate::monitor::parse::Reading;
     use crate::monitor::{CounterSpec, DEFAULT_TIMEOUT};
@@ -198,7 +170,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_hung_host_never_delays_other_hosts_or_counters() {
-        let clock = Arc::new(TokioClock { base_ms: 0, start: Instant::now() });
+        let clock = Arc::new(TokioClock::starting_at(0));
         let (tx, mut rx) = mpsc::channel(1000);
         let (stop_tx, stop) = watch::channel(false);
         // concurrency 2: the hung host may hold one permit, never both
@@ -226,7 +198,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_failing_counter_leaves_the_hosts_other_counters() {
-        let clock: Arc<dyn Clock> = Arc::new(TokioClock { base_ms: 0, start: Instant::now() });
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(0));
         let samples = run_once(vec![job("a", "bad", 1000, 1000), job("b", "bad", 1000, 1000), job("c", "hung", 1000, 300)], Arc::new(Fake), clock, Options::default()).await;
         let of = |c: &str| samples.iter().find(|s| s.series.counter == c).map(|s| s.value.clone());
         assert_eq!(of("a"), Some(SampleValue::Value(1.0)));

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use super::parse::RateTracker;
-use super::scheduler::Clock;
+use crate::clock::Clock;
 use super::{to_samples, CollectError, CounterSpec, Job, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
 use crate::store::{Event, Sample};
 
@@ -96,6 +96,7 @@ mod tests {
     use crate::model::Counter;
     use crate::store::SampleValue;
 
+    #[derive(Debug)]
     struct Fixed(std::sync::atomic::AtomicI64);
     impl Clock for Fixed {
         fn now_ms(&self) -> i64 {

@@ -12,7 +12,8 @@ use serde_json::json;
 use crate::cli::workspace::{runtime, Workspace};
 use crate::cli::{CmdResult, Failure, Ui};
 use crate::config::Config;
-use crate::monitor::scheduler::{self, Clock, Options, SystemClock};
+use crate::clock::{Clock, SystemClock};
+use crate::monitor::scheduler::{self, Options};
 use crate::monitor::{plan_jobs, Collector, JobFilter, Sources};
 use crate::store::{Backend, Retention, Sample, SampleValue, SeriesKey};
 

@@ -124,6 +124,8 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     let all = args.role == Role::All;
     let session = ws.session()?;
     let opts = Options {
+        clock: crate::clock::system(),
+        samples: None,
         listen,
         evaluation_interval_ms: interval_ms,
         collect: all && !args.no_collect,

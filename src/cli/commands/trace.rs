@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::cli::workspace::Workspace;
 use crate::cli::{CmdResult, Failure, Ui};
 use crate::model::{Source, StreamVia};
-use crate::monitor::scheduler::SystemClock;
+use crate::clock::SystemClock;
 use crate::monitor::stream::{follow, spawn, LineParser};
 use crate::monitor::CounterSpec;
 use crate::store::{Backend, TraceStatus, TraceTask};
