@@ -94,7 +94,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn run(ex: &Executor, c: &ActionContext, action: Value) -> Result<ActionOutput, ActionError> {
-    rt().block_on(ex.execute(c, &action))
+    rt().block_on(ex.run(c, &action))
 }
 
 // ------------------------------------------------------------------ webhook

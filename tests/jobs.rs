@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use scaler::jobs::{run_worker, ActionDone, ActionExecutor, ActionFailure, JobsError, WorkerOptions, WorkerStats};
+use scaler::jobs::{run_worker, ActionOutput, ActionExecutor, ActionError, JobsError, WorkerOptions, WorkerStats};
 use scaler::store::{Job, JobFilter, JobStatus, JobStore, Mutation, NewJob, SqliteStore, Store};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
@@ -57,7 +57,7 @@ impl Recorder {
 
 #[async_trait]
 impl ActionExecutor for Recorder {
-    async fn execute(&self, job: &Job, index: usize, action: &Value) -> Result<ActionDone, ActionFailure> {
+    async fn execute(&self, job: &Job, index: usize, action: &Value) -> Result<ActionOutput, ActionError> {
         let run = {
             let mut runs = self.runs.lock().unwrap();
             let n = runs.entry((job.key.clone(), index)).or_insert(0);
@@ -66,16 +66,16 @@ impl ActionExecutor for Recorder {
         };
         self.started_at.lock().unwrap().entry(job.key.clone()).or_insert_with(now_ms);
         let (name, arg) = action.as_object().and_then(|o| o.iter().next()).expect("an action is a one-key object");
-        let ok = |result: Value| Ok(ActionDone { result, mutations: vec![] });
+        let ok = |result: Value| Ok(ActionOutput { result, mutations: vec![] });
         match name.as_str() {
             "ok" => ok(arg.clone()),
-            "flaky" if u64::from(run) <= arg.as_u64().unwrap() => Err(ActionFailure::retryable(format!("flaky: run {run} failed"))),
+            "flaky" if u64::from(run) <= arg.as_u64().unwrap() => Err(ActionError::transient(format!("flaky: run {run} failed"))),
             "flaky" => ok(json!(format!("flaky: run {run} worked"))),
-            "broken" => Err(ActionFailure::retryable(format!("{} (run {run})", arg.as_str().unwrap()))),
+            "broken" => Err(ActionError::transient(format!("{} (run {run})", arg.as_str().unwrap()))),
             "scale" => {
                 let group = arg["group"].as_str().unwrap().to_string();
                 let to = u32::try_from(arg["to"].as_u64().unwrap()).unwrap();
-                Ok(ActionDone { result: json!({ "desired": to }), mutations: vec![Mutation::SetDesired { group, desired: Some(to), base: None }] })
+                Ok(ActionOutput { result: json!({ "desired": to }), mutations: vec![Mutation::SetDesired { group, desired: Some(to), base: None }] })
             }
             "slow_ms" => {
                 // Simulated work that outlives the lease unless heartbeats renew it.
@@ -89,7 +89,7 @@ impl ActionExecutor for Recorder {
                 ok(arg.clone())
             }
             "panic" => panic!("{}", arg.as_str().unwrap()),
-            other => Err(ActionFailure::permanent(format!("unknown action `{other}`"))),
+            other => Err(ActionError::permanent(format!("unknown action `{other}`"))),
         }
     }
 }

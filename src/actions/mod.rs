@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! job (trigger, fire instant, values) + one `then:` entry as JSON
-//!   -> Executor::execute -> scale   : SetDesired mutation (min..max; the queue commits it)
+//!   -> Executor::run     -> scale   : SetDesired mutation (min..max; the queue commits it)
 //!                           run     : exec::Runner on the resolved target, no terminal
 //!                           notify  : webhook POST (HMAC-signed) | SNS Publish (SigV4),
 //!                                     http or https (system CAs + the action's `ca_file`)
@@ -15,7 +15,8 @@
 //! host may succeed later; a bad config, a 4xx or a missing metric will not).
 //! Secret values never appear in results, errors or logs.
 //!
-//! Must not depend on: the CLI (no printing), the job queue.
+//! Implements the job queue's [`ActionExecutor`] (and shares its output and
+//! error types); must not depend on: the CLI (no printing), the queue's workers.
 
 mod run;
 mod scale;
@@ -34,7 +35,10 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::model::Action;
-use crate::store::{Mutation, Snapshot, StateStore};
+use crate::jobs::ActionExecutor;
+use crate::store::{Job, Snapshot, StateStore};
+
+pub use crate::jobs::{ActionError, ActionOutput};
 
 pub use scale::{scale_target, ScaleDecision};
 
@@ -82,45 +86,21 @@ impl ActionContext {
         })
     }
 
+    /// The context of the `index`th action of `job`.
+    pub fn of_job(job: &Job, index: usize) -> ActionContext {
+        ActionContext {
+            trigger: job.trigger.clone(),
+            fired_at_ms: job.fired_at_ms,
+            job_key: job.key.clone(),
+            action_index: index,
+            revision: job.revision.clone(),
+            values: job.payload.get("values").cloned().unwrap_or(Value::Null),
+        }
+    }
+
     /// `<job_key>#<action_index>`: the same for every retry of this action.
     pub fn idempotency_key(&self) -> String {
         format!("{}#{}", self.job_key, self.action_index)
-    }
-}
-
-/// What a successful action produced.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ActionOutput {
-    /// A JSON summary for the job record (never a secret).
-    pub result: Value,
-    /// State changes to commit with the job's completion (scale only).
-    pub mutations: Vec<Mutation>,
-}
-
-/// Why an action failed, and whether trying again may help.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ActionError {
-    /// What went wrong (never a secret).
-    pub message: String,
-    /// True when a later attempt may succeed (timeouts, 5xx, failed hosts).
-    pub retryable: bool,
-}
-
-impl ActionError {
-    /// A failure that a retry will not fix (bad config, 4xx, missing input).
-    pub fn permanent(message: impl Into<String>) -> ActionError {
-        ActionError { message: message.into(), retryable: false }
-    }
-
-    /// A failure that may pass on a later attempt.
-    pub fn transient(message: impl Into<String>) -> ActionError {
-        ActionError { message: message.into(), retryable: true }
-    }
-
-    /// Whether a later attempt may succeed.
-    pub fn is_retryable(&self) -> bool {
-        self.retryable
     }
 }
 
@@ -198,7 +178,7 @@ impl Executor {
 
     /// Runs one action (`action` is the JSON of one `then:` entry, e.g.
     /// `{"scale": {"group": "web", "by": 1}}`).
-    pub async fn execute(&self, ctx: &ActionContext, action: &Value) -> Result<ActionOutput, ActionError> {
+    pub async fn run(&self, ctx: &ActionContext, action: &Value) -> Result<ActionOutput, ActionError> {
         let action = parse_action(action)?;
         let started = std::time::Instant::now();
         let out = match &action {
@@ -229,6 +209,14 @@ fn action_name(a: &Action) -> &'static str {
         Action::Scale(_) => "scale",
         Action::Run(_) => "run",
         Action::Notify(_) => "notify",
+    }
+}
+
+/// The job queue runs a job's actions through the executor.
+#[async_trait::async_trait]
+impl ActionExecutor for Executor {
+    async fn execute(&self, job: &Job, index: usize, action: &Value) -> Result<ActionOutput, ActionError> {
+        self.run(&ActionContext::of_job(job, index), action).await
     }
 }
 
@@ -270,14 +258,8 @@ fn snippet(text: &str, max: usize) -> String {
 
 /// A client: no redirects, no proxy, TLS as `tls` says.
 fn http_client(opts: &ExecutorOptions, tls: rustls::ClientConfig) -> Result<reqwest::Client, ActionError> {
-    reqwest::Client::builder()
-        .connect_timeout(opts.http_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("scaler/", env!("CARGO_PKG_VERSION")))
-        .no_proxy()
-        .tls_backend_preconfigured(tls)
-        .build()
-        .map_err(|e| ActionError::permanent(format!("http client: {e}")))
+    let client = crate::tls::HttpClientOptions { connect_timeout: opts.http_timeout, pool_idle_timeout: None, follow_redirects: false };
+    crate::tls::http_client(&client, Some(tls)).map_err(|e| ActionError::permanent(e.to_string()))
 }
 
 /// An HTTP transport error: timeouts and connection failures are retryable

@@ -19,21 +19,20 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use secrecy::SecretString;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::actions::{ActionContext, Executor, ExecutorOptions};
+use crate::actions::{Executor, ExecutorOptions};
 use crate::config::Config;
 use crate::inputs::{self, InputConfig, InputSink};
-use crate::jobs::{self, ActionDone, ActionExecutor, ActionFailure, WorkerOptions};
+use crate::jobs::{self, ActionExecutor, WorkerOptions};
 use crate::clock::SharedClock;
 use crate::monitor::scheduler;
 use crate::monitor::{plan_jobs, Collector, JobFilter, Sources};
 use crate::reconcile::{self, Backoff, Outcome, Session};
 use crate::rules::{Engine, Window};
-use crate::store::{Backend, Job, Sample, Selector, StateStore};
+use crate::store::{Backend, Sample, Selector, StateStore};
 
 mod evaluator;
 
@@ -138,8 +137,22 @@ impl InputSink for SampleWriter {
 }
 
 /// Stores (then shows to the evaluator) every batch `rx` yields.
-async fn write_all(writer: Arc<SampleWriter>, mut rx: mpsc::Receiver<Vec<Sample>>) -> Result<(), DaemonError> {
-    while let Some(batch) = rx.recv().await {
+async fn write_all(writer: Arc<SampleWriter>, mut rx: mpsc::Receiver<Vec<Sample>>, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+    loop {
+        let batch = tokio::select! {
+            b = rx.recv() => b,
+            // Stopping: store what is already queued, then end (the sender
+            // may outlive the daemon).
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let batch = match batch {
+            Some(b) => Some(b),
+            None => {
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some(batch) = batch else { return Ok(()) };
         let w = writer.clone();
         match tokio::task::spawn_blocking(move || w.write(&batch)).await {
             Ok(Ok(())) => {}
@@ -147,7 +160,6 @@ async fn write_all(writer: Arc<SampleWriter>, mut rx: mpsc::Receiver<Vec<Sample>
             Err(e) => tracing::error!(error = %e, "sample writer failed"),
         }
     }
-    Ok(())
 }
 
 /// How much history the window keeps: the longest `over` or lookback any
@@ -247,11 +259,11 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
                 scheduler::run(jobs, collector, clock, scheduler::Options::default(), tx, stop_c).await;
                 Ok(())
             });
-            tasks.spawn(write_all(writer.clone(), rx));
+            tasks.spawn(write_all(writer.clone(), rx, stop.clone()));
         }
     }
     if let Some(rx) = opts.samples.take() {
-        tasks.spawn(write_all(writer.clone(), rx));
+        tasks.spawn(write_all(writer.clone(), rx, stop.clone()));
     }
 
     if opts.evaluate {
@@ -309,13 +321,13 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
     if opts.workers > 0 {
         let executor = Executor::new(config.clone(), ExecutorOptions::new(store.clone()))
             .map_err(|e| DaemonError::Other(e.message))?;
-        let glue: Arc<dyn ActionExecutor> = Arc::new(Glue { executor });
+        let executor: Arc<dyn ActionExecutor> = Arc::new(executor);
         let settings = config.project.spec.daemon.as_ref().and_then(|d| d.jobs.as_ref());
         for i in 0..opts.workers {
             let wopts = WorkerOptions::from_settings(&format!("worker-{i}"), settings);
-            let (store, glue, stop_w, clock) = (store.clone(), glue.clone(), stop.clone(), opts.clock.clone());
+            let (store, executor, stop_w, clock) = (store.clone(), executor.clone(), stop.clone(), opts.clock.clone());
             tasks.spawn(async move {
-                jobs::run_worker(store, glue, clock, wopts, stop_w).await.map(|_| ()).map_err(|e| DaemonError::Other(e.to_string()))
+                jobs::run_worker(store, executor, clock, wopts, stop_w).await.map(|_| ()).map_err(|e| DaemonError::Other(e.to_string()))
             });
         }
     }
@@ -346,32 +358,6 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
-    }
-}
-
-/// Runs the actions of jobs.
-struct Glue {
-    executor: Executor,
-}
-
-#[async_trait]
-impl ActionExecutor for Glue {
-    async fn execute(&self, job: &Job, index: usize, action: &serde_json::Value) -> Result<ActionDone, ActionFailure> {
-        let ctx = ActionContext {
-            trigger: job.trigger.clone(),
-            fired_at_ms: job.fired_at_ms,
-            job_key: job.key.clone(),
-            action_index: index,
-            revision: job.revision.clone(),
-            values: job.payload.get("values").cloned().unwrap_or(serde_json::Value::Null),
-        };
-        match self.executor.execute(&ctx, action).await {
-            Ok(out) => Ok(ActionDone { result: out.result, mutations: out.mutations }),
-            Err(e) => {
-                let retryable = e.is_retryable();
-                Err(ActionFailure { message: e.message, retryable })
-            }
-        }
     }
 }
 

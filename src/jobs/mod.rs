@@ -55,44 +55,51 @@ pub enum JobsError {
     },
 }
 
-/// An action that did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionFailure {
-    /// What went wrong, for `last_error`.
+/// Why an action failed, and whether trying again may help: the one error
+/// type of every action executor (the daemon's is `actions::Executor`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ActionError {
+    /// What went wrong, for `last_error` (never a secret).
     pub message: String,
-    /// Whether another try may succeed (a timeout: yes; an unknown action
-    /// name or an invalid argument: no).
+    /// Whether another try may succeed (a timeout, a 5xx, a failed host:
+    /// yes; an unknown action name, a bad config, a 4xx: no).
     pub retryable: bool,
 }
 
-impl ActionFailure {
+impl ActionError {
     /// A failure that another try may not meet again (a timeout, a refused connection).
-    pub fn retryable(message: impl Into<String>) -> ActionFailure {
-        ActionFailure { message: message.into(), retryable: true }
+    pub fn transient(message: impl Into<String>) -> ActionError {
+        ActionError { message: message.into(), retryable: true }
     }
 
     /// A failure that every try would repeat: the job is dead-lettered at once.
-    pub fn permanent(message: impl Into<String>) -> ActionFailure {
-        ActionFailure { message: message.into(), retryable: false }
+    pub fn permanent(message: impl Into<String>) -> ActionError {
+        ActionError { message: message.into(), retryable: false }
+    }
+
+    /// Whether a later attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
     }
 }
 
-/// An action that succeeded.
+/// What a successful action produced.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct ActionDone {
-    /// What it returned (kept in the job's `result`, by action index).
+pub struct ActionOutput {
+    /// A JSON summary (kept in the job's `result`, by action index; never a secret).
     pub result: serde_json::Value,
     /// State changes to commit together with "this action is done" (a scale
     /// action's new desired count).
     pub mutations: Vec<Mutation>,
 }
 
-/// Runs one action of a job. Implemented by the daemon (scale, run, notify).
+/// Runs one action of a job. Implemented by `actions::Executor` (scale, run, notify).
 #[async_trait]
 pub trait ActionExecutor: Send + Sync {
     /// Runs `action`, the `index`th (from 0) of `job`'s actions. An action it
     /// does not know is a non-retryable failure.
-    async fn execute(&self, job: &Job, index: usize, action: &serde_json::Value) -> Result<ActionDone, ActionFailure>;
+    async fn execute(&self, job: &Job, index: usize, action: &serde_json::Value) -> Result<ActionOutput, ActionError>;
 }
 
 /// How a worker works.

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::{backoff_ms, ActionDone, ActionExecutor, ActionFailure, JobsError, WorkerOptions};
+use super::{backoff_ms, ActionOutput, ActionExecutor, ActionError, JobsError, WorkerOptions};
 use crate::clock::SharedClock;
 use crate::store::{Backend, Job, JobStatus, Mutation, StateStore, StoreError};
 
@@ -125,7 +125,7 @@ enum Outcome {
     /// Every action done; the results by index.
     Completed(Vec<Value>),
     /// Action `index` failed.
-    Failed { index: usize, failure: ActionFailure },
+    Failed { index: usize, failure: ActionError },
     /// Shutdown between actions.
     Stopped,
     /// Another worker holds the job now.
@@ -145,7 +145,7 @@ struct Run<'a> {
 impl Run<'_> {
     async fn job(&self, job: Job, stats: &mut WorkerStats) {
         let Some(actions) = job.payload.get("actions").and_then(Value::as_array).cloned() else {
-            let failure = ActionFailure::permanent("the job's payload has no `actions` list");
+            let failure = ActionError::permanent("the job's payload has no `actions` list");
             self.fail(&job, &failure.message, false, stats).await;
             return;
         };
@@ -195,7 +195,7 @@ impl Run<'_> {
 
     /// Runs one action in its own task, so that a panicking executor fails
     /// the job (for good: a panic is a bug) instead of killing the worker.
-    async fn execute(&self, job: &Job, index: usize, action: &Value) -> Result<ActionDone, ActionFailure> {
+    async fn execute(&self, job: &Job, index: usize, action: &Value) -> Result<ActionOutput, ActionError> {
         let (exec, job, action) = (Arc::clone(self.exec), job.clone(), action.clone());
         match tokio::spawn(async move { exec.execute(&job, index, &action).await }).await {
             Ok(outcome) => outcome,
@@ -204,7 +204,7 @@ impl Run<'_> {
                     Ok(payload) => panic_message(payload.as_ref()),
                     Err(e) => e.to_string(),
                 };
-                Err(ActionFailure::permanent(format!("the action panicked: {detail}")))
+                Err(ActionError::permanent(format!("the action panicked: {detail}")))
             }
         }
     }

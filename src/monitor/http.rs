@@ -27,15 +27,7 @@ pub struct HttpCollector {
 impl HttpCollector {
     /// A collector with its own connection pool.
     pub fn new() -> Result<HttpCollector, CollectError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .user_agent(concat!("scaler/", env!("CARGO_PKG_VERSION")))
-            .no_proxy()
-            .tls_backend_preconfigured(crate::tls::system_client_config().map_err(|e| CollectError::Config(format!("tls: {e}")))?)
-            .build()
-            .map_err(|e| CollectError::Config(format!("http client: {e}")))?;
-        Ok(HttpCollector { client })
+        Ok(HttpCollector { client: collector_client()? })
     }
 
     /// GETs `url` and returns the body if the status is a success.
@@ -64,6 +56,17 @@ impl HttpCollector {
             }
         }
     }
+}
+
+/// The client of the HTTP and JMX collectors: redirects followed, idle
+/// connections kept 90 s.
+pub(super) fn collector_client() -> Result<reqwest::Client, CollectError> {
+    let opts = crate::tls::HttpClientOptions {
+        connect_timeout: Duration::from_secs(5),
+        pool_idle_timeout: Some(Duration::from_secs(90)),
+        follow_redirects: true,
+    };
+    crate::tls::http_client(&opts, None).map_err(|e| CollectError::Config(e.to_string()))
 }
 
 /// An error and its causes, `a: b: c`.

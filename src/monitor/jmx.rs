@@ -24,14 +24,7 @@ pub struct JmxCollector {
 impl JmxCollector {
     /// A collector with its own connection pool.
     pub fn new() -> Result<JmxCollector, CollectError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .user_agent(concat!("scaler/", env!("CARGO_PKG_VERSION")))
-            .no_proxy()
-            .tls_backend_preconfigured(crate::tls::system_client_config().map_err(|e| CollectError::Config(format!("tls: {e}")))?)
-            .build()
-            .map_err(|e| CollectError::Config(format!("http client: {e}")))?;
-        Ok(JmxCollector { client })
+        Ok(JmxCollector { client: super::http::collector_client()? })
     }
 }
 
