@@ -12,7 +12,9 @@
 //! Jobs: the durable job queue and persisted trigger states ([`jobs`]).
 //!
 //! Backends: SQLite (default, embedded). PostgreSQL comes later behind the
-//! same traits. Everything outside this module opens a store with
+//! same traits. Every backend runs the one conformance suite
+//! (`tests/store_conformance.rs`: a harness and one line per backend).
+//! Everything outside this module opens a store with
 //! [`open`] and uses the one async handle, [`StateStore`]; no other module
 //! names a backend type. Must not contain domain logic (no diffing, no policy).
 
