@@ -12,7 +12,9 @@
 //! Jobs: the durable job queue and persisted trigger states ([`jobs`]).
 //!
 //! Backends: SQLite (default, embedded). PostgreSQL comes later behind the
-//! same traits. Everything outside this module opens a store with
+//! same traits. Every backend runs the one conformance suite
+//! (`tests/store_conformance.rs`: a harness and one line per backend).
+//! Everything outside this module opens a store with
 //! [`open`] and uses the one async handle, [`StateStore`]; no other module
 //! names a backend type. Must not contain domain logic (no diffing, no policy).
 
@@ -341,9 +343,20 @@ pub trait Store: Send {
     fn commit(&mut self, mutations: &[Mutation]) -> Result<u64>;
     /// Takes the lock, or fails with [`StoreError::Locked`] if another live
     /// lease holds it. An expired lease is taken over.
-    fn lock(&mut self, req: &LockRequest) -> Result<LockInfo>;
+    fn lock(&mut self, req: &LockRequest) -> Result<LockInfo> {
+        self.lock_at(req, Utc::now())
+    }
+    /// [`Store::lock`] as of the instant `now`: a lease is live until its
+    /// `expires`, and the new one runs from `now` (tests pass chosen
+    /// instants to drive expiry).
+    fn lock_at(&mut self, req: &LockRequest, now: DateTime<Utc>) -> Result<LockInfo>;
     /// Extends our lease; fails with [`StoreError::LockLost`] if it is gone.
-    fn renew(&mut self, id: &str, ttl: std::time::Duration) -> Result<LockInfo>;
+    fn renew(&mut self, id: &str, ttl: std::time::Duration) -> Result<LockInfo> {
+        self.renew_at(id, ttl, Utc::now())
+    }
+    /// [`Store::renew`] as of the instant `now`: the lease then expires at
+    /// `now + ttl`.
+    fn renew_at(&mut self, id: &str, ttl: std::time::Duration, now: DateTime<Utc>) -> Result<LockInfo>;
     /// Releases our lease (no error if it is already gone).
     fn unlock(&mut self, id: &str) -> Result<()>;
     /// Breaks a lease on purpose (`scaler unlock ID`); returns what was broken.

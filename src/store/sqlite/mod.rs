@@ -73,10 +73,44 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
 
-    /// [`Store::lock`] at the instant `now` (the trait method passes
-    /// `Utc::now()`; tests pass chosen instants to drive expiry).
-    pub fn lock_at(&mut self, req: &LockRequest, now: DateTime<Utc>) -> Result<LockInfo> {
+impl Store for SqliteStore {
+    fn snapshot(&self) -> Result<Snapshot> {
+        let db = db_err(&self.label);
+        // Deferred: the read transaction starts at the first SELECT and sees
+        // one consistent version of the database until it ends.
+        let tx = self.conn.unchecked_transaction().map_err(&db)?;
+        let (desired, desired_base) = read_desired(&tx, &self.label)?;
+        let snapshot = Snapshot {
+            meta: read_meta(&tx, &self.label)?,
+            objects: read_objects(&tx, &self.label)?,
+            nodes: read_nodes(&tx, &self.label)?,
+            desired,
+            desired_base,
+        };
+        tx.commit().map_err(&db)?;
+        Ok(snapshot)
+    }
+
+    /// An empty commit changes nothing and keeps the serial (returning it):
+    /// the serial counts changes, and a plan made before a no-op stays fresh.
+    fn commit(&mut self, mutations: &[Mutation]) -> Result<u64> {
+        let db = db_err(&self.label);
+        if mutations.is_empty() {
+            return Ok(read_meta(&self.conn, &self.label)?.serial);
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&db)?;
+        let serial = commit_in(&tx, &self.label, mutations)?;
+        tx.commit().map_err(&db)?;
+        tracing::debug!(path = %self.label, serial, mutations = mutations.len(), "state committed");
+        Ok(serial)
+    }
+
+    fn lock_at(&mut self, req: &LockRequest, now: DateTime<Utc>) -> Result<LockInfo> {
         let db = db_err(&self.label);
         let tx = self
             .conn
@@ -121,8 +155,7 @@ impl SqliteStore {
         Ok(taken)
     }
 
-    /// [`Store::renew`] at the instant `now`.
-    pub fn renew_at(&mut self, id: &str, ttl: Duration, now: DateTime<Utc>) -> Result<LockInfo> {
+    fn renew_at(&mut self, id: &str, ttl: Duration, now: DateTime<Utc>) -> Result<LockInfo> {
         let db = db_err(&self.label);
         let tx = self
             .conn
@@ -141,50 +174,6 @@ impl SqliteStore {
         tx.commit().map_err(&db)?;
         tracing::debug!(path = %self.label, lock = %held.id, expires = %held.expires.to_rfc3339(), "state lock renewed");
         Ok(held)
-    }
-}
-
-impl Store for SqliteStore {
-    fn snapshot(&self) -> Result<Snapshot> {
-        let db = db_err(&self.label);
-        // Deferred: the read transaction starts at the first SELECT and sees
-        // one consistent version of the database until it ends.
-        let tx = self.conn.unchecked_transaction().map_err(&db)?;
-        let (desired, desired_base) = read_desired(&tx, &self.label)?;
-        let snapshot = Snapshot {
-            meta: read_meta(&tx, &self.label)?,
-            objects: read_objects(&tx, &self.label)?,
-            nodes: read_nodes(&tx, &self.label)?,
-            desired,
-            desired_base,
-        };
-        tx.commit().map_err(&db)?;
-        Ok(snapshot)
-    }
-
-    /// An empty commit changes nothing and keeps the serial (returning it):
-    /// the serial counts changes, and a plan made before a no-op stays fresh.
-    fn commit(&mut self, mutations: &[Mutation]) -> Result<u64> {
-        let db = db_err(&self.label);
-        if mutations.is_empty() {
-            return Ok(read_meta(&self.conn, &self.label)?.serial);
-        }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(&db)?;
-        let serial = commit_in(&tx, &self.label, mutations)?;
-        tx.commit().map_err(&db)?;
-        tracing::debug!(path = %self.label, serial, mutations = mutations.len(), "state committed");
-        Ok(serial)
-    }
-
-    fn lock(&mut self, req: &LockRequest) -> Result<LockInfo> {
-        self.lock_at(req, Utc::now())
-    }
-
-    fn renew(&mut self, id: &str, ttl: Duration) -> Result<LockInfo> {
-        self.renew_at(id, ttl, Utc::now())
     }
 
     fn unlock(&mut self, id: &str) -> Result<()> {

@@ -1,25 +1,15 @@
-//! The job queue and trigger states of the SQLite store, through the public
-//! `JobStore` API on real database files: idempotent enqueue, atomic
+//! The job queue and trigger states (`JobStore`): idempotent enqueue, atomic
 //! evaluation saves, leases that expire and are taken over, stale holders
 //! refused, retries and dead letters, progress atomic with state commits.
 
-use std::path::{Path, PathBuf};
+use std::sync::Barrier;
 
-use scaler::store::{
-    Enqueued, JobFilter, JobStatus, JobStore, Mutation, NewJob, SqliteStore, Store, StoreError,
-    TriggerRecord,
-};
+use scaler::store::{Enqueued, JobFilter, JobStatus, Mutation, NewJob, StoreError, TriggerRecord};
 use serde_json::json;
 
+use super::{node, Harness};
+
 const T0: i64 = 1_714_564_800_000;
-
-fn db(dir: &tempfile::TempDir) -> PathBuf {
-    dir.path().join(".scaler").join("state.db")
-}
-
-fn open(path: &Path) -> SqliteStore {
-    SqliteStore::open(path).expect("open state store")
-}
 
 fn new_job(trigger: &str, fired_at_ms: i64, max_attempts: u32) -> NewJob {
     NewJob {
@@ -43,14 +33,13 @@ fn lease_lost<T: std::fmt::Debug>(result: Result<T, StoreError>, id: i64, worker
     }
 }
 
-#[test]
-fn a_second_enqueue_with_the_same_key_is_a_no_op_returning_the_first_job() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = open(&db(&dir));
+pub(super) fn a_second_enqueue_with_the_same_key_is_a_no_op_returning_the_first_job<H: Harness>() {
+    let h = H::new();
+    let mut store = h.connect();
     let first = store.enqueue(&new_job("web-hot", T0, 5), T0).unwrap();
     let Enqueued::New(id) = first else { panic!("expected a new job, got {first:?}") };
-    // Another handle (another process, in real life) enqueues the same fire.
-    let mut other = open(&db(&dir));
+    // Another connection (another process, in real life) enqueues the same fire.
+    let mut other = h.connect();
     let mut again = new_job("web-hot", T0, 5);
     again.payload = json!({"actions": []});
     assert_eq!(other.enqueue(&again, T0 + 5).unwrap(), Enqueued::Duplicate(id));
@@ -65,19 +54,12 @@ fn a_second_enqueue_with_the_same_key_is_a_no_op_returning_the_first_job() {
     assert_eq!(store.job(id + 7).unwrap(), None);
 }
 
-#[test]
-fn save_evaluation_writes_states_and_jobs_together_or_not_at_all() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    let mut store = open(&path);
-    // Make the database itself refuse one job (a real SQLite failure in the
-    // middle of the transaction, after the states were written).
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    raw.execute_batch(
-        "CREATE TRIGGER refuse_bad BEFORE INSERT ON jobs WHEN NEW.idem_key = 'bad@1'
-         BEGIN SELECT RAISE(ABORT, 'refused by test'); END;",
-    )
-    .unwrap();
+pub(super) fn save_evaluation_writes_states_and_jobs_together_or_not_at_all<H: Harness>() {
+    let h = H::new();
+    let mut store = h.connect();
+    // Make the store itself refuse one job (a real failure in the middle of
+    // the transaction, after the states were written).
+    h.refuse_job_key(Some("bad@1"));
     let mut bad = new_job("bad", 1, 5);
     bad.key = "bad@1".into();
     let states = [state("web-hot", T0), state("db-slow", T0)];
@@ -86,7 +68,7 @@ fn save_evaluation_writes_states_and_jobs_together_or_not_at_all() {
     assert_eq!(store.trigger_states().unwrap(), [], "no state without its job");
     assert_eq!(store.queue_depth().unwrap()["queued"], 0, "no job without its state");
 
-    raw.execute_batch("DROP TRIGGER refuse_bad").unwrap();
+    h.refuse_job_key(None);
     let saved = store.save_evaluation(&states, &[new_job("web-hot", T0, 5)], T0).unwrap();
     assert!(matches!(saved[..], [Enqueued::New(_)]), "{saved:?}");
     let names: Vec<_> = store.trigger_states().unwrap().into_iter().map(|s| s.name).collect();
@@ -96,15 +78,14 @@ fn save_evaluation_writes_states_and_jobs_together_or_not_at_all() {
     let later = [TriggerRecord { state: json!({"last_fired": T0}), updated_ms: T0 + 10, ..state("web-hot", T0) }];
     let again = store.save_evaluation(&later, &[new_job("web-hot", T0, 5)], T0 + 10).unwrap();
     assert_eq!(again, [Enqueued::Duplicate(saved[0].id())]);
-    let states = open(&path).trigger_states().unwrap();
+    let states = h.connect().trigger_states().unwrap();
     assert_eq!(states[1], later[0]);
     assert_eq!(store.queue_depth().unwrap()["queued"], 1);
 }
 
-#[test]
-fn trigger_states_of_removed_triggers_are_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = open(&db(&dir));
+pub(super) fn trigger_states_of_removed_triggers_are_deleted<H: Harness>() {
+    let h = H::new();
+    let mut store = h.connect();
     let mut per_host = state("disk-full", T0);
     per_host.key = "web-01".into();
     store.save_evaluation(&[state("web-hot", T0), state("disk-full", T0), per_host, state("gone", T0)], &[], T0).unwrap();
@@ -116,18 +97,16 @@ fn trigger_states_of_removed_triggers_are_deleted() {
     assert_eq!(store.trigger_states().unwrap(), []);
 }
 
-#[test]
-fn an_expired_lease_is_taken_over_after_expiry_not_before_and_the_stale_worker_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    let mut crashed = open(&path);
+pub(super) fn an_expired_lease_is_taken_over_after_expiry_not_before_and_the_stale_worker_is_refused<H: Harness>() {
+    let h = H::new();
+    let mut crashed = h.connect();
     let id = crashed.enqueue(&new_job("web-hot", T0, 5), T0).unwrap().id();
     let job = crashed.lease_job("w-crashed", T0, 30_000).unwrap().expect("a due job");
     assert_eq!((job.id, job.status, job.attempts), (id, JobStatus::Leased, 1));
     assert_eq!((job.lease_owner.as_deref(), job.lease_expires_ms), (Some("w-crashed"), Some(T0 + 30_000)));
     // The worker "crashes": it never touches the job again.
 
-    let mut other = open(&path);
+    let mut other = h.connect();
     assert_eq!(other.lease_job("w-live", T0 + 29_999, 30_000).unwrap(), None, "lease still valid");
     let taken = other.lease_job("w-live", T0 + 30_000, 30_000).unwrap().expect("expired lease taken over");
     assert_eq!((taken.id, taken.attempts, taken.lease_owner.as_deref()), (id, 2, Some("w-live")));
@@ -151,10 +130,9 @@ fn an_expired_lease_is_taken_over_after_expiry_not_before_and_the_stale_worker_i
     assert_eq!(crashed.lease_job("w-crashed", T0 + 999_000, 30_000).unwrap(), None, "a done job is never leased");
 }
 
-#[test]
-fn a_lease_that_runs_out_on_the_last_try_dead_letters_the_job() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = open(&db(&dir));
+pub(super) fn a_lease_that_runs_out_on_the_last_try_dead_letters_the_job<H: Harness>() {
+    let h = H::new();
+    let mut store = h.connect();
     let id = store.enqueue(&new_job("once", T0, 1), T0).unwrap().id();
     let next = store.enqueue(&new_job("next", T0, 1), T0).unwrap().id();
     assert_eq!(store.lease_job("w1", T0, 1_000).unwrap().unwrap().id, id);
@@ -167,10 +145,9 @@ fn a_lease_that_runs_out_on_the_last_try_dead_letters_the_job() {
     assert!(error.contains("`w1`") && error.contains("try 1 of 1"), "{error}");
 }
 
-#[test]
-fn failed_tries_are_retried_at_their_time_then_dead_with_the_last_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = open(&db(&dir));
+pub(super) fn failed_tries_are_retried_at_their_time_then_dead_with_the_last_error<H: Harness>() {
+    let h = H::new();
+    let mut store = h.connect();
     let id = store.enqueue(&new_job("flaky", T0, 2), T0).unwrap().id();
     store.lease_job("w", T0, 10_000).unwrap().unwrap();
     assert_eq!(store.fail_job(id, "w", "timeout", Some(T0 + 5_000), T0 + 100).unwrap(), JobStatus::Queued);
@@ -192,10 +169,9 @@ fn failed_tries_are_retried_at_their_time_then_dead_with_the_last_error() {
     assert_eq!(store.job(id).unwrap().unwrap().attempts, 1);
 }
 
-#[test]
-fn a_released_job_is_due_at_once_and_its_try_is_not_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = open(&db(&dir));
+pub(super) fn a_released_job_is_due_at_once_and_its_try_is_not_counted<H: Harness>() {
+    let h = H::new();
+    let mut store = h.connect();
     let id = store.enqueue(&new_job("web-hot", T0, 3), T0).unwrap().id();
     store.lease_job("w1", T0, 10_000).unwrap().unwrap();
     store.job_progress(id, "w1", 1, &json!(["first"]), &[]).unwrap();
@@ -204,11 +180,9 @@ fn a_released_job_is_due_at_once_and_its_try_is_not_counted() {
     assert_eq!((job.id, job.attempts, job.actions_done, job.result), (id, 1, 1, json!(["first"])));
 }
 
-#[test]
-fn progress_commits_the_action_count_and_its_state_mutations_in_one_transaction() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    let mut store = open(&path);
+pub(super) fn progress_commits_the_action_count_and_its_state_mutations_in_one_transaction<H: Harness>() {
+    let h = H::new();
+    let mut store = h.connect();
     let id = store.enqueue(&new_job("web-hot", T0, 5), T0).unwrap().id();
     store.lease_job("w1", T0, 1_000).unwrap().unwrap();
     let serial = store.snapshot().unwrap().meta.serial;
@@ -225,7 +199,7 @@ fn progress_commits_the_action_count_and_its_state_mutations_in_one_transaction(
 
     // A worker whose lease was taken over can neither count the action nor
     // apply its scale: the job resumes after action 2 with desired still 4.
-    let mut other = open(&path);
+    let mut other = h.connect();
     other.lease_job("w2", T0 + 1_000, 1_000).unwrap().unwrap();
     let again = [Mutation::SetDesired { group: "web".into(), desired: Some(5), base: None }];
     lease_lost(store.job_progress(id, "w1", 3, &json!([]), &again), id, "w1");
@@ -234,29 +208,18 @@ fn progress_commits_the_action_count_and_its_state_mutations_in_one_transaction(
     assert_eq!(other.job(id).unwrap().unwrap().actions_done, 2);
 
     // A mutation that fails (a node in an occupied slot) rolls back the count too.
-    let node = |name: &str| scaler::store::NodeRecord {
-        name: name.into(),
-        group: "web".into(),
-        index: 1,
-        provider: "local".into(),
-        provider_id: None,
-        status: scaler::store::NodeStatus::Creating,
-        created_at: chrono::DateTime::from_timestamp(1_714_564_800, 0).unwrap(),
-        template_digest: "sha256:x".into(),
-        address: None,
-        attrs: json!({}),
-    };
-    other.commit(&[Mutation::PutNode(node("web-01"))]).unwrap();
-    let clash = other.job_progress(id, "w2", 3, &json!([1, 2, 3]), &[Mutation::PutNode(node("web-99"))]);
+    let mut twin = node("web", 1);
+    twin.name = "web-99".into();
+    other.commit(&[Mutation::PutNode(node("web", 1))]).unwrap();
+    let clash = other.job_progress(id, "w2", 3, &json!([1, 2, 3]), &[Mutation::PutNode(twin)]);
     assert!(matches!(clash, Err(StoreError::Backend { .. })), "{clash:?}");
     assert_eq!(other.job(id).unwrap().unwrap().actions_done, 2);
     assert_eq!(other.snapshot().unwrap().meta.serial, serial + 2);
 }
 
-#[test]
-fn jobs_are_listed_newest_first_by_status_and_trigger_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = open(&db(&dir));
+pub(super) fn jobs_are_listed_newest_first_by_status_and_trigger_and_counted<H: Harness>() {
+    let h = H::new();
+    let mut store = h.connect();
     for i in 0..5 {
         store.enqueue(&new_job(if i % 2 == 0 { "even" } else { "odd" }, T0 + i, 5), T0).unwrap();
     }
@@ -279,31 +242,31 @@ fn jobs_are_listed_newest_first_by_status_and_trigger_and_counted() {
     assert_eq!(ids(JobFilter { status: Some(JobStatus::Dead), ..Default::default() }), [1]);
 }
 
-#[test]
-fn four_threads_with_their_own_connections_lease_every_job_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db(&dir);
-    let mut store = open(&path);
+pub(super) fn four_threads_with_their_own_connections_lease_every_job_exactly_once<H: Harness>() {
+    let h = H::new();
+    let mut store = h.connect();
     let jobs: Vec<NewJob> = (0..200).map(|i| new_job("burst", T0 + i, 5)).collect();
     store.save_evaluation(&[], &jobs, T0).unwrap();
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
-    let threads: Vec<_> = (0..4)
-        .map(|t| {
-            let (path, barrier) = (path.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                let mut store = open(&path);
-                let worker = format!("t{t}");
-                barrier.wait();
-                let mut got = Vec::new();
-                while let Some(job) = store.lease_job(&worker, T0, 60_000).unwrap() {
-                    store.complete_job(job.id, &worker, &json!([]), T0).unwrap();
-                    got.push(job.id);
-                }
-                got
+    let barrier = Barrier::new(4);
+    let mut all: Vec<i64> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (h, barrier) = (&h, &barrier);
+                s.spawn(move || {
+                    let mut store = h.connect();
+                    let worker = format!("t{t}");
+                    barrier.wait();
+                    let mut got = Vec::new();
+                    while let Some(job) = store.lease_job(&worker, T0, 60_000).unwrap() {
+                        store.complete_job(job.id, &worker, &json!([]), T0).unwrap();
+                        got.push(job.id);
+                    }
+                    got
+                })
             })
-        })
-        .collect();
-    let mut all: Vec<i64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    });
     all.sort_unstable();
     let want: Vec<i64> = (1..=200).collect();
     assert_eq!(all, want, "every job leased once, by one thread");

@@ -1,34 +1,39 @@
-//! The time-series store on SQLite: appends, failures, sealing, range queries
+//! The time-series side (`SampleStore`): appends, failures, range queries
 //! with nulls, window aggregates per host and across hosts, retention with
-//! rollups, events, persistence across handles.
+//! rollups, events, persistence across connections.
 
 use std::time::Duration;
 
-use scaler::store::{Agg, Event, RangeQuery, Retention, Sample, SampleStore, SampleValue, SeriesKey, Selector, SqliteStore};
+use scaler::store::{Agg, Event, RangeQuery, Retention, Sample, SampleValue, SeriesKey, Selector};
 
-const T0: i64 = 1_704_067_200_000;
-const S: i64 = 10_000;
+use super::Harness;
 
-fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
-    (dir, store)
-}
+pub(crate) const T0: i64 = 1_704_067_200_000;
+pub(crate) const S: i64 = 10_000;
 
 fn key(counter: &str, host: &str) -> SeriesKey {
     SeriesKey::new(counter, host)
 }
 
-#[test]
-fn appended_samples_and_failures_come_back_exactly() {
-    let (dir, mut st) = store();
+/// Two days of `mem` on `h1` every 10 s (`i % 60`: every 10-minute mean is
+/// 29.5), a failure and an event at the start, and the retention of one
+/// raw day that [`retention_downsamples_old_data_into_rollups_and_drops_the_oldest`]
+/// applies.
+pub(crate) fn two_days_of_samples(st: &mut dyn scaler::store::Backend) -> Retention {
+    let k = key("mem", "h1");
+    let samples: Vec<Sample> = (0..17_280i64).map(|i| Sample::value(k.clone(), T0 + i * S, (i % 60) as f64)).collect();
+    st.append(&samples).unwrap();
+    st.append(&[Sample::error(k.clone(), T0, "refused")]).unwrap();
+    st.append_events(&[Event { source: "trace:x".into(), host: "h1".into(), ts_ms: T0, text: "old".into() }], &[]).unwrap();
+    Retention { raw: Duration::from_secs(86_400), rollup_step: Duration::from_secs(600), rollup: Duration::from_secs(3 * 86_400) }
+}
+
+pub(super) fn appended_samples_and_failures_come_back_exactly<H: Harness>() {
+    let h = H::new();
+    let mut st = h.connect();
     let k = key("load", "h1");
-    st.append(&[
-        Sample::value(k.clone(), T0, 0.5),
-        Sample::error(k.clone(), T0 + S, "timed out after 10s"),
-        Sample::value(k.clone(), T0 + 2 * S, 1.5),
-    ])
-    .unwrap();
+    st.append(&[Sample::value(k.clone(), T0, 0.5), Sample::error(k.clone(), T0 + S, "timed out after 10s"), Sample::value(k.clone(), T0 + 2 * S, 1.5)])
+        .unwrap();
     let raw = st.raw(&Selector::counter("load"), T0, T0 + 3 * S).unwrap();
     assert_eq!(raw, vec![(k.clone(), vec![(T0, 0.5), (T0 + 2 * S, 1.5)])], "a failure is never a number");
     assert_eq!(st.failures(&Selector::counter("load"), T0, T0 + 3 * S).unwrap(), vec![(k.clone(), T0 + S, "timed out after 10s".to_string())]);
@@ -37,14 +42,14 @@ fn appended_samples_and_failures_come_back_exactly() {
     assert_eq!(st.latest(&Selector::counter("load"), T0 + 5 * S).unwrap()[0].value, SampleValue::Value(1.5));
     assert_eq!(st.last_value(&Selector::counter("load"), T0 + 5 * S).unwrap(), vec![(k.clone(), Some((T0 + 2 * S, 1.5)))]);
     drop(st);
-    // another handle (another process) sees the same
-    let st = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    // another connection (another process) sees the same
+    let st = h.connect();
     assert_eq!(st.raw(&Selector::counter("load"), T0, T0 + 3 * S).unwrap()[0].1.len(), 2);
 }
 
-#[test]
-fn range_queries_step_and_put_null_where_there_is_no_data() {
-    let (_dir, mut st) = store();
+pub(super) fn range_queries_step_and_put_null_where_there_is_no_data<H: Harness>() {
+    let h = H::new();
+    let mut st = h.connect();
     let k = key("cpu", "h1");
     let samples: Vec<Sample> = [(0, 10.0), (1, 20.0), (2, 30.0), (5, 60.0)].iter().map(|(i, v)| Sample::value(k.clone(), T0 + i * S, *v)).collect();
     st.append(&samples).unwrap();
@@ -57,37 +62,9 @@ fn range_queries_step_and_put_null_where_there_is_no_data() {
     assert!(st.range(&RangeQuery { selector: Selector::counter("nope"), ..q }).unwrap().is_empty());
 }
 
-#[test]
-fn sealed_chunks_and_head_are_read_together_and_compress() {
-    let (_dir, mut st) = store();
-    let k = key("req", "h1");
-    // 3000 samples in small batches (the live path: the head), then seal
-    for batch in 0..30i64 {
-        let samples: Vec<Sample> = (batch * 100..batch * 100 + 100).map(|i| Sample::value(k.clone(), T0 + i * S, (i * 7) as f64)).collect();
-        st.append(&samples).unwrap();
-    }
-    assert_eq!(st.sample_stats().unwrap().head_samples, 3000);
-    let report = st.maintain(T0 + 3000 * S, &Retention::default()).unwrap();
-    assert_eq!(report.sealed, 3000);
-    let stats = st.sample_stats().unwrap();
-    assert_eq!((stats.chunk_samples, stats.head_samples), (3000, 0));
-    assert!(stats.chunk_bytes < 3000, "{} bytes for 3000 samples", stats.chunk_bytes);
-    // more samples land in the head; a query spans both
-    st.append(&[Sample::value(k.clone(), T0 + 3000 * S, 21000.0)]).unwrap();
-    let raw = &st.raw(&Selector::counter("req"), T0 + 2998 * S, T0 + 4000 * S).unwrap()[0].1;
-    assert_eq!(raw, &vec![(T0 + 2998 * S, 20986.0), (T0 + 2999 * S, 20993.0), (T0 + 3000 * S, 21000.0)]);
-    // a bulk batch of newer samples is sealed directly
-    let bulk: Vec<Sample> = (3001..5000i64).map(|i| Sample::value(k.clone(), T0 + i * S, (i * 7) as f64)).collect();
-    st.append(&bulk).unwrap();
-    assert_eq!(st.sample_stats().unwrap().head_samples, 1);
-    assert_eq!(st.aggregate(&Selector::counter("req"), Agg::Count, T0, T0 + 5000 * S).unwrap()[0].1, Some(5000.0));
-    assert_eq!(st.aggregate(&Selector::counter("req"), Agg::Rate, T0, T0 + 5000 * S).unwrap()[0].1, Some(0.7));
-    assert_eq!(st.latest(&Selector::counter("req"), T0 + 10_000 * S).unwrap()[0].ts_ms, T0 + 4999 * S);
-}
-
-#[test]
-fn aggregates_per_host_and_across_a_group_of_hosts() {
-    let (_dir, mut st) = store();
+pub(super) fn aggregates_per_host_and_across_a_group_of_hosts<H: Harness>() {
+    let h = H::new();
+    let mut st = h.connect();
     let mut samples = Vec::new();
     for (h, base) in [("a", 1.0), ("b", 3.0), ("c", 100.0)] {
         for i in 0..3i64 {
@@ -106,21 +83,16 @@ fn aggregates_per_host_and_across_a_group_of_hosts() {
     assert_eq!(st.aggregate_across(&Selector::counter("load").host("zz"), Agg::Avg, T0, T0 + 2 * S).unwrap(), None);
 }
 
-#[test]
-fn retention_downsamples_old_data_into_rollups_and_drops_the_oldest() {
-    let (_dir, mut st) = store();
-    let k = key("mem", "h1");
-    // two days at 10 s
-    let samples: Vec<Sample> = (0..17_280i64).map(|i| Sample::value(k.clone(), T0 + i * S, (i % 60) as f64)).collect();
-    st.append(&samples).unwrap();
-    st.append(&[Sample::error(k.clone(), T0, "refused")]).unwrap();
-    st.append_events(&[Event { source: "trace:x".into(), host: "h1".into(), ts_ms: T0, text: "old".into() }], &[]).unwrap();
-    let retention = Retention { raw: Duration::from_secs(86_400), rollup_step: Duration::from_secs(600), rollup: Duration::from_secs(3 * 86_400) };
+pub(super) fn retention_downsamples_old_data_into_rollups_and_drops_the_oldest<H: Harness>() {
+    let h = H::new();
+    let mut st = h.connect();
+    let retention = two_days_of_samples(st.as_mut());
     let now = T0 + 2 * 86_400_000;
     let report = st.maintain(now, &retention).unwrap();
-    // whole chunks of 1024 samples that end before the cutoff (8 of them);
-    // the chunk straddling the cutoff waits until it is wholly past it
-    assert_eq!(report.rolled_up, 8192, "{report:?}");
+    // at most the first day (8640 samples) is past the cutoff; how much of
+    // it a pass rolls up is the backend's choice (SQLite: whole chunks,
+    // see `store_sqlite`), but at least the first hour
+    assert!((360..=8640).contains(&report.rolled_up), "{report:?}");
     assert_eq!(report.dropped, 2, "the old failure and event");
     // raw data of the first day is gone; a query still sees its 10-minute means
     let q = RangeQuery { selector: Selector::counter("mem"), from_ms: T0, to_ms: T0 + 1_800_000, step_ms: 600_000 };
@@ -136,9 +108,9 @@ fn retention_downsamples_old_data_into_rollups_and_drops_the_oldest() {
     assert_eq!(st.range(&q).unwrap()[0].points, vec![(T0, None)]);
 }
 
-#[test]
-fn series_are_told_apart_by_labels() {
-    let (_dir, mut st) = store();
+pub(super) fn series_are_told_apart_by_labels<H: Harness>() {
+    let h = H::new();
+    let mut st = h.connect();
     let mut a = key("load", "h1");
     a.labels.insert("field".into(), "load1".into());
     let mut b = key("load", "h1");
@@ -150,9 +122,9 @@ fn series_are_told_apart_by_labels() {
     assert_eq!(st.raw(&sel, T0, T0).unwrap(), vec![(b, vec![(T0, 5.0)])]);
 }
 
-#[test]
-fn events_are_kept_in_order_per_source() {
-    let (_dir, mut st) = store();
+pub(super) fn events_are_kept_in_order_per_source<H: Harness>() {
+    let h = H::new();
+    let mut st = h.connect();
     let ev = |ts: i64, text: &str| Event { source: "trace:abc".into(), host: "local".into(), ts_ms: ts, text: text.into() };
     st.append_events(&[ev(T0, "one"), ev(T0, "two"), ev(T0 + 1, "three")], &[Sample::value(key("x", "local"), T0, 1.0)]).unwrap();
     let got: Vec<String> = st.events("trace:abc", T0, T0 + 10, 100).unwrap().into_iter().map(|e| e.text).collect();
