@@ -30,6 +30,7 @@
 //! | [`import`] | converting older tools' exports (monscale) into scaler YAML, written all or nothing |
 //! | [`ruletest`] | `scaler test`: rule unit tests on a virtual clock (test files, runner, diff) |
 //! | [`survey`] | one-shot fleet survey: poll `/status` on many hosts, exact QoS verdict, aggregate, report files |
+//! | [`redact`] | secret scrubbing: every secret read is masked (raw and encoded) in output, errors and logs |
 //! | [`tls`] | outgoing HTTP clients (one reqwest builder) and their TLS (rustls on `ring`, system CAs) |
 //! | [`clock`] | the one clock seam (now + sleep): wall clock, or tokio's pausable time for tests |
 //! | [`cli`] | the command line: the only place that constructs backends |
@@ -55,4 +56,5 @@ pub mod ruletest;
 pub mod store;
 pub mod survey;
 pub mod template;
+pub mod redact;
 pub mod tls;

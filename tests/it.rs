@@ -16,6 +16,7 @@ mod exec;
 mod harness_smoke;
 mod import;
 mod jobs;
+mod limits;
 mod inputs;
 mod plan_apply;
 mod provider_local;

@@ -278,6 +278,32 @@ fn saved_plan_applies_exactly_and_a_stale_one_is_refused() {
 }
 
 #[test]
+fn an_edited_plan_file_is_refused_and_nothing_is_applied() {
+    let repo = fleet("edited", 1);
+    repo.ok(&["plan", "-o", "one.plan", "."]);
+    let saved = repo.read("one.plan");
+    assert!(saved.contains("\"digest\""), "{saved}");
+    // The diff that was shown says web-01; the edited file would launch another node.
+    let edited = saved.replace("web-01", "web-07");
+    assert_ne!(edited, saved);
+    repo.write("one.plan", &edited);
+    let out = repo.scaler(&["apply", "one.plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("plan file was modified"), "{}", text(&out.stderr));
+    assert!(repo.running_nodes().is_empty(), "nothing may be applied from an edited plan");
+    // A file without its digest is refused too.
+    let mut v: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    v.as_object_mut().unwrap().remove("digest");
+    repo.write("one.plan", &serde_json::to_string_pretty(&v).unwrap());
+    let out = repo.scaler(&["apply", "one.plan"]);
+    assert!(text(&out.stderr).contains("has no `digest`"), "{}", text(&out.stderr));
+    // The file as written applies.
+    repo.write("one.plan", &saved);
+    repo.ok(&["apply", "one.plan"]);
+    assert_eq!(repo.running_nodes().len(), 1);
+}
+
+#[test]
 fn apply_refuses_to_prompt_without_a_terminal() {
     let repo = fleet("noprompt", 1);
     let out = scaler_in(repo.path(), &["apply", "."], Some("yes\n"));

@@ -190,6 +190,15 @@ impl Executor {
                 _ => Err(ActionError::permanent("`notify` needs exactly one of `webhook`, `sns`")),
             },
         };
+        // A server or a command may echo a secret back: scrub before
+        // anything is logged, stored or returned.
+        let out = match out {
+            Ok(mut o) => {
+                crate::redact::scrub_json(&mut o.result);
+                Ok(o)
+            }
+            Err(e) => Err(ActionError { message: crate::redact::scrub(&e.message), ..e }),
+        };
         let kind = action_name(&action);
         match &out {
             Ok(_) => tracing::info!(trigger = %ctx.trigger, job = %ctx.job_key, index = ctx.action_index, action = kind, ms = started.elapsed().as_millis() as u64, "action done"),

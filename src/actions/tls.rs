@@ -66,11 +66,14 @@ fn parse_pem(ca_file: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, 
     Ok(certs)
 }
 
-/// Reads a `ca_file` (relative to the repo root); a missing file is permanent.
+/// Reads a `ca_file` (a repository file); a missing file, or one outside
+/// the repository, is permanent.
 pub(super) async fn read_ca_file(root: &Path, ca_file: &str) -> Result<Vec<u8>, ActionError> {
-    tokio::fs::read(root.join(ca_file))
-        .await
-        .map_err(|e| ActionError::permanent(format!("`ca_file` `{ca_file}`: {e}")))
+    let (root, rel) = (root.to_path_buf(), ca_file.to_string());
+    match tokio::task::spawn_blocking(move || crate::config::repo::read(&root, &rel)).await {
+        Ok(read) => read.map_err(|e| ActionError::permanent(format!("`ca_file` `{ca_file}`: {}", e.reason()))),
+        Err(e) => Err(ActionError::transient(format!("`ca_file` `{ca_file}`: reading failed: {e}"))),
+    }
 }
 
 /// The certificate problem behind a failed request, if that was the cause.

@@ -153,7 +153,7 @@ pub fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SCALER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::redact::ScrubWriter::new(std::io::stderr()))
         .with_ansi(ui.err_color)
         .try_init();
     let result = match cli.command {

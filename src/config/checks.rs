@@ -90,6 +90,8 @@ pub struct Ctx<'a> {
     pub out: Vec<Diagnostic>,
     env: Environment<'static>,
     check_window: Option<std::sync::Arc<crate::rules::Window>>,
+    /// The repository root, when files it names can be checked.
+    pub repo_root: Option<std::path::PathBuf>,
 }
 
 /// The document being checked.
@@ -124,6 +126,7 @@ impl<'a> Ctx<'a> {
             out: Vec::new(),
             env: crate::template::expr_env(),
             check_window: None,
+            repo_root: None,
         }
     }
 
@@ -518,6 +521,59 @@ fn check_step(ctx: &mut Ctx<'_>, at: At<'_>, base: &[Segment], s: &Step) {
     }
     if let Some(on) = &s.on {
         ctx.on(at, &p(&path!["on"]), on);
+    }
+}
+
+/// Checks every repository file a document names (`put.src`, `ca_file`,
+/// Puppet `manifest`s, `{ file: }` secrets): none may escape the
+/// repository root (after `..` and symlinks). Templated paths are checked
+/// when they are rendered.
+pub fn check_repo_files(ctx: &mut Ctx<'_>, at: At<'_>) {
+    let Some(root) = ctx.repo_root.clone() else { return };
+    let mut found = Vec::new();
+    repo_files(at.root, &mut Vec::new(), &mut found);
+    for (path, rel) in found {
+        if rel.contains("{{") || rel.contains("{%") {
+            continue;
+        }
+        if let Err(e) = super::repo::check(&root, &rel) {
+            ctx.push(at, "path", e.to_string(), &path);
+        }
+    }
+}
+
+/// The paths (and their values) of the repository files below `node`.
+fn repo_files(node: &Node, path: &mut Vec<Segment>, out: &mut Vec<(Vec<Segment>, String)>) {
+    match &node.value {
+        super::yaml::Value::Map(entries) => {
+            let parent = match path.last() {
+                Some(Segment::Key(k)) => Some(k.clone()),
+                _ => None,
+            };
+            // `{ file: PATH }` is a secret reference wherever it appears.
+            let secret = entries.len() == 1;
+            for (key, child) in entries {
+                let named = match (key.name.as_str(), parent.as_deref()) {
+                    ("file", _) => secret,
+                    ("src", Some("put")) | ("manifest", Some("puppet")) | ("ca_file", _) => true,
+                    _ => false,
+                };
+                path.push(Segment::Key(key.name.clone()));
+                match &child.value {
+                    super::yaml::Value::String(rel) if named => out.push((path.clone(), rel.clone())),
+                    _ => repo_files(child, path, out),
+                }
+                path.pop();
+            }
+        }
+        super::yaml::Value::Seq(items) => {
+            for (i, child) in items.iter().enumerate() {
+                path.push(Segment::Index(i));
+                repo_files(child, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
     }
 }
 

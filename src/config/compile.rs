@@ -222,6 +222,7 @@ pub fn compile(input: Input<'_>) -> Result<Config, Diagnostics> {
     }
 
     let mut ctx = Ctx::new(&names, refs);
+    ctx.repo_root = Some(root.to_path_buf());
     let mut objects = Objects::default();
     for (i, doc) in read.docs.iter().enumerate() {
         if keep[i] {
@@ -311,6 +312,7 @@ fn add(
         file,
         root: &doc.root,
     };
+    checks::check_repo_files(ctx, at);
     macro_rules! insert {
         ($map:ident, $ty:ty, $check:path) => {{
             if let Some(l) = typed::<$ty>(doc, file, diags) {

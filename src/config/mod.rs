@@ -16,6 +16,7 @@ mod diag;
 mod document;
 mod explain;
 mod ignore;
+pub mod repo;
 mod schema;
 mod source;
 pub mod yaml;

@@ -19,6 +19,22 @@ pub struct SourceFile {
     pub text: String,
 }
 
+/// The largest config file read, in bytes; `SCALER_MAX_CONFIG_BYTES`
+/// raises it.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The file size limit in force.
+pub fn max_file_bytes() -> u64 {
+    std::env::var("SCALER_MAX_CONFIG_BYTES").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_MAX_FILE_BYTES)
+}
+
+/// The error for a file over the size limit.
+fn too_big(path: &str, size: u64, limit: u64) -> Diagnostic {
+    Diagnostic::new("limit", format!("file is {size} bytes, over the limit of {limit} bytes"))
+        .at(path, 0, 0)
+        .help("split it into smaller files, or raise the limit with SCALER_MAX_CONFIG_BYTES")
+}
+
 /// `*.yaml`/`*.yml`, except rule test files (`*.test.yaml`, `*.test.yml`:
 /// they are read by `scaler test`, not loaded as config).
 fn is_config_file(name: &str) -> bool {
@@ -88,6 +104,12 @@ pub fn read_dir(root: &Path) -> (Vec<SourceFile>, Vec<Diagnostic>) {
             if is_dir {
                 stack.push((entry.path(), child_rel));
             } else if is_config_file(&name) {
+                let limit = max_file_bytes();
+                let size = std::fs::metadata(entry.path()).map(|m| m.len()).unwrap_or(0);
+                if size > limit {
+                    diags.push(too_big(&child_rel, size, limit));
+                    continue;
+                }
                 match std::fs::read(entry.path()) {
                     Ok(bytes) => match String::from_utf8(bytes) {
                         Ok(text) => files.push(SourceFile {
@@ -243,7 +265,13 @@ pub fn read_rev(
             format!("cannot read revision `{rev}`: {}", git_error(&e)),
         )
     })?;
+    let limit = max_file_bytes();
     for (path, id) in blobs {
+        let size = repo.find_blob(id).map(|b| b.size() as u64).unwrap_or(0);
+        if size > limit {
+            diags.push(too_big(&path, size, limit));
+            continue;
+        }
         match blob_text(id) {
             Some(Ok(text)) => files.push(SourceFile { path, text }),
             Some(Err(())) => {

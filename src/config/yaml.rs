@@ -95,8 +95,15 @@ pub struct Doc {
     pub errors: Vec<YamlError>,
 }
 
-/// Most nodes one file may expand to through aliases (alias-bomb guard).
-const NODE_BUDGET: usize = 1_000_000;
+/// Most YAML nodes one file may hold, aliases expanded (guards memory and
+/// time against huge files and alias bombs); `SCALER_MAX_CONFIG_NODES`
+/// raises it.
+pub const DEFAULT_MAX_NODES: usize = 250_000;
+
+/// The node limit in force: `SCALER_MAX_CONFIG_NODES`, else the default.
+pub fn max_nodes() -> usize {
+    std::env::var("SCALER_MAX_CONFIG_NODES").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_MAX_NODES)
+}
 
 /// Parses every document of `text`.
 pub fn parse(text: &str) -> Parsed {
@@ -106,6 +113,7 @@ pub fn parse(text: &str) -> Parsed {
         docs: Vec::new(),
         errors: Vec::new(),
         nodes: 0,
+        budget: max_nodes(),
     };
     let mut parsed = Parsed::default();
     for item in Parser::new_from_str(text) {
@@ -180,9 +188,23 @@ struct Builder {
     docs: Vec<Doc>,
     errors: Vec<YamlError>,
     nodes: usize,
+    budget: usize,
 }
 
 impl Builder {
+    /// Counts one more node; past the budget the file is refused.
+    fn count(&mut self, pos: Pos) -> Result<(), YamlError> {
+        self.nodes += 1;
+        if self.nodes > self.budget {
+            return Err(YamlError {
+                message: format!("the file has more than {} YAML nodes", self.budget),
+                pos,
+                help: Some("split it into smaller files, or raise the limit with SCALER_MAX_CONFIG_NODES".into()),
+            });
+        }
+        Ok(())
+    }
+
     fn event(&mut self, event: Event<'_>, span: Span) -> Result<(), YamlError> {
         let pos = Pos::from_span(&span);
         match event {
@@ -196,7 +218,7 @@ impl Builder {
                 let node = match self.anchors.get(&id) {
                     Some((node, size)) => {
                         self.nodes = self.nodes.saturating_add(*size);
-                        if self.nodes > NODE_BUDGET {
+                        if self.nodes > self.budget {
                             return Err(YamlError {
                                 message: "too many alias expansions (alias bomb?)".into(),
                                 pos,
@@ -222,7 +244,7 @@ impl Builder {
                 self.push_node(node);
             }
             Event::Scalar(text, style, anchor, tag) => {
-                self.nodes += 1;
+                self.count(pos)?;
                 let value = self.resolve(&text, style, tag.as_deref(), pos);
                 let node = Node { pos, value };
                 if anchor > 0 {
@@ -232,7 +254,7 @@ impl Builder {
             }
             Event::SequenceStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), "seq", pos);
-                self.nodes += 1;
+                self.count(pos)?;
                 self.stack.push(Frame::Seq {
                     pos,
                     anchor,
@@ -241,7 +263,7 @@ impl Builder {
             }
             Event::MappingStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), "map", pos);
-                self.nodes += 1;
+                self.count(pos)?;
                 self.stack.push(Frame::Map {
                     pos,
                     anchor,

@@ -199,6 +199,7 @@ pub fn diff(input: &DiffInput<'_>) -> Plan {
         errors,
         violations: Vec::new(),
         refresh,
+        digest: String::new(),
     };
     plan.recount();
     plan

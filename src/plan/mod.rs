@@ -244,6 +244,10 @@ pub struct Plan {
     /// finished but were not recorded); not changes to the fleet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refresh: Vec<crate::store::NodeRecord>,
+    /// SHA-256 (hex) over the plan without this field; set when the plan is
+    /// saved. A saved plan whose contents do not match it is refused.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
 }
 
 impl Plan {

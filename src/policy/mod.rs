@@ -139,6 +139,7 @@ mod tests {
             errors: vec![],
             violations: vec![],
             refresh: vec![],
+            digest: String::new(),
         }
     }
 

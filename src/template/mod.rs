@@ -51,9 +51,19 @@ fn shell_formatter(out: &mut Output, state: &mut State, value: &Value) -> Result
     out.write_str(&shell_quote(&text)).map_err(Error::from)
 }
 
+/// How many instructions one rendering may run (a bound on loops that
+/// would otherwise run until killed); `SCALER_TEMPLATE_FUEL` raises it.
+pub const DEFAULT_FUEL: u64 = 1_000_000;
+
+/// The fuel limit in force: `SCALER_TEMPLATE_FUEL`, else the default.
+pub fn fuel() -> u64 {
+    std::env::var("SCALER_TEMPLATE_FUEL").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_FUEL)
+}
+
 fn base_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(fuel()));
     env
 }
 
@@ -121,6 +131,9 @@ pub fn eval_expression(src: &str, ctx: &serde_json::Value) -> Result<serde_json:
 /// A one-line description of a minijinja error: kind detail, without the
 /// template name noise.
 pub fn describe_error(e: &Error) -> String {
+    if e.kind() == ErrorKind::OutOfFuel {
+        return format!("the template ran more than {} instructions (a runaway loop?); raise the limit with SCALER_TEMPLATE_FUEL", fuel());
+    }
     let mut msg = match e.detail() {
         Some(d) => format!("{}: {}", kind_text(e.kind()), d),
         None => kind_text(e.kind()).to_string(),
@@ -152,6 +165,14 @@ fn kind_text(k: ErrorKind) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_runaway_loop_runs_out_of_fuel_with_a_clear_error() {
+        let src = "{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}x{% endfor %}{% endfor %}{% endfor %}";
+        let e = render_text(src, &json!({})).unwrap_err();
+        assert!(e.contains("more than 1000000 instructions") && e.contains("SCALER_TEMPLATE_FUEL"), "{e}");
+        assert_eq!(render_text("{% for a in range(3) %}{{ a }}{% endfor %}", &json!({})).unwrap(), "012");
+    }
 
     #[test]
     fn quotes_only_what_needs_it() {
