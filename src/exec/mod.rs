@@ -24,7 +24,7 @@ mod transport;
 pub use error::ExecError;
 pub use local::LocalTransport;
 pub use result::{exit_code_for, HostResult, RunResult, Status, StepResult};
-pub use runner::{read_secret, NoProgress, Progress, Prompter, RunOptions, Runner, TerminalPrompter};
+pub use runner::{NoProgress, Progress, Prompter, RunOptions, Runner, TerminalPrompter};
 pub use ssh::{SshParams, SshTransport};
 pub use target::{resolve, HostSpec, NodeAddress, SshOverrides, TargetSelection};
 pub use transport::{wrap_command, CommandOutput, CommandRequest, PromptAnswer, PutOptions, Transport};

@@ -14,26 +14,14 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::result::{HostResult, RunResult, Status, StepResult};
 use super::{CommandOutput, CommandRequest, ExecError, HostSpec, LocalTransport, PromptAnswer, PutOptions, SshTransport, Transport};
-use crate::model::{Get, Playbook, Prompt, Put, SecretRef, Serial, Step, Sudo};
+use crate::config::read_secret;
+use crate::model::{Get, Playbook, Prompt, Put, Serial, Step, Sudo};
 use crate::template;
 
 /// Default hosts at once for a playbook.
 pub const DEFAULT_FORKS: usize = 10;
 /// Default wait between retries.
 pub const DEFAULT_DELAY: Duration = Duration::from_secs(1);
-
-/// Reads a secret: an environment variable, or a file relative to `root`
-/// (trailing newline removed).
-pub fn read_secret(root: &Path, r: &SecretRef) -> Result<SecretString, String> {
-    match r {
-        SecretRef::Env { env } => std::env::var(env)
-            .map(SecretString::from)
-            .map_err(|_| format!("secret environment variable `{env}` is not set")),
-        SecretRef::File { file } => std::fs::read_to_string(root.join(file))
-            .map(|s| SecretString::from(s.strip_suffix('\n').unwrap_or(&s).to_string()))
-            .map_err(|e| format!("secret file `{file}`: {e}")),
-    }
-}
 
 /// Watches a run (the CLI prints progress with it).
 pub trait Progress: Send + Sync {
