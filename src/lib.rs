@@ -22,7 +22,7 @@
 //! | [`policy`] | guardrails evaluated against a plan (pure) |
 //! | [`apply`] | lock, stale check, run changes through providers, commit state |
 //! | [`reconcile`] | a plan-and-apply session (config + store + providers) shared by the CLI and the daemon; typed, retryable errors |
-//! | [`exec`] | playbook steps, rendering, the `Transport` seam (ssh, local), target resolution |
+//! | [`exec`] | playbook runs (batches, per-host steps, file transfer), rendering, the `Transport` seam (ssh, local), target resolution |
 //! | [`jobs`] | job workers: lease, heartbeat, run actions, retry with backoff, dead-letter |
 //! | [`inputs`] | passive inputs: push endpoint, Alertmanager webhook, SNMP traps -> samples by receipt time |
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |

@@ -5,8 +5,10 @@
 //!
 //! ```text
 //! config::Config + target name -> target::resolve -> [HostSpec]
-//! Playbook + vars -> runner::Runner (serial batches, forks, max_fail_percentage)
-//!   per host: steps -> template rendering -> Transport (ssh pool | local) -> StepResult
+//! Playbook + vars -> runner::Runner (runner/compile: steps checked, params bound)
+//!   runner/batch: serial batches, forks, max_fail_percentage
+//!   runner/host: per host, steps in order -> template rendering -> Transport (ssh pool | local)
+//!     (runner/prompt: `prompt` steps; runner/transfer: `put`/`get`, diffs in check mode) -> StepResult
 //!   -> RunResult (per host, per step, overall status, exit code)
 //! ```
 //!
