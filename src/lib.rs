@@ -13,7 +13,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`model`] | the config format: one type per kind, durations |
-//! | [`config`] | load a repo, YAML with positions, schema check, compile, diagnostics |
+//! | [`config`] | load a repo, YAML with positions, schema check, compile, diagnostics; read secret references |
 //! | [`template`] | minijinja environments (strict undefined, shell-quoting) |
 //! | [`store`] | the `Store` seam and its SQLite backend: state, serial, lineage, lock lease, trigger states, job queue |
 //! | [`monitor`] | collection: the `Collector` seam, sources, parsers, scheduler |
@@ -22,7 +22,7 @@
 //! | [`policy`] | guardrails evaluated against a plan (pure) |
 //! | [`apply`] | lock, stale check, run changes through providers, commit state |
 //! | [`reconcile`] | a plan-and-apply session (config + store + providers) shared by the CLI and the daemon; typed, retryable errors |
-//! | [`exec`] | playbook steps, rendering, the `Transport` seam (ssh, local), target resolution |
+//! | [`exec`] | playbook runs (batches, per-host steps, file transfer), rendering, the `Transport` seam (ssh, local), target resolution |
 //! | [`jobs`] | job workers: lease, heartbeat, run actions, retry with backoff, dead-letter |
 //! | [`inputs`] | passive inputs: push endpoint, Alertmanager webhook, SNMP traps -> samples by receipt time |
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |

@@ -12,7 +12,7 @@ use serde_json::json;
 use sha2::Sha256;
 
 use super::{ActionContext, ActionError, ActionOutput, Executor};
-use crate::exec::read_secret;
+use crate::config::read_secret;
 use crate::model::{ValueOrSecret, Webhook};
 
 /// `X-Signature` header name.

@@ -8,6 +8,9 @@
 //!   -> compile (names, typed objects, checks) -> Config | Diagnostics
 //! ```
 //!
+//! It also reads the secrets a config refers to ([`read_secret`]: an
+//! environment variable or a file in the repo), for whoever needs one.
+//!
 //! Must not depend on: the store, providers, the network.
 
 mod checks;
@@ -18,6 +21,7 @@ mod explain;
 mod ignore;
 pub mod repo;
 mod schema;
+mod secret;
 mod source;
 pub mod yaml;
 
@@ -28,6 +32,7 @@ pub use compile::{parse_policies, Config, Located};
 pub use diag::{Diagnostic, Diagnostics};
 pub use ignore::Ignore;
 pub use schema::{schema_for, schema_id, schema_text, write_schemas};
+pub use secret::read_secret;
 
 /// Loads the config in the directory `root` (the working tree): every
 /// `*.yaml`/`*.yml` below it except hidden paths, `.scaler/`,

@@ -5,8 +5,10 @@
 //!
 //! ```text
 //! config::Config + target name -> target::resolve -> [HostSpec]
-//! Playbook + vars -> runner::Runner (serial batches, forks, max_fail_percentage)
-//!   per host: steps -> template rendering -> Transport (ssh pool | local) -> StepResult
+//! Playbook + vars -> runner::Runner (runner/compile: steps checked, params bound)
+//!   runner/batch: serial batches, forks, max_fail_percentage
+//!   runner/host: per host, steps in order -> template rendering -> Transport (ssh pool | local)
+//!     (runner/prompt: `prompt` steps; runner/transfer: `put`/`get`, diffs in check mode) -> StepResult
 //!   -> RunResult (per host, per step, overall status, exit code)
 //! ```
 //!
@@ -24,7 +26,7 @@ mod transport;
 pub use error::ExecError;
 pub use local::LocalTransport;
 pub use result::{exit_code_for, HostResult, RunResult, Status, StepResult};
-pub use runner::{read_secret, NoProgress, Progress, Prompter, RunOptions, Runner, TerminalPrompter};
+pub use runner::{NoProgress, Progress, Prompter, RunOptions, Runner, TerminalPrompter};
 pub use ssh::{SshParams, SshTransport};
 pub use target::{resolve, HostSpec, NodeAddress, SshOverrides, TargetSelection};
 pub use transport::{wrap_command, CommandOutput, CommandRequest, PromptAnswer, PutOptions, Transport};

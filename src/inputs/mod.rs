@@ -171,12 +171,12 @@ impl InputConfig {
         let mut cfg = InputConfig::from_counters(config.counters.values().map(|l| &l.spec));
         let daemon = config.project.spec.daemon.as_ref();
         if let Some(r) = daemon.and_then(|d| d.token.as_ref()) {
-            let token = crate::exec::read_secret(&config.root, r)
+            let token = crate::config::read_secret(&config.root, r)
                 .map_err(|message| InputError::Secret { what: "the daemon `token`", message })?;
             cfg.token = Some(token);
         }
         if let Some(r) = daemon.and_then(|d| d.traps.as_ref()).and_then(|t| t.community.as_ref()) {
-            cfg.trap_community = crate::exec::read_secret(&config.root, r)
+            cfg.trap_community = crate::config::read_secret(&config.root, r)
                 .map_err(|message| InputError::Secret { what: "the trap `community`", message })?;
         }
         Ok(cfg)
