@@ -5,12 +5,13 @@
 //!
 //! Each secret is matched as written and in its common encodings: base64
 //! (standard and URL-safe, with and without padding), percent-encoding,
-//! lower- and upper-case hex, and JSON string escaping. Matches become
+//! lower- and upper-case hex, JSON string escaping, and shell quoting (as a
+//! rendered command shows it). Matches become
 //! [`MASK`]. Values shorter than [`MIN_LEN`] bytes are not scrubbed (masking
 //! every `a` would garble all output); `validate` cannot see secret values,
 //! so this limit is documented in docs/config.md.
 //!
-//! Must not depend on: any other scaler module.
+//! Must not depend on: any scaler module but `template` (shell quoting).
 
 use std::sync::{Arc, RwLock};
 
@@ -43,6 +44,7 @@ fn forms_of(secret: &str) -> Vec<String> {
         percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string(),
         hex::encode(b),
         hex::encode_upper(b),
+        crate::template::shell_quote(secret),
     ];
     if let Ok(json) = serde_json::to_string(secret) {
         out.push(json.trim_matches('"').to_string());

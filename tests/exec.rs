@@ -218,6 +218,36 @@ fn sudo_answers_the_password_prompt_from_a_secret() {
     assert!(!text.contains(SUDO_PASSWORD));
 }
 
+#[test]
+fn a_secret_that_a_command_prints_is_masked_in_every_output() {
+    ensure_sudo_user();
+    let f = Fleet::start(1);
+    f.target("web", &f.all());
+    f.write(
+        "pb.yaml",
+        "kind: Playbook\nname: leak\nparams:\n  what: { required: true }\nsteps:\n  - name: echo\n    run: \"printf '%s\\n' {{ what }}; printf %s {{ what }} | base64\"\n  - name: root\n    sudo: { command: id -un, password: { env: SUDO_PW } }\n",
+    );
+    let b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(SUDO_PASSWORD)
+    };
+    let cli = Cli::new().env("SUDO_PW", SUDO_PASSWORD);
+    for extra in [&["--json"][..], &[][..], &["--check"][..]] {
+        let mut args = vec!["run", "leak", "--on", "web", "--user", SUDO_USER, "--var"];
+        let var = format!("what={SUDO_PASSWORD}");
+        args.push(&var);
+        args.extend_from_slice(extra);
+        let out = cli.run(f.dir(), &args);
+        assert_eq!(code(&out), 0, "{extra:?}: {}\n{}", stdout(&out), stderr(&out));
+        let all = stdout(&out) + &stderr(&out);
+        assert!(!all.contains(SUDO_PASSWORD) && !all.contains(&b64), "{extra:?}: a secret was shown:\n{all}");
+        if !extra.is_empty() {
+            // The plain table shows no output; --json and --check show it masked.
+            assert!(all.contains("***"), "{extra:?}: {all}");
+        }
+    }
+}
+
 fn sha256(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
 }
@@ -460,6 +490,47 @@ fn check_mode_shows_commands_diffs_and_downloads_and_changes_nothing() {
     assert!(!marker.exists());
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "host=old\nkeep=1\n");
     assert!(!f.dir().join("logs").exists());
+}
+
+#[test]
+fn put_sources_outside_the_repository_are_refused_and_never_shown() {
+    let f = Fleet::start(1);
+    f.target("web", &f.all());
+    let remote = tempfile::tempdir().unwrap();
+    let dest = remote.path().join("got");
+    std::os::unix::fs::symlink("/etc/passwd", f.dir().join("passwd-link")).unwrap();
+    let pb = |name: &str, src: &str| {
+        format!("kind: Playbook\nname: {name}\nparams:\n  f: {{ default: x }}\nsteps:\n  - put: {{ src: \"{src}\", dest: \"{}\", template: true }}\n", dest.display())
+    };
+    f.write("bad.yaml", &[pb("abs", "/etc/passwd"), pb("climb", "files/../../../etc/passwd"), pb("link", "passwd-link")].join("---\n"));
+    let out = f.run(&["validate", "."]);
+    assert_ne!(code(&out), 0);
+    let err = stderr(&out) + &stdout(&out);
+    assert_eq!(err.matches("escapes the repository").count(), 3, "{err}");
+    for line in [6, 13, 20] {
+        assert!(err.contains(&format!("bad.yaml:{line}:")), "line {line}: {err}");
+    }
+    assert!(err.contains("put.src"), "{err}");
+    assert!(!err.contains("root:x"), "{err}");
+
+    // Rendered paths are checked when rendered; includes are confined too.
+    std::fs::remove_file(f.dir().join("bad.yaml")).unwrap();
+    f.write("files/part.j2", "included={{ host }}\n");
+    f.write("files/main.j2", "{% include \"files/part.j2\" %}main\n");
+    f.write("files/sneaky.j2", "{% include \"../../../etc/passwd\" %}\n");
+    f.write("pb.yaml", &pb("tpl", "{{ f }}"));
+    let out = f.run(&["validate", "."]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    for (src, why) in [("../../../etc/passwd", "escapes the repository"), ("passwd-link", "escapes the repository"), ("files/sneaky.j2", "escapes the repository")] {
+        let out = f.run(&["run", "tpl", "--on", "web", "--var", &format!("f={src}"), "--check", "--json"]);
+        assert_eq!(code(&out), 2, "{src}: {}", stderr(&out));
+        let all = stdout(&out) + &stderr(&out);
+        assert!(all.contains(why), "{src}: {all}");
+        assert!(!all.contains("root:x"), "{src}: the file's contents were shown: {all}");
+    }
+    let out = f.run(&["run", "tpl", "--on", "web", "--var", "f=files/main.j2"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), format!("included={}\nmain\n", f.host(0)));
 }
 
 /// Values that would create `marker` if they reached a shell unquoted.

@@ -36,10 +36,14 @@ fn credentials(ex: &Executor) -> Result<Credentials, ActionError> {
             "sns: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials) in scaler's environment",
         ));
     };
+    let token = ex.opts.var("AWS_SESSION_TOKEN");
+    for value in [Some(&secret), token.as_ref()].into_iter().flatten() {
+        crate::redact::register(value);
+    }
     Ok(Credentials {
         access_key_id: id,
         secret_access_key: SecretString::from(secret),
-        session_token: ex.opts.var("AWS_SESSION_TOKEN").map(SecretString::from),
+        session_token: token.map(SecretString::from),
     })
 }
 

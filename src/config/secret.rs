@@ -11,15 +11,18 @@ use crate::model::SecretRef;
 
 /// Reads a secret: an environment variable, or a file relative to `root`
 /// (trailing newline removed).
+/// The value is registered with [`crate::redact`], so that output, errors
+/// and logs that echo it show `***`. A file must stay inside the repo.
 pub fn read_secret(root: &Path, r: &SecretRef) -> Result<SecretString, String> {
-    match r {
-        SecretRef::Env { env } => std::env::var(env)
-            .map(SecretString::from)
-            .map_err(|_| format!("secret environment variable `{env}` is not set")),
-        SecretRef::File { file } => std::fs::read_to_string(root.join(file))
-            .map(|s| SecretString::from(s.strip_suffix('\n').unwrap_or(&s).to_string()))
-            .map_err(|e| format!("secret file `{file}`: {e}")),
-    }
+    let value = match r {
+        SecretRef::Env { env } => std::env::var(env).map_err(|_| format!("secret environment variable `{env}` is not set"))?,
+        SecretRef::File { file } => {
+            let s = super::repo::read_to_string(root, file).map_err(|e| format!("secret file `{file}`: {}", e.reason()))?;
+            s.strip_suffix('\n').unwrap_or(&s).to_string()
+        }
+    };
+    crate::redact::register(&value);
+    Ok(SecretString::from(value))
 }
 
 #[cfg(test)]

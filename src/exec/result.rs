@@ -66,6 +66,21 @@ pub struct StepResult {
     pub message: Option<String>,
 }
 
+impl StepResult {
+    /// The result with every known secret masked (see [`crate::redact`]).
+    pub fn scrubbed(mut self) -> StepResult {
+        if crate::redact::any() {
+            let scrub = crate::redact::scrub;
+            self.stdout = scrub(&self.stdout);
+            self.stderr = scrub(&self.stderr);
+            for field in [&mut self.message, &mut self.action, &mut self.diff].into_iter().flatten() {
+                *field = scrub(field);
+            }
+        }
+        self
+    }
+}
+
 /// One host.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostResult {

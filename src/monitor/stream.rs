@@ -72,10 +72,16 @@ impl LineParser {
 /// Reads `stdout` line by line until it ends, handing every line to `sink`
 /// (which must make it durable) before reading the next. Returns the number
 /// of lines read, or the sink's first error.
+///
+/// A series holds one point per millisecond, so lines read within the same
+/// millisecond get consecutive timestamps (each line 1 ms after the one
+/// before): every line is stored, and a burst is shifted by at most its
+/// length in milliseconds.
 pub fn follow<E>(stdout: impl Read, parser: &mut LineParser, clock: &dyn Clock, mut sink: impl FnMut(&Line) -> Result<(), E>) -> Result<u64, E> {
     let mut reader = BufReader::new(stdout);
     let mut buf = Vec::new();
     let mut n = 0;
+    let mut last = i64::MIN;
     loop {
         buf.clear();
         match reader.read_until(b'\n', &mut buf) {
@@ -84,7 +90,9 @@ pub fn follow<E>(stdout: impl Read, parser: &mut LineParser, clock: &dyn Clock, 
         }
         let text = String::from_utf8_lossy(&buf);
         let text = text.trim_end_matches(['\n', '\r']);
-        let line = parser.line(text, clock.now_ms());
+        let ts = clock.now_ms().max(last.saturating_add(1));
+        last = ts;
+        let line = parser.line(text, ts);
         sink(&line)?;
         n += 1;
     }
@@ -107,6 +115,27 @@ mod tests {
     fn spec(rate: bool) -> Arc<CounterSpec> {
         let c: Counter = serde_json::from_value(serde_json::json!({"name": "s", "source": {"stream": {"command": "x", "via": "local"}}, "rate": rate})).unwrap();
         Arc::new(CounterSpec::compile(&c).unwrap())
+    }
+
+    #[derive(Debug)]
+    struct Stopped;
+    impl Clock for Stopped {
+        fn now_ms(&self) -> i64 {
+            5_000
+        }
+    }
+
+    #[test]
+    fn lines_read_in_one_millisecond_keep_distinct_timestamps() {
+        let mut p = LineParser::new(spec(false), "local", "trace:t");
+        let mut ts = Vec::new();
+        let n = follow("1\n2\n3\n4\n".as_bytes(), &mut p, &Stopped, |l| {
+            ts.push((l.event.ts_ms, l.samples.len()));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(n, 4);
+        assert_eq!(ts, vec![(5_000, 1), (5_001, 1), (5_002, 1), (5_003, 1)]);
     }
 
     #[test]

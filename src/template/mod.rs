@@ -128,6 +128,24 @@ pub fn eval_expression(src: &str, ctx: &serde_json::Value) -> Result<serde_json:
     serde_json::Value::deserialize(v).map_err(|e| e.to_string())
 }
 
+/// Renders an uploaded file (`put` with `template: true`): like
+/// [`render_text`], keeping a trailing newline; `{% include "NAME" %}` gets
+/// the text of NAME from `include` (the caller confines it to the repo).
+pub fn render_file(
+    text: &str,
+    ctx: &serde_json::Value,
+    include: impl Fn(&str) -> Result<String, String> + Send + Sync + 'static,
+) -> Result<String, String> {
+    let mut env = expr_env();
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+        .map_err(|e| describe_error(&e))?;
+    env.set_syntax(syntax);
+    env.set_loader(move |name| include(name).map(Some).map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("cannot include: {e}"))));
+    env.render_str(text, minijinja::Value::from(minijinja::value::Serde(ctx))).map_err(|e| describe_error(&e))
+}
+
 /// A one-line description of a minijinja error: kind detail, without the
 /// template name noise.
 pub fn describe_error(e: &Error) -> String {

@@ -89,7 +89,9 @@ impl Inner {
         let mut message = None;
         let total = self.steps.len();
         for c in &self.steps {
-            let r = self.run_step(host, c, &mut ctx, &registered).await;
+            // A command may print a secret (its sudo password, a token):
+            // masked before it is registered, shown or stored.
+            let r = self.run_step(host, c, &mut ctx, &registered).await.scrubbed();
             if let Some(name) = &c.step.register {
                 if !self.opts.check {
                     ctx.insert(

@@ -24,17 +24,20 @@ impl Inner {
             Ok(s) => s,
             Err(e) => return self.render_failure("`put.dest`", &p.dest, e, registered),
         };
-        let path = self.opts.root.join(&src);
-        let raw = match std::fs::read(&path) {
+        // A repository file: never one outside the repo (after `..` and
+        // symlinks), and its contents are not shown when refused.
+        let raw = match crate::config::repo::read(&self.opts.root, &src) {
             Ok(d) => d,
-            Err(e) => return Outcome::Failed(format!("cannot read `{}`: {e}", path.display())),
+            Err(e) => return Outcome::Failed(format!("`put.src`: {e}")),
         };
         let data = if p.template {
             let text = match String::from_utf8(raw) {
                 Ok(t) => t,
                 Err(_) => return Outcome::Failed(format!("`{src}` is not UTF-8 text and cannot be rendered (`template: true`)")),
             };
-            match render_file(&text, vctx) {
+            let root = self.opts.root.clone();
+            let include = move |name: &str| crate::config::repo::read_to_string(&root, name).map_err(|e| e.to_string());
+            match template::render_file(&text, vctx, include) {
                 Ok(s) => s.into_bytes(),
                 Err(e) => return self.render_failure(&format!("`{src}`"), &text, e, registered),
             }
@@ -96,18 +99,6 @@ impl Inner {
             Err(e) => Outcome::Failed(format!("cannot write `{dest}` (from `{}`): {e}", host.name)),
         }
     }
-}
-
-/// Renders an uploaded file: like [`template::render_text`], keeping a
-/// trailing newline.
-fn render_file(text: &str, ctx: &Value) -> Result<String, String> {
-    let mut env = template::expr_env();
-    let syntax = minijinja::syntax::SyntaxConfig::builder()
-        .keep_trailing_newline(true)
-        .build()
-        .map_err(|e| template::describe_error(&e))?;
-    env.set_syntax(syntax);
-    env.render_str(text, minijinja::Value::from(minijinja::value::Serde(ctx))).map_err(|e| template::describe_error(&e))
 }
 
 /// A unified diff of the remote file against the rendered one.
