@@ -1,7 +1,9 @@
 //! The call catalogue: the trigger function names, their keyword
 //! arguments and how they are checked (the same rules whether a call is
-//! compiled natively or runs inside minijinja), and the `over` durations.
+//! compiled natively or runs inside minijinja), and the `over` durations
+//! calls read.
 
+use super::parse::{matching, skip_string};
 use crate::model::Duration;
 use crate::rules::condition::{GroupMode, Op};
 use crate::store::Agg;
@@ -82,7 +84,7 @@ pub(super) fn parse_call(name: &str, counter: Result<String, String>, kwargs: &[
             "over" => {
                 let t = text(key, v)?;
                 let d = Duration::parse(&t).map_err(|e| format!("{name}(): `over`: {e}"))?;
-                let ms = i64::try_from(d.get().as_millis()).unwrap_or(i64::MAX);
+                let ms = millis(&d);
                 if ms == 0 {
                     return Err(format!("{name}(): `over` must be longer than 0s"));
                 }
@@ -210,9 +212,78 @@ fn split_args(s: &str) -> Option<Vec<&str>> {
     Some(out)
 }
 
+/// The `over` window (ms) of every trigger function call in an operand,
+/// nested calls included; strings are skipped, so a duration in a string
+/// (`host="over='9h'"`) is not a window. A call whose arguments are all
+/// literals counts only when it compiles; inside other calls, only a
+/// literal `over` counts.
+pub(super) fn overs_in(text: &str) -> Vec<i64> {
+    let b = text.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'"' || b[i] == b'\'' {
+            i = skip_string(b, i).unwrap_or(b.len());
+            continue;
+        }
+        if !(b[i].is_ascii_alphabetic() || b[i] == b'_') || (i > 0 && ident(b[i - 1])) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && ident(b[i]) {
+            i += 1;
+        }
+        let open = i + text[i..].len() - text[i..].trim_start().len();
+        // `x.max(...)` is a method and `x | max(...)` a filter, not a trigger function.
+        let method = matches!(text[..start].trim_end().chars().last(), Some('.' | '|'));
+        if b.get(open) != Some(&b'(') || method || !TRIGGER_FUNCTIONS.contains(&&text[start..i]) {
+            continue;
+        }
+        let Ok(end) = matching(b, open) else { break };
+        match native_call(&text[start..end]) {
+            Some(Ok(parsed)) => out.extend(parsed.args.over_ms),
+            Some(Err(_)) => {}
+            None => out.extend(literal_over(&text[open + 1..end - 1])),
+        }
+        // Scan the arguments too: they may hold calls.
+        i = open + 1;
+    }
+    out
+}
+
+/// A literal `over="..."` among a call's arguments (ms).
+fn literal_over(args: &str) -> Option<i64> {
+    let b = args.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    let mut over = None;
+    while i <= b.len() {
+        match b.get(i) {
+            Some(b'"' | b'\'') => i = skip_string(b, i).ok()?,
+            Some(b'(' | b'[' | b'{') => i = matching(b, i).ok()?,
+            Some(b',') | None => {
+                let arg = args[start..i].split_once('=').filter(|(k, _)| k.trim() == "over");
+                if let Some(d) = arg.and_then(|(_, v)| unquote(v.trim())).and_then(|t| Duration::parse(&t).ok()) {
+                    over = Some(millis(&d)).filter(|ms| *ms > 0);
+                }
+                i += 1;
+                start = i;
+            }
+            Some(_) => i += 1,
+        }
+    }
+    over
+}
+
+fn millis(d: &Duration) -> i64 {
+    i64::try_from(d.get().as_millis()).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::{check_window, Condition};
+    use super::super::{check_window, Condition, Operand};
 
     #[test]
     fn check_catches_bad_arguments_not_missing_data() {
@@ -230,5 +301,52 @@ mod tests {
         ] {
             assert!(check(bad).is_err(), "{bad}");
         }
+    }
+
+    fn lookback(src: &str) -> i64 {
+        Condition::compile(src).map(|c| c.lookback_ms()).unwrap_or_else(|e| panic!("{src}: {e}"))
+    }
+
+    #[test]
+    fn lookback_is_the_longest_over_of_any_call() {
+        assert_eq!(lookback("last(cpu) > 80"), 0, "no over");
+        assert_eq!(lookback("1 > 0"), 0, "no calls");
+        assert_eq!(lookback("avg(cpu, over=\"2m\") > 80"), 120_000);
+        assert_eq!(lookback("avg(cpu, over='90s') > 80"), 90_000, "single quotes");
+        // Several calls: the longest wins, wherever it sits in the boolean tree.
+        assert_eq!(lookback("avg(cpu, over=\"2m\") > 80 and not (max(q, over=\"10m\") > 1 or rate(cpu, over=\"1m\") > 2)"), 600_000);
+        // Calls inside arithmetic, lists and filters, on either side of a comparison.
+        assert_eq!(lookback("(avg(cpu, over=\"2m\") + max(cpu, over=\"5m\")) / 2 > 50"), 300_000);
+        assert_eq!(lookback("last(q) < [sum(cpu, over=\"3m\"), 1] | max"), 180_000);
+        // A call nested in another call's arguments.
+        assert_eq!(lookback("any(cpu, gt=avg(q, over=\"15m\"), over=\"1m\", group=\"web\")"), 900_000);
+        assert_eq!(lookback("any(cpu, gt=last(q), over=\"20m\", group=\"web\")"), 1_200_000);
+        // A group scope, a host and a counter written as a string.
+        assert_eq!(lookback("all(cpu, le=20, agg=\"avg\", over=\"4m\", group=\"web\")"), 240_000);
+        assert_eq!(lookback("last(\"web-ok\", host=\"h1\") != 1"), 0);
+    }
+
+    #[test]
+    fn a_duration_in_a_string_is_not_a_lookback() {
+        // The label value and the string literal hold `over="..."` text; no call reads it.
+        assert_eq!(lookback("last(cpu, host=\"over='9h'\") > 1"), 0);
+        assert_eq!(lookback("avg(cpu, over=\"1m\", group=\"over='9h'\") > 1"), 60_000);
+        assert_eq!(lookback("last(cpu) > 1 and \"avg(cpu, over='9h')\" != \"\""), 0);
+        assert_eq!(lookback("last(\"avg(x, over='9h')\") > 1"), 0);
+        // `over` given to what is not a trigger function: a filter, a method, another function.
+        assert_eq!(lookback("[1] | max(over=\"9h\") > 1"), 0);
+        assert_eq!(lookback("cpu.max(over=\"9h\") > 1"), 0);
+        assert_eq!(lookback("range(over=\"9h\") | length > 1"), 0);
+        // A bad or zero `over` reads nothing (the condition is an error when checked).
+        assert_eq!(lookback("avg(cpu, over=\"2 minutes\") > 1"), 0);
+        assert_eq!(lookback("avg(cpu, over=\"0s\") > 1"), 0);
+    }
+
+    #[test]
+    fn an_operand_has_a_lookback_too() {
+        let op = |s: &str| Operand::compile(s).map(|o| o.lookback_ms()).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(op("avg(cpu, over=\"3m\") * 2"), 180_000);
+        assert_eq!(op("max(cpu, over=\"1h\", host=\"a\")"), 3_600_000);
+        assert_eq!(op("42"), 0);
     }
 }

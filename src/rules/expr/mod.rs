@@ -32,28 +32,15 @@ mod eval;
 mod parse;
 
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use minijinja::Expression;
 use serde::{Deserialize, Serialize};
 
 use super::window::Window;
-use crate::model::Duration;
 
 pub use calls::TRIGGER_FUNCTIONS;
 pub use eval::check_window;
-
-/// The longest `over="..."` window an expression names (ms), so the window
-/// keeps enough samples.
-pub fn longest_over(src: &str) -> Option<i64> {
-    static OVER: LazyLock<Option<regex::Regex>> =
-        LazyLock::new(|| regex::Regex::new(r#"over\s*=\s*["']([^"']+)["']"#).ok());
-    let re = OVER.as_ref()?;
-    re.captures_iter(src)
-        .filter_map(|c| Duration::parse(&c[1]).ok())
-        .map(|d| i64::try_from(d.get().as_millis()).unwrap_or(i64::MAX))
-        .max()
-}
 
 /// A compiled condition.
 pub struct Condition {
@@ -73,6 +60,9 @@ pub struct Operand {
     literal: Option<f64>,
     /// A plainly written call, compiled without minijinja (the fast path).
     native: Option<Result<calls::Parsed, String>>,
+    /// The `over` window (ms) of every trigger function call written in the
+    /// operand, nested ones included, where `over` is a literal.
+    over_ms: Vec<i64>,
     expr: Expression<'static, 'static>,
 }
 
@@ -112,11 +102,23 @@ impl Condition {
     pub fn source(&self) -> &str {
         &self.src
     }
+
+    /// The longest `over` any call in the condition reads (ms), 0 when none
+    /// does: how much history the window must keep for it (a call without
+    /// `over` reads the counter's own lookback).
+    pub fn lookback_ms(&self) -> i64 {
+        self.node.lookback_ms()
+    }
 }
 
 impl Operand {
     /// The operand as written.
     pub fn source(&self) -> &str {
         &self.text
+    }
+
+    /// Like [`Condition::lookback_ms`], for an operand.
+    pub fn lookback_ms(&self) -> i64 {
+        self.over_ms.iter().copied().max().unwrap_or(0)
     }
 }

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use super::calls::native_call;
+use super::calls::{native_call, overs_in};
 use super::eval::ENV;
 use super::{Condition, Operand};
 use crate::rules::condition::Op;
@@ -17,6 +17,18 @@ pub(super) enum Node {
     Not(Box<Node>),
     Cmp(Box<Operand>, Op, Box<Operand>),
     Bool(Box<Operand>),
+}
+
+impl Node {
+    /// The longest `over` of any call below (ms), 0 when none.
+    pub(super) fn lookback_ms(&self) -> i64 {
+        match self {
+            Node::Or(list) | Node::And(list) => list.iter().map(Node::lookback_ms).max().unwrap_or(0),
+            Node::Not(inner) => inner.lookback_ms(),
+            Node::Cmp(l, _, r) => l.lookback_ms().max(r.lookback_ms()),
+            Node::Bool(operand) => operand.lookback_ms(),
+        }
+    }
 }
 
 impl Condition {
@@ -42,7 +54,7 @@ impl Operand {
         let expr = ENV
             .compile_expression_owned(text.to_string())
             .map_err(|e| crate::template::describe_error(&e))?;
-        Ok(Operand { text: text.to_string(), literal: text.parse::<f64>().ok(), native: native_call(text), expr })
+        Ok(Operand { text: text.to_string(), literal: text.parse::<f64>().ok(), native: native_call(text), over_ms: overs_in(text), expr })
     }
 }
 
