@@ -24,7 +24,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::actions::{Executor, ExecutorOptions};
-use crate::config::Config;
 use crate::inputs::{self, InputConfig, InputSink};
 use crate::jobs::{self, ActionExecutor, WorkerOptions};
 use crate::clock::SharedClock;
@@ -162,31 +161,13 @@ async fn write_all(writer: Arc<SampleWriter>, mut rx: mpsc::Receiver<Vec<Sample>
     }
 }
 
-/// How much history the window keeps: the longest `over` or lookback any
-/// trigger needs, plus a margin; at least 10 minutes.
-fn keep_ms(config: &Config, window: &Window) -> i64 {
-    let mut keep = 600_000;
-    for t in config.triggers.values() {
-        let mut exprs: Vec<&str> = t.spec.when.exprs();
-        for a in &t.spec.then {
-            if let crate::model::Action::Scale(s) = a {
-                if let Some(tv) = &s.target_value {
-                    exprs.push(&tv.metric);
-                }
-            }
-        }
-        for e in exprs {
-            if let Some(ms) = crate::rules::expr::longest_over(e) {
-                keep = keep.max(ms.saturating_add(60_000));
-            }
-        }
-    }
-    for name in window.counter_names() {
-        if let Some(ms) = window.counter(name).and_then(|c| c.lookback_ms) {
-            keep = keep.max(ms.saturating_add(60_000));
-        }
-    }
-    keep
+/// How much history the window keeps: the longest `over` any compiled
+/// trigger reads or the longest counter lookback, plus a margin; at least
+/// 10 minutes.
+fn keep_ms(engine: &Engine, window: &Window) -> i64 {
+    let triggers = engine.triggers.iter().map(|t| t.lookback_ms());
+    let counters = window.counter_names().filter_map(|name| window.counter(name).and_then(|c| c.lookback_ms));
+    triggers.chain(counters).map(|ms| ms.saturating_add(60_000)).fold(600_000, i64::max)
 }
 
 /// Loads recent samples and failures of every counter from the store.
@@ -226,7 +207,7 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
     let store = session.store.clone();
     let snapshot = store.snapshot().await?;
     let mut window = Window::from_config(&config, &snapshot.nodes);
-    let keep = keep_ms(&config, &window);
+    let keep = keep_ms(&engine, &window);
     let now = opts.clock.now_ms();
     let (window, seeded) = store
         .run(move |db| {
@@ -433,5 +414,30 @@ mod tests {
         assert_eq!(next_tick(1, 1000), 1000);
         assert_eq!(next_tick(1000, 1000), 1000);
         assert_eq!(next_tick(1999, 250), 2000);
+    }
+
+    #[test]
+    fn the_window_keeps_the_longest_compiled_over_or_lookback_plus_a_minute() {
+        let trigger = |when: &str| crate::model::Trigger {
+            name: "t".into(),
+            description: None,
+            when: crate::model::Condition::One(when.into()),
+            for_: None,
+            cooldown: None,
+            cooldown_up: None,
+            cooldown_down: None,
+            min_coverage: None,
+            then: vec![],
+        };
+        let keep = |when: &str, lookback: Option<i64>| {
+            let engine = Engine::compile([&trigger(when)]).unwrap_or_else(|e| panic!("{e:?}"));
+            let mut window = Window::new();
+            window.declare("cpu", lookback);
+            keep_ms(&engine, &window)
+        };
+        assert_eq!(keep("avg(cpu, over=\"30m\") > 1", Some(30_000)), 1_860_000);
+        assert_eq!(keep("last(cpu, host=\"over='9h'\") > 1", Some(30_000)), 600_000, "a string is not a window");
+        assert_eq!(keep("last(cpu) > 1", Some(3_600_000)), 3_660_000);
+        assert_eq!(keep("last(cpu) > 1", None), 600_000);
     }
 }

@@ -30,6 +30,15 @@ pub struct CompiledTrigger {
     pub spec: Trigger,
 }
 
+impl CompiledTrigger {
+    /// The longest `over` any of its conditions or metrics reads (ms), 0
+    /// when none does.
+    pub fn lookback_ms(&self) -> i64 {
+        let conditions = self.conditions.iter().map(Condition::lookback_ms);
+        conditions.chain(self.metrics.iter().map(Operand::lookback_ms)).max().unwrap_or(0)
+    }
+}
+
 /// What scaler keeps about a trigger between evaluations (persisted on
 /// every transition).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -217,7 +226,7 @@ pub fn human_ms(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Condition as When, Duration};
+    use crate::model::{Condition as When, Duration, ScaleAction, TargetValue};
     use crate::store::{Sample, SeriesKey};
 
     fn trigger(name: &str, when: &str, for_: &str, cooldown: &str) -> Trigger {
@@ -304,6 +313,26 @@ mod tests {
         let errs = Engine::compile([&a, &b]).err().unwrap_or_default();
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].starts_with("trigger `a`: when:"), "{errs:?}");
+    }
+
+    #[test]
+    fn lookback_covers_conditions_and_target_value_metrics() {
+        let mut t = trigger("hot", "avg(cpu, over=\"5m\") > 80", "0s", "0s");
+        t.when = When::All(vec!["avg(cpu, over=\"5m\") > 80".into(), "max(cpu, over=\"20m\") < 99".into()]);
+        let engine = Engine::compile([&t]).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(engine.triggers[0].lookback_ms(), 1_200_000);
+        let scale = ScaleAction {
+            group: "web".into(),
+            by: None,
+            to: None,
+            percent: None,
+            target_value: Some(TargetValue { metric: "avg(cpu, over=\"1h\", group=\"web\")".into(), target: 50.0 }),
+        };
+        t.then = vec![Action::Scale(scale)];
+        let engine = Engine::compile([&t]).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(engine.triggers[0].lookback_ms(), 3_600_000);
+        let plain = Engine::compile([&trigger("q", "last(cpu) > 1", "0s", "0s")]).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(plain.triggers[0].lookback_ms(), 0);
     }
 
     #[test]
