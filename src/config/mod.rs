@@ -8,6 +8,9 @@
 //!   -> compile (names, typed objects, checks) -> Config | Diagnostics
 //! ```
 //!
+//! A valid config also carries warnings about settings this build accepts
+//! but ignores ([`ignored`], [`Config::warnings`]).
+//!
 //! Must not depend on: the store, providers, the network.
 
 mod checks;
@@ -16,6 +19,7 @@ mod diag;
 mod document;
 mod explain;
 mod ignore;
+pub mod ignored;
 mod schema;
 mod source;
 pub mod yaml;
