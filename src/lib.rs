@@ -13,7 +13,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`model`] | the config format: one type per kind, durations |
-//! | [`config`] | load a repo, YAML with positions, schema check, compile, diagnostics; read secret references |
+//! | [`config`] | load a repo, YAML with positions, schema check, compile, diagnostics; read secret references; repo-confined paths; warnings about settings this build ignores |
 //! | [`template`] | minijinja environments (strict undefined, shell-quoting) |
 //! | [`store`] | the `Store` seam and its SQLite backend: state, serial, lineage, lock lease, trigger states, job queue |
 //! | [`monitor`] | collection: the `Collector` seam, sources, parsers, scheduler |

@@ -397,3 +397,26 @@ fn a_scale_that_a_policy_refuses_is_recorded_but_not_applied() {
     let out = cli.run(dir, &["destroy", "--auto-approve", "."]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn the_start_up_lines_warn_about_settings_this_build_ignores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_config(dir, "  - notify: { webhook: { url: \"http://127.0.0.1:9/hook\" } }", "");
+    let project = std::fs::read_to_string(dir.join("scaler.yaml")).unwrap();
+    std::fs::write(dir.join("scaler.yaml"), project + "  auto_apply: true\n  source: { git: file:///srv/config.git }\n").unwrap();
+    let cli = Cli::new();
+    let daemon = Daemon::start(&cli, dir, &[]);
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
+    drop(daemon);
+    let start = log.find("scaler daemon:").unwrap_or_else(|| panic!("{log}"));
+    let after: Vec<&str> = log[start..].lines().skip(1).take(2).collect();
+    assert_eq!(
+        after,
+        [
+            "warning: scaler.yaml:6:3: `daemon.auto_apply` is ignored by this build: the daemon applies no config change by itself, only the node changes of groups whose desired count a trigger or `scaler scale` changed",
+            "warning: scaler.yaml:7:3: `daemon.source` is ignored by this build: the daemon runs the config it was started with; config watching (git or directory) is not built yet",
+        ],
+        "{log}"
+    );
+}

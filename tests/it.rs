@@ -14,6 +14,7 @@ mod daemon;
 mod daemon_timing;
 mod exec;
 mod harness_smoke;
+mod ignored_settings;
 mod import;
 mod jobs;
 mod limits;

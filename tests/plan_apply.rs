@@ -569,3 +569,44 @@ fn a_failed_launch_stops_the_apply_and_state_tells_what_was_done() {
     // The lock was released on failure.
     assert!(repo.store().current_lock().unwrap().is_none());
 }
+
+#[test]
+fn an_ec2_group_is_an_error_naming_it_and_the_other_groups_still_apply() {
+    let ec2 = "---\nkind: NodeTemplate\nname: cloud-node\nprovider: ec2\nec2: { region: eu-west-1, image: ami-1, instance_type: t3.small }\n---\nkind: Group\nname: cloud\ntemplate: cloud-node\nmin: 1\nmax: 3\n";
+    let repo = fleet("mixed", 1);
+    repo.write("scaler.yaml", &(repo.read("scaler.yaml") + ec2));
+    let warning = "warning: scaler.yaml:24:1: `provider: ec2` is not in this build";
+    let error = "group `cloud`: provider `ec2` is not in this build; its nodes are left out of this plan";
+
+    // plan: the local group's node is planned, the ec2 group is an error naming it; exit 1.
+    let out = repo.scaler(&["plan", "--detailed-exitcode", "."]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.starts_with(warning), "{stderr}");
+    assert!(stdout.contains("+ node") && stdout.contains("web/web-01") && !stdout.contains("cloud/cloud-01"), "{stdout}");
+    assert!(stdout.contains(&format!("Error: {error}")), "{stdout}");
+    assert!(stdout.contains("The changes above can still be applied"), "{stdout}");
+    let out = repo.scaler(&["plan", "--json", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["group_errors"], serde_json::json!([{ "group": "cloud", "message": error }]));
+    assert_eq!((plan["warnings"][0]["field"].as_str(), plan["warnings"][0]["line"].as_u64()), (Some("provider"), Some(24)));
+    assert!(plan.get("errors").is_none(), "{plan}");
+
+    // apply: the local group's node runs; exit 1 names the group left out.
+    let out = repo.scaler(&["apply", "--auto-approve", "."]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("Apply complete!"), "{stdout}");
+    assert!(stderr.contains(&format!("error: {error}\nevery other change was applied")), "{stderr}");
+    assert_eq!(repo.running_nodes().iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["web-01"]);
+    // The config is not fully applied, so its revision is not recorded.
+    assert_eq!(repo.store().snapshot().unwrap().meta.config_digest, None);
+
+    // Again: nothing else to change, still exit 1; leaving the group out explicitly exits 0.
+    let out = repo.scaler(&["apply", "--auto-approve", "."]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("nothing else to change"), "{}", text(&out.stderr));
+    let out = repo.scaler(&["plan", "--detailed-exitcode", "--exclude", "group.cloud", "."]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}

@@ -315,7 +315,9 @@ async fn run(
         .iter()
         .map(|c| Mutation::DeleteObject { kind: c.kind.clone(), name: c.name.clone() })
         .collect();
-    if plan.operation == crate::plan::Operation::Apply && !plan.filters.is_partial() {
+    // The revision is applied only when the whole config is (no filters, no
+    // group left out).
+    if plan.operation == crate::plan::Operation::Apply && plan.is_complete() {
         muts.push(Mutation::SetRevision { revision: plan.revision.clone(), config_digest: plan.config_digest.clone() });
     }
     if !muts.is_empty() {

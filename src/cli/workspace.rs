@@ -43,6 +43,15 @@ pub fn load_config(dir: &Path, rev: Option<&str>, ui: &Ui) -> Result<Config, Fai
     })
 }
 
+/// One `warning: FILE:LINE:COLUMN: MESSAGE` line on stderr per setting of
+/// `config` this build ignores (none with `--quiet`); `scaler validate`
+/// shows them in full.
+pub fn warn_ignored(config: &Config, ui: &Ui) {
+    for w in &config.warnings.0 {
+        ui.warn(&w.to_string());
+    }
+}
+
 /// Where the state store of a config lives: `state.url` (`sqlite:PATH`
 /// relative to the root), default `.scaler/state.db`.
 pub fn location(config: &Config) -> Result<Location, Failure> {

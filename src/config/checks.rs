@@ -88,6 +88,8 @@ pub struct Ctx<'a> {
     pub refs: bool,
     /// Problems found.
     pub out: Vec<Diagnostic>,
+    /// Settings found that this build ignores ([`super::ignored`]).
+    pub warnings: Vec<Diagnostic>,
     env: Environment<'static>,
     check_window: Option<std::sync::Arc<crate::rules::Window>>,
     /// The repository root, when files it names can be checked.
@@ -124,6 +126,7 @@ impl<'a> Ctx<'a> {
             names,
             refs,
             out: Vec::new(),
+            warnings: Vec::new(),
             env: crate::template::expr_env(),
             check_window: None,
             repo_root: None,

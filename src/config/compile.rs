@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use super::checks::{self, At, Ctx, Names};
 use super::diag::{Diagnostic, Diagnostics};
 use super::document::{place, read_documents, Document};
+use super::ignored;
 use super::schema::Validators;
 use super::source::SourceFile;
 use crate::model::{
@@ -61,6 +62,10 @@ pub struct Config {
     /// The git commit the config came from (`-dirty` when the working tree
     /// differs), or `none`.
     pub revision: String,
+    /// Settings this build accepts but does not act on (see
+    /// [`super::ignored`]), as warnings at their `file:line:column`, sorted,
+    /// with source lines. Never errors: the config is valid.
+    pub warnings: Diagnostics,
 }
 
 fn canonical<T: Serialize>(spec: &T) -> serde_json::Value {
@@ -239,6 +244,7 @@ pub fn compile(input: Input<'_>) -> Result<Config, Diagnostics> {
 
     match objects.project {
         Some(project) if diags.is_empty() => {
+            let warnings = finish(ctx.warnings, files);
             let mut config = Config {
                 root: root.to_path_buf(),
                 project,
@@ -251,6 +257,7 @@ pub fn compile(input: Input<'_>) -> Result<Config, Diagnostics> {
                 policies: objects.policies,
                 digest: String::new(),
                 revision,
+                warnings,
             };
             config.digest = config.compute_digest();
             Ok(config)
@@ -320,15 +327,23 @@ fn add(
                 objects.$map.insert(l.spec.name.clone(), l);
             }
         }};
+        ($map:ident, $ty:ty, $check:path, $ignored:path) => {{
+            if let Some(l) = typed::<$ty>(doc, file, diags) {
+                $check(ctx, at, &l.spec);
+                ctx.warnings.extend($ignored(at, &l.spec));
+                objects.$map.insert(l.spec.name.clone(), l);
+            }
+        }};
     }
     match doc.kind {
         Kind::Project => {
             if let Some(l) = typed::<Project>(doc, file, diags) {
+                ctx.warnings.extend(ignored::project(at, &l.spec));
                 objects.project = Some(l);
             }
         }
-        Kind::NodeTemplate => insert!(templates, NodeTemplate, checks::check_node_template),
-        Kind::Group => insert!(groups, Group, checks::check_group),
+        Kind::NodeTemplate => insert!(templates, NodeTemplate, checks::check_node_template, ignored::node_template),
+        Kind::Group => insert!(groups, Group, checks::check_group, ignored::group),
         Kind::Target => insert!(targets, Target, checks::check_target),
         Kind::Counter => insert!(counters, Counter, checks::check_counter),
         Kind::Playbook => insert!(playbooks, Playbook, checks::check_playbook),

@@ -15,7 +15,8 @@ pub struct Diagnostic {
     /// What kind of problem: `yaml`, `schema`, `unknown-field`,
     /// `missing-field`, `type`, `reference`, `duplicate`, `range`, `duration`,
     /// `percent`, `name`, `one-of`, `template`, `expression`, `regex`, `kind`,
-    /// `project`, `io`, `git`.
+    /// `project`, `io`, `git`; for warnings `ignored` (a setting this build
+    /// does not act on).
     pub code: &'static str,
     /// What is wrong: lowercase, no trailing period, names in backticks.
     pub message: String,
@@ -126,16 +127,26 @@ impl Diagnostics {
     /// `field:` and `help:` lines, and a final `N errors` line. Colours only when
     /// `color` is true.
     pub fn render(&self, color: bool) -> String {
-        let paint = Painter { color };
-        let mut out = String::new();
-        for d in &self.0 {
-            render_one(&mut out, d, paint);
-            out.push('\n');
-        }
+        let mut out = self.render_all(color, Level::Error);
         let n = self.0.len();
         let summary = format!("{n} {}", if n == 1 { "error" } else { "errors" });
-        out.push_str(&paint.paint(ERROR, &summary));
+        out.push_str(&Painter { color }.paint(ERROR, &summary));
         out.push('\n');
+        out
+    }
+
+    /// The same form as [`Diagnostics::render`] for warnings: each first
+    /// line starts `warning:`, and there is no summary line.
+    pub fn render_warnings(&self, color: bool) -> String {
+        self.render_all(color, Level::Warning)
+    }
+
+    fn render_all(&self, color: bool, level: Level) -> String {
+        let mut out = String::new();
+        for d in &self.0 {
+            render_one(&mut out, d, Painter { color }, level);
+            out.push('\n');
+        }
         out
     }
 
@@ -179,6 +190,7 @@ impl fmt::Display for Diagnostics {
 impl std::error::Error for Diagnostics {}
 
 const ERROR: Style = AnsiColor::Red.on_default().bold();
+const WARNING: Style = AnsiColor::Yellow.on_default().bold();
 const GUTTER: Style = AnsiColor::Blue.on_default().bold();
 const BOLD: Style = Style::new().bold();
 const HELP: Style = AnsiColor::Cyan.on_default().bold();
@@ -198,14 +210,19 @@ impl Painter {
     }
 }
 
-fn render_one(out: &mut String, d: &Diagnostic, paint: Painter) {
-    let loc = d.location();
-    let head = if loc.is_empty() {
-        d.message.clone()
-    } else {
-        format!("{loc}: {}", d.message)
+#[derive(Clone, Copy)]
+enum Level {
+    Error,
+    Warning,
+}
+
+fn render_one(out: &mut String, d: &Diagnostic, paint: Painter, level: Level) {
+    let (label, mark) = match level {
+        Level::Error => ("error", ERROR),
+        Level::Warning => ("warning", WARNING),
     };
-    out.push_str(&paint.paint(ERROR, "error"));
+    let head = d.to_string();
+    out.push_str(&paint.paint(mark, label));
     out.push_str(&paint.paint(BOLD, &format!(": {head}")));
     out.push('\n');
     let line_no = d.line.to_string();
@@ -222,7 +239,7 @@ fn render_one(out: &mut String, d: &Diagnostic, paint: Painter) {
             .collect();
         out.push_str(&paint.paint(GUTTER, &format!("{pad} | ")));
         out.push_str(&lead);
-        out.push_str(&paint.paint(ERROR, "^"));
+        out.push_str(&paint.paint(mark, "^"));
         out.push('\n');
     }
     if !d.field.is_empty() {
@@ -325,6 +342,23 @@ mod tests {
         );
         assert!(sample().render(true).contains("\u{1b}["));
         assert!(!text.contains("\u{1b}["));
+    }
+
+    #[test]
+    fn warnings_render_like_errors_without_a_summary() {
+        let w = Diagnostics::from(vec![Diagnostic {
+            source_line: Some("  auto_apply: true".into()),
+            ..Diagnostic::new("ignored", "`daemon.auto_apply` is ignored by this build").at("scaler.yaml", 4, 3).field("daemon.auto_apply")
+        }]);
+        assert_eq!(
+            w.render_warnings(false),
+            "warning: scaler.yaml:4:3: `daemon.auto_apply` is ignored by this build\n\
+             4 |   auto_apply: true\n\
+             \x20 |   ^\n\
+             \x20 = field: daemon.auto_apply\n\
+             \n"
+        );
+        assert!(w.render_warnings(true).contains("\u{1b}[33m"), "{:?}", w.render_warnings(true));
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //! ```
 //!
 //! It also reads the secrets a config refers to ([`read_secret`]: an
-//! environment variable or a file in the repo), for whoever needs one.
+//! environment variable or a file in the repo), for whoever needs one, and
+//! confines the files it names to the repo ([`repo`]). A valid config also
+//! carries warnings about settings this build accepts but ignores
+//! ([`ignored`], [`Config::warnings`]).
 //!
 //! Must not depend on: the store, providers, the network.
 
@@ -19,6 +22,7 @@ mod diag;
 mod document;
 mod explain;
 mod ignore;
+pub mod ignored;
 pub mod repo;
 mod schema;
 mod secret;

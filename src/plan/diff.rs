@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::{Action, Change, Filters, Flags, GroupPlan, NodeChange, Operation, Plan, FORMAT_VERSION};
+use super::{Action, Change, ConfigWarning, Filters, Flags, GroupError, GroupPlan, NodeChange, Operation, Plan, FORMAT_VERSION};
 use crate::config::Config;
 use crate::model::{Group, Kind, Pick};
 use crate::provider::{Health, ObservedNode};
@@ -26,6 +26,9 @@ pub struct DiffInput<'a> {
     pub filters: Filters,
     /// Explicit flags.
     pub flags: Flags,
+    /// The providers this build has, by name: a group whose template names
+    /// another is left out of the plan with a [`GroupError`].
+    pub providers: BTreeSet<String>,
     /// The clock.
     pub now: DateTime<Utc>,
 }
@@ -74,7 +77,6 @@ fn standing(rec: &NodeRecord, obs: Option<&ObservedNode>) -> Standing {
 pub fn diff(input: &DiffInput<'_>) -> Plan {
     let cfg = input.config;
     let mut changes = Vec::new();
-    let mut errors = Vec::new();
 
     // Config objects.
     let recorded: BTreeMap<(String, String), &Value> = input
@@ -116,8 +118,7 @@ pub fn diff(input: &DiffInput<'_>) -> Plan {
     group_names.extend(
         input.snapshot.objects.iter().filter(|o| o.kind == Kind::Group.slug()).map(|o| o.name.clone()),
     );
-    let mut group_plans = Vec::new();
-    let mut refresh = Vec::new();
+    let mut nodes = NodePlan::default();
     for g in &group_names {
         let recorded_spec: Option<Group> = recorded
             .get(&(Kind::Group.slug().to_string(), g.clone()))
@@ -137,7 +138,7 @@ pub fn diff(input: &DiffInput<'_>) -> Plan {
                 prevent_destroy: false,
                 labels: BTreeMap::new(),
             };
-            plan_group(input, &fallback, None, true, &observed, &mut changes, &mut errors, &mut group_plans, &mut refresh);
+            plan_group(input, &fallback, None, true, &observed, &mut nodes);
             continue;
         };
         let removed = desired_spec.is_none();
@@ -151,12 +152,15 @@ pub fn diff(input: &DiffInput<'_>) -> Plan {
                 input.snapshot.desired_base.get(g).copied(),
             )
         };
-        plan_group(input, spec, Some(target), removed, &observed, &mut changes, &mut errors, &mut group_plans, &mut refresh);
+        plan_group(input, spec, Some(target), removed, &observed, &mut nodes);
     }
+    let NodePlan { changes: node_changes, mut errors, mut group_errors, mut group_plans, refresh } = nodes;
+    changes.extend(node_changes);
     changes.extend(deletes);
 
     // Filters.
     changes.retain(|c| input.filters.allows(&c.address));
+    group_errors.retain(|e| input.filters.allows(&format!("group.{}", e.group)) || input.filters.allows(&format!("node.{}/", e.group)));
     // Figures per group from what remains.
     for gp in &mut group_plans {
         let mine = |c: &&Change| c.node.as_ref().is_some_and(|n| n.group == gp.name);
@@ -198,6 +202,8 @@ pub fn diff(input: &DiffInput<'_>) -> Plan {
         groups: group_plans,
         errors,
         violations: Vec::new(),
+        group_errors,
+        warnings: cfg.warnings.0.iter().map(ConfigWarning::from).collect(),
         refresh,
         digest: String::new(),
     };
@@ -208,17 +214,38 @@ pub fn diff(input: &DiffInput<'_>) -> Plan {
 /// Reason text of a delete that only cleans up state (nothing alive).
 pub(crate) const REASON_GONE: &str = "already gone; forget it";
 
-#[allow(clippy::too_many_arguments)]
+/// What planning the groups adds to the plan.
+#[derive(Default)]
+struct NodePlan {
+    changes: Vec<Change>,
+    errors: Vec<String>,
+    group_errors: Vec<GroupError>,
+    group_plans: Vec<GroupPlan>,
+    refresh: Vec<NodeRecord>,
+}
+
+fn group_plan(spec: &Group, target: u32, nodes_before: u32, removed: bool) -> GroupPlan {
+    GroupPlan {
+        name: spec.name.clone(),
+        min: spec.min,
+        max: spec.max,
+        desired: target,
+        nodes_before,
+        nodes_after: 0,
+        create: 0,
+        destroy: 0,
+        prevent_destroy: spec.prevent_destroy,
+        removed,
+    }
+}
+
 fn plan_group(
     input: &DiffInput<'_>,
     spec: &Group,
     target: Option<u32>,
     removed: bool,
     observed: &BTreeMap<&str, &ObservedNode>,
-    changes: &mut Vec<Change>,
-    errors: &mut Vec<String>,
-    group_plans: &mut Vec<GroupPlan>,
-    refresh: &mut Vec<NodeRecord>,
+    out: &mut NodePlan,
 ) {
     let g = &spec.name;
     let template = input.config.templates.get(&spec.template).map(|t| &t.spec);
@@ -227,6 +254,20 @@ fn plan_group(
 
     let mut recs: Vec<&NodeRecord> = input.snapshot.nodes.iter().filter(|n| &n.group == g).collect();
     recs.sort_by_key(|n| n.index);
+    if !input.providers.contains(&provider) {
+        // Nothing can be launched, observed or terminated: leave the group
+        // out, and say so unless there is nothing to do (no node recorded,
+        // and the group is destroyed or removed from the config).
+        if (input.operation == Operation::Apply && !removed) || !recs.is_empty() {
+            out.group_errors.push(GroupError {
+                group: g.clone(),
+                message: format!("group `{g}`: provider `{provider}` is not in this build; its nodes are left out of this plan"),
+            });
+        }
+        let recorded = recs.iter().filter(|n| n.status != NodeStatus::Terminating).count() as u32;
+        out.group_plans.push(group_plan(spec, target, recorded, removed));
+        return;
+    }
     let recorded_names: BTreeSet<&str> = recs.iter().map(|n| n.name.as_str()).collect();
 
     let mut alive: Vec<NodeRecord> = Vec::new();
@@ -243,7 +284,7 @@ fn plan_group(
                         r.provider_id = o.provider_id.clone();
                         r.address = o.address.clone();
                         r.attrs = serde_json::to_value(&o.attrs).unwrap_or(Value::Null);
-                        refresh.push(r.clone());
+                        out.refresh.push(r.clone());
                     }
                 }
                 alive.push(r);
@@ -273,7 +314,7 @@ fn plan_group(
             address: o.address.clone(),
             attrs: serde_json::to_value(&o.attrs).unwrap_or(Value::Null),
         };
-        refresh.push(rec.clone());
+        out.refresh.push(rec.clone());
         alive.push(rec);
     }
     alive.sort_by_key(|n| n.index);
@@ -348,18 +389,18 @@ fn plan_group(
                 Standing::Died => (Action::Replace, "process died outside scaler".to_string()),
                 _ => (Action::Create, "launch did not finish".to_string()),
             };
-            changes.push(node_change(&rec.name, rec.index, action, Some(reason), false));
+            out.changes.push(node_change(&rec.name, rec.index, action, Some(reason), false));
         } else {
-            changes.push(node_change(&rec.name, rec.index, Action::Delete, Some(REASON_GONE.to_string()), false));
+            out.changes.push(node_change(&rec.name, rec.index, Action::Delete, Some(REASON_GONE.to_string()), false));
         }
     }
     for (rec, running) in &terminating {
         let reason = if *running { "finish interrupted termination" } else { REASON_GONE };
-        changes.push(node_change(&rec.name, rec.index, Action::Delete, Some(reason.to_string()), *running));
+        out.changes.push(node_change(&rec.name, rec.index, Action::Delete, Some(reason.to_string()), *running));
         used.insert(rec.index);
     }
     if need > 0 && template.is_none() {
-        errors.push(format!("group `{g}`: template `{}` not found", spec.template));
+        out.errors.push(format!("group `{g}`: template `{}` not found", spec.template));
         need = 0;
     }
     let limit = max_index(spec);
@@ -369,29 +410,17 @@ fn plan_group(
             next += 1;
         }
         if next > limit {
-            errors.push(format!(
+            out.errors.push(format!(
                 "group `{g}` is at its limit: no free node number left (naming allows {limit}); nothing launched"
             ));
             break;
         }
         used.insert(next);
-        changes.push(node_change(&node_name(spec, next), next, Action::Create, Some(format!("scale out to {target}")), false));
+        out.changes.push(node_change(&node_name(spec, next), next, Action::Create, Some(format!("scale out to {target}")), false));
         need -= 1;
     }
-    changes.extend(removals);
-
-    group_plans.push(GroupPlan {
-        name: g.clone(),
-        min: spec.min,
-        max: spec.max,
-        desired: target,
-        nodes_before,
-        nodes_after: 0,
-        create: 0,
-        destroy: 0,
-        prevent_destroy: spec.prevent_destroy,
-        removed,
-    });
+    out.changes.extend(removals);
+    out.group_plans.push(group_plan(spec, target, nodes_before, removed));
 }
 
 fn object_change(kind: Kind, name: &str, action: Action, before: Option<Value>, after: Option<Value>) -> Change {
@@ -510,16 +539,26 @@ mod tests {
         }
     }
 
-    fn run(cfg: &Config, snap: &Snapshot, observed: &[ObservedNode]) -> Plan {
-        diff(&DiffInput {
+    /// The providers of this build.
+    fn local() -> BTreeSet<String> {
+        BTreeSet::from(["local".to_string()])
+    }
+
+    fn input<'a>(cfg: &'a Config, snap: &'a Snapshot) -> DiffInput<'a> {
+        DiffInput {
             config: cfg,
             snapshot: snap,
-            observed,
+            observed: &[],
             operation: Operation::Apply,
             filters: Filters::default(),
             flags: Flags::default(),
+            providers: local(),
             now: t(1000),
-        })
+        }
+    }
+
+    fn run(cfg: &Config, snap: &Snapshot, observed: &[ObservedNode]) -> Plan {
+        diff(&DiffInput { observed, ..input(cfg, snap) })
     }
 
     fn summary(plan: &Plan) -> Vec<(Action, String)> {
@@ -659,6 +698,33 @@ mod tests {
     }
 
     #[test]
+    fn a_group_whose_provider_is_missing_is_left_out_and_the_others_are_planned() {
+        let ec2 = "kind: NodeTemplate\nname: e\nprovider: ec2\nec2: { region: r, image: i, instance_type: t }\n---\nkind: Group\nname: cloud\ntemplate: e\nmin: 1\nmax: 3\n";
+        let cfg = config(&format!("{WEB}---\n{ec2}"));
+        let snap = Snapshot { objects: vec![], nodes: vec![], ..applied(&cfg, vec![], None) };
+        let plan = run(&cfg, &snap, &[]);
+        let nodes: Vec<(Action, String)> = summary(&plan).into_iter().filter(|(_, a)| a.starts_with("node.")).collect();
+        assert_eq!(nodes, vec![(Create, "node.web/web-01".into()), (Create, "node.web/web-02".into())]);
+        assert!(summary(&plan).contains(&(Create, "group.cloud".into())));
+        assert_eq!(
+            plan.group_errors,
+            vec![GroupError {
+                group: "cloud".into(),
+                message: "group `cloud`: provider `ec2` is not in this build; its nodes are left out of this plan".into()
+            }]
+        );
+        assert!(plan.is_allowed() && !plan.is_complete());
+        let cloud = plan.groups.iter().find(|g| g.name == "cloud").unwrap();
+        assert_eq!((cloud.desired, cloud.create, cloud.nodes_after), (1, 0, 0));
+        assert_eq!(plan.warnings.iter().map(|w| w.field.as_str()).collect::<Vec<_>>(), vec!["provider"]);
+
+        let only_web = diff(&DiffInput { filters: Filters { targets: vec![], excludes: vec!["group.cloud".into()] }, ..input(&cfg, &snap) });
+        assert!(only_web.group_errors.is_empty());
+        let destroy = diff(&DiffInput { operation: Operation::Destroy, ..input(&cfg, &snap) });
+        assert!(destroy.group_errors.is_empty(), "a group without nodes has nothing to destroy");
+    }
+
+    #[test]
     fn destroy_removes_every_node_but_no_objects() {
         let cfg = config(WEB);
         let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Running, 0), rec("web-02", 2, NodeStatus::Running, 1)], Some(2));
@@ -669,6 +735,7 @@ mod tests {
             operation: Operation::Destroy,
             filters: Filters::default(),
             flags: Flags { allow_destroy_all: true },
+            providers: local(),
             now: t(1000),
         });
         assert_eq!(summary(&plan), vec![(Delete, "node.web/web-02".into()), (Delete, "node.web/web-01".into())]);

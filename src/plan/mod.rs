@@ -152,6 +152,52 @@ pub struct GroupPlan {
     pub removed: bool,
 }
 
+/// A group this plan leaves out, and why (its template's provider is not in
+/// this build). Unlike [`Plan::errors`] it does not stop the plan: the other
+/// groups' changes can still be applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GroupError {
+    /// The group.
+    pub group: String,
+    /// What is wrong (`group `web`: provider `ec2` is not in this build`).
+    pub message: String,
+}
+
+/// A config setting this build accepts but does not act on: what `scaler
+/// validate` warns about (`config::ignored`), at its place in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigWarning {
+    /// `ignored`.
+    pub code: String,
+    /// What this build does instead.
+    pub message: String,
+    /// The file, relative to the config root.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The setting (`daemon.source`).
+    pub field: String,
+    /// A hint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+impl From<&crate::config::Diagnostic> for ConfigWarning {
+    fn from(d: &crate::config::Diagnostic) -> ConfigWarning {
+        ConfigWarning {
+            code: d.code.to_string(),
+            message: d.message.clone(),
+            file: d.file.clone(),
+            line: d.line,
+            column: d.column,
+            field: d.field.clone(),
+            help: d.help.clone(),
+        }
+    }
+}
+
 /// Options that change what is planned.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Filters {
@@ -240,6 +286,15 @@ pub struct Plan {
     /// Policy rules that deny the plan; it cannot be applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<Violation>,
+    /// Groups left out of the plan (a provider this build lacks). The other
+    /// changes can be applied, but the applied revision is not recorded and
+    /// `plan`/`apply` exit 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_errors: Vec<GroupError>,
+    /// Settings of the config this build ignores (the warnings of `scaler
+    /// validate`); informational.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<ConfigWarning>,
     /// Node records to bring up to date before applying (launches that
     /// finished but were not recorded); not changes to the fleet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -259,6 +314,13 @@ impl Plan {
     /// Whether the plan may be applied.
     pub fn is_allowed(&self) -> bool {
         self.errors.is_empty() && self.violations.is_empty()
+    }
+
+    /// Whether applying the plan makes the fleet match the whole config: no
+    /// `--target`/`--exclude` and no group left out. Only then does apply
+    /// record the config revision as applied.
+    pub fn is_complete(&self) -> bool {
+        !self.filters.is_partial() && self.group_errors.is_empty()
     }
 
     /// Recounts [`Plan::summary`] from the changes.

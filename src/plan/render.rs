@@ -37,8 +37,10 @@ pub fn render(plan: &Plan, opts: RenderOptions) -> String {
     let bold = Style::new().bold();
     let red = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
     let dim = Style::new().dimmed();
-    if plan.changes.is_empty() {
+    if plan.changes.is_empty() && plan.group_errors.is_empty() {
         out.push_str("No changes. The fleet matches the configuration.\n");
+    } else if plan.changes.is_empty() {
+        out.push_str("No changes to the groups this build can plan; some groups are left out (below).\n");
     } else {
         let kind_w = plan.changes.iter().map(|c| c.kind.len()).max().unwrap_or(4).max(4);
         let name_w = plan.changes.iter().map(|c| display_name(c).len()).max().unwrap_or(4).clamp(4, 40);
@@ -84,6 +86,15 @@ pub fn render(plan: &Plan, opts: RenderOptions) -> String {
     }
     for e in &plan.errors {
         let _ = writeln!(out, "\n{} {e}", paint(opts.color, red, "Error:"));
+    }
+    for e in &plan.group_errors {
+        let _ = writeln!(out, "\n{} {}", paint(opts.color, red, "Error:"), e.message);
+    }
+    if !plan.group_errors.is_empty() && plan.is_allowed() && plan.has_changes() {
+        let _ = writeln!(
+            out,
+            "\nThe changes above can still be applied; while a group is left out, apply does not record the config revision and exits 1."
+        );
     }
     for v in &plan.violations {
         let _ = writeln!(

@@ -138,6 +138,8 @@ mod tests {
             }],
             errors: vec![],
             violations: vec![],
+            group_errors: vec![],
+            warnings: vec![],
             refresh: vec![],
             digest: String::new(),
         }

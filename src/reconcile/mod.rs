@@ -173,6 +173,7 @@ impl Session {
             operation,
             filters,
             flags,
+            providers: self.providers.keys().cloned().collect(),
             now: Utc::now(),
         };
         let mut plan = plan::diff(&input);
@@ -212,6 +213,9 @@ impl Session {
     /// allowed: the daemon's unattended path.
     pub async fn reconcile(&self, filters: Filters) -> Result<Outcome, ReconcileError> {
         let plan = self.plan(Operation::Apply, filters, Flags::default()).await?;
+        for e in &plan.group_errors {
+            tracing::warn!(group = %e.group, "{}; the other groups are reconciled", e.message);
+        }
         if !plan.has_changes() {
             return Ok(Outcome::NoChanges);
         }

@@ -10,7 +10,7 @@ use super::plan::{make_plan, PlanFlags};
 use crate::apply::ApplyError;
 use crate::reconcile::ReconcileError;
 use crate::cli::ui::Progress;
-use crate::cli::workspace::{runtime, Workspace};
+use crate::cli::workspace::{runtime, warn_ignored, Workspace};
 use crate::cli::{CmdResult, Failure, Ui};
 use crate::plan::{self, Operation, Plan, RenderOptions};
 
@@ -18,7 +18,7 @@ use crate::plan::{self, Operation, Plan, RenderOptions};
 /// file (from `scaler plan -o FILE`): apply exactly that plan, refused with
 /// "plan is stale" if the state or the config moved since.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  scaler apply --auto-approve examples/quickstart\n  scaler plan -o web.plan . && scaler apply web.plan\n  scaler apply --target group.web .\n\nThe state lock is a lease: a killed apply holds it until it expires (state.lock_ttl,\ndefault 2m); `scaler unlock ID` breaks it on purpose.\nExit codes: 0 applied (or nothing to do), 1 error (nothing or only part applied; state says what).")]
+#[command(after_help = "Examples:\n  scaler apply --auto-approve examples/quickstart\n  scaler plan -o web.plan . && scaler apply web.plan\n  scaler apply --target group.web .\n\nThe state lock is a lease: a killed apply holds it until it expires (state.lock_ttl,\ndefault 2m); `scaler unlock ID` breaks it on purpose.\nA group whose provider is not in this build is left out; the other changes are applied, the config\nrevision is not recorded, and the exit code is 1.\nExit codes: 0 applied (or nothing to do), 1 error (nothing or only part applied; state says what).")]
 pub struct Args {
     /// A config repo directory, or a saved plan file.
     #[arg(default_value = ".")]
@@ -68,6 +68,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&plan.root));
         let ws = Workspace::load(&dir, None, ui)?;
         if !args.run.json {
+            warn_ignored(&ws.config, ui);
             ui.out(&plan::render(&plan, RenderOptions { color: ui.color }));
         }
         // A saved plan was approved when it was saved.
@@ -86,6 +87,9 @@ pub fn run_destroy(args: DestroyArgs, ui: &Ui) -> CmdResult {
 
 fn plan_confirm_execute(ws: &Workspace, operation: Operation, flags: &PlanFlags, run: &RunFlags, ui: &Ui) -> CmdResult {
     let json = run.json;
+    if !json {
+        warn_ignored(&ws.config, ui);
+    }
     let plan = make_plan(ws, operation, flags)?;
     if !json {
         ui.out(&plan::render(&plan, RenderOptions { color: ui.color }));
@@ -100,7 +104,7 @@ fn plan_confirm_execute(ws: &Workspace, operation: Operation, flags: &PlanFlags,
         if json {
             ui.out(&serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "applied": true, "report": null }))?);
         }
-        return Ok(ExitCode::SUCCESS);
+        return left_out(&plan, "nothing else to change");
     }
     if !run.auto_approve {
         confirm(operation)?;
@@ -163,7 +167,7 @@ fn execute(ws: &Workspace, plan: &Plan, run: &RunFlags, ui: &Ui) -> CmdResult {
                     report.serial
                 ));
             }
-            Ok(ExitCode::SUCCESS)
+            left_out(plan, "every other change was applied")
         }
         Err(ReconcileError::Apply(ApplyError::Failed { done, total, failed, report })) => {
             if json {
@@ -177,6 +181,16 @@ fn execute(ws: &Workspace, plan: &Plan, run: &RunFlags, ui: &Ui) -> CmdResult {
         }
         Err(e) => Err(Failure::new(e.to_string())),
     }
+}
+
+/// Success, or exit 1 naming the groups the plan left out (`done` says what
+/// happened to the rest).
+fn left_out(plan: &Plan, done: &str) -> CmdResult {
+    if plan.group_errors.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let why: Vec<&str> = plan.group_errors.iter().map(|e| e.message.as_str()).collect();
+    Err(Failure::new(format!("{}\n{done}; the config revision is not recorded as applied while a group is left out", why.join("\n"))))
 }
 
 fn shown_dir(root: &Path) -> String {

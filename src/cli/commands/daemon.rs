@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use secrecy::SecretString;
 
-use crate::cli::workspace::{runtime, Workspace};
+use crate::cli::workspace::{runtime, warn_ignored, Workspace};
 use crate::cli::{CmdResult, Failure, Ui};
 use crate::daemon::{self, Options};
 
@@ -31,6 +31,8 @@ Receivers (changing state needs `Authorization: Bearer TOKEN`; the token is the 
 Trigger states are saved on every transition and a fire is saved with its job in one
 transaction, so a restart resumes pending triggers and never fires twice for one instant.
 `scaler status` shows every trigger and recent jobs.
+After the start-up line, one `warning:` line per setting this build ignores (`daemon.source`,
+`daemon.auto_apply`, `provision`, `provider: ec2`, ...); see `scaler validate`.
 Exit codes: 0 stopped by Ctrl-C/SIGTERM, 1 error (config, state, a listener could not start).")]
 pub struct Args {
     /// The config repo.
@@ -147,6 +149,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     } else {
         ui.info(&format!("scaler daemon: {} job workers on {}; Ctrl-C stops", opts.workers, session.store.label()));
     }
+    warn_ignored(&ws.config, ui);
     let rt = runtime()?;
     rt.block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::workspace::{runtime, Workspace};
+use crate::cli::workspace::{runtime, warn_ignored, Workspace};
 use crate::cli::{CmdResult, Failure, Ui};
 use crate::plan::{self, Filters, Flags, Operation, Plan, RenderOptions};
 
@@ -36,7 +36,9 @@ impl PlanFlags {
 /// Show what `apply` would change: config objects, and nodes against what the
 /// providers report (a node that died outside scaler is replaced).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  scaler plan examples/quickstart\n  scaler plan -o web.plan . && scaler apply web.plan\n  scaler plan --json . > plan.json\n  scaler plan --target group.web --detailed-exitcode .\n\nExit codes: 0 success (with --detailed-exitcode: no changes), 1 error or plan denied by a policy,\n2 changes present (--detailed-exitcode only).")]
+#[command(after_help = "Examples:\n  scaler plan examples/quickstart\n  scaler plan -o web.plan . && scaler apply web.plan\n  scaler plan --json . > plan.json\n  scaler plan --target group.web --detailed-exitcode .\n\nSettings this build ignores are warned about on stderr first (in --json: `warnings`). A group whose
+provider is not in this build is left out with an error naming it; the other changes are planned
+and can be applied.\n\nExit codes: 0 success (with --detailed-exitcode: no changes), 1 error, plan denied by a policy or a\ngroup left out, 2 changes present (--detailed-exitcode only).")]
 pub struct Args {
     /// The config repo.
     #[arg(default_value = ".")]
@@ -69,6 +71,9 @@ pub fn make_plan(ws: &Workspace, operation: Operation, flags: &PlanFlags) -> Res
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
     let ws = Workspace::load(&args.dir, args.flags.rev.as_deref(), ui)?;
     let operation = if args.destroy { Operation::Destroy } else { Operation::Apply };
+    if !args.json {
+        warn_ignored(&ws.config, ui);
+    }
     let plan = make_plan(&ws, operation, &args.flags)?;
     if let Some(path) = &args.out {
         plan::save(&plan, path).map_err(|e| Failure::new(format!("cannot save the plan to `{}`: {e}", path.display())))?;
@@ -83,7 +88,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
             }
         }
     }
-    if !plan.is_allowed() {
+    if !plan.is_allowed() || !plan.group_errors.is_empty() {
         return Err(Failure::printed(1));
     }
     Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::from(2) } else { ExitCode::SUCCESS })

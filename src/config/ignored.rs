@@ -1,0 +1,155 @@
+//! Settings the config format accepts but this build does not act on: one
+//! warning per setting, at the setting's `file:line:column`, saying what the
+//! build does instead. `scaler validate`, `plan`, `apply` and the daemon's
+//! start-up show them (see [`super::Config::warnings`]); a warning never makes
+//! a config invalid.
+//!
+//! Owns: the list of ignored settings (one function per kind that has any).
+//! Remove an entry here when the issue that implements the setting lands.
+//! Must not depend on: IO, the store, providers.
+
+use super::checks::At;
+use super::diag::Diagnostic;
+use super::document::place;
+use super::yaml::Segment;
+use crate::model::{Group, NodeTemplate, Pick, Project, ProviderKind};
+
+/// The code of every warning about an ignored setting.
+pub const CODE: &str = "ignored";
+
+fn warn(at: At<'_>, path: &[&str], message: String, help: Option<&str>) -> Diagnostic {
+    let segments: Vec<Segment> = path.iter().map(|s| Segment::Key((*s).to_string())).collect();
+    let d = place(CODE, message, at.file, at.root, &segments);
+    match help {
+        Some(h) => d.help(h),
+        None => d,
+    }
+}
+
+/// The Project's ignored settings: `daemon.source` (with its
+/// `webhook_secret`) and `daemon.auto_apply`.
+pub fn project(at: At<'_>, p: &Project) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let Some(daemon) = &p.daemon else { return out };
+    if let Some(source) = &daemon.source {
+        out.push(warn(
+            at,
+            &["daemon", "source"],
+            "`daemon.source` is ignored by this build: the daemon runs the config it was started with; config watching (git or directory) is not built yet".to_string(),
+            Some("restart `scaler daemon` to run a changed config"),
+        ));
+        if source.webhook_secret.is_some() {
+            out.push(warn(
+                at,
+                &["daemon", "source", "webhook_secret"],
+                "`daemon.source.webhook_secret` is ignored by this build: the daemon has no `POST /hooks/git` endpoint yet".to_string(),
+                None,
+            ));
+        }
+    }
+    if daemon.auto_apply.is_some() {
+        out.push(warn(
+            at,
+            &["daemon", "auto_apply"],
+            "`daemon.auto_apply` is ignored by this build: the daemon applies no config change by itself, only the node changes of groups whose desired count a trigger or `scaler scale` changed".to_string(),
+            Some("apply config changes with `scaler apply`"),
+        ));
+    }
+    out
+}
+
+/// A NodeTemplate's ignored settings: `provider: ec2` and both `provision`
+/// steps.
+pub fn node_template(at: At<'_>, t: &NodeTemplate) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    if t.provider == ProviderKind::Ec2 {
+        out.push(warn(
+            at,
+            &["provider"],
+            format!(
+                "`provider: ec2` is not in this build: `plan` reports an error for every group made from template `{}` and leaves its nodes out; the other groups are planned and applied",
+                t.name
+            ),
+            Some("use `provider: local` to try the group on this machine"),
+        ));
+    }
+    if let Some(provision) = &t.provision {
+        if provision.puppet.is_some() {
+            out.push(warn(
+                at,
+                &["provision", "puppet"],
+                "`provision.puppet` is ignored by this build: new nodes start without a Puppet run".to_string(),
+                None,
+            ));
+        }
+        if let Some(playbook) = &provision.playbook {
+            out.push(warn(
+                at,
+                &["provision", "playbook"],
+                format!("`provision.playbook` is ignored by this build: new nodes start without running playbook `{playbook}`"),
+                Some("run it on the new nodes yourself with `scaler run`"),
+            ));
+        }
+    }
+    out
+}
+
+/// A Group's ignored settings: `scale_in.pick: least-busy` (and its
+/// `counter`).
+pub fn group(at: At<'_>, g: &Group) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    if g.scale_in.as_ref().and_then(|s| s.pick) == Some(Pick::LeastBusy) {
+        out.push(warn(
+            at,
+            &["scale_in", "pick"],
+            "`scale_in.pick: least-busy` is not built yet: this build removes the newest nodes first, as `pick: newest` does".to_string(),
+            None,
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::compile::{compile, Input};
+    use super::super::source::SourceFile;
+
+    fn warnings(files: &[(&str, &str)]) -> Vec<String> {
+        let mut files: Vec<SourceFile> =
+            files.iter().map(|(p, t)| SourceFile { path: (*p).to_string(), text: (*t).to_string() }).collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let config = compile(Input { root: Path::new("repo"), files: &files, revision: "none".into(), diags: Vec::new() })
+            .unwrap_or_else(|d| panic!("{}", d.render(false)));
+        config.warnings.0.iter().map(|d| format!("{} {} {}", d.location(), d.field, d.source_line.as_deref().unwrap_or(""))).collect()
+    }
+
+    const TEMPLATE: &str = "kind: NodeTemplate\nname: n\nprovider: local\nlocal: { command: run }\n";
+
+    #[test]
+    fn each_ignored_setting_is_named_at_its_key() {
+        let project = "kind: Project\nname: p\ndaemon:\n  auto_apply: true\n  source: { git: x, webhook_secret: { env: H } }\n";
+        let ec2 = "kind: NodeTemplate\nname: e\nprovider: ec2\nec2: { region: r, image: i, instance_type: t }\nprovision:\n  puppet: { manifest: m.pp }\n  playbook: boot\n---\nkind: Playbook\nname: boot\nsteps: [{ run: 'true' }]\n";
+        let group = "kind: Group\nname: g\ntemplate: n\nmin: 0\nmax: 2\nscale_in: { pick: least-busy, counter: c }\n---\nkind: Counter\nname: c\nsource: { push: {} }\n";
+        assert_eq!(
+            warnings(&[("scaler.yaml", project), ("e.yaml", ec2), ("n.yaml", TEMPLATE), ("g.yaml", group)]),
+            vec![
+                "e.yaml:3:1 provider provider: ec2",
+                "e.yaml:6:3 provision.puppet   puppet: { manifest: m.pp }",
+                "e.yaml:7:3 provision.playbook   playbook: boot",
+                "g.yaml:6:13 scale_in.pick scale_in: { pick: least-busy, counter: c }",
+                "scaler.yaml:4:3 daemon.auto_apply   auto_apply: true",
+                "scaler.yaml:5:3 daemon.source   source: { git: x, webhook_secret: { env: H } }",
+                "scaler.yaml:5:21 daemon.source.webhook_secret   source: { git: x, webhook_secret: { env: H } }",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_config_without_them_has_no_warning() {
+        let project = "kind: Project\nname: p\ndaemon: { listen: 127.0.0.1:1, evaluation_interval: 5s }\n";
+        let group = "kind: Group\nname: g\ntemplate: n\nmin: 0\nmax: 2\nscale_in: { pick: oldest }\n";
+        assert!(warnings(&[("scaler.yaml", project), ("n.yaml", TEMPLATE), ("g.yaml", group)]).is_empty());
+    }
+}
