@@ -4,13 +4,14 @@
 //! ([`LocalTransport`]).
 //!
 //! ```text
-//! config::Config + target name -> target::resolve -> [HostSpec]
+//! fleet::Fleet (config + recorded nodes) + selector -> target::resolve -> [HostSpec]
 //! Playbook + vars -> runner::Runner (serial batches, forks, max_fail_percentage)
 //!   per host: steps -> template rendering -> Transport (ssh pool | local) -> StepResult
 //!   -> RunResult (per host, per step, overall status, exit code)
 //! ```
 //!
-//! Must not depend on: the store (the CLI reads nodes and hands them in),
+//! Must not depend on: the store (callers read the nodes and hand them in
+//! through a [`crate::fleet::Fleet`]),
 //! CLI printing (progress goes through the [`Progress`] observer).
 
 mod error;
@@ -26,5 +27,5 @@ pub use local::LocalTransport;
 pub use result::{exit_code_for, HostResult, RunResult, Status, StepResult};
 pub use runner::{read_secret, NoProgress, Progress, Prompter, RunOptions, Runner, TerminalPrompter};
 pub use ssh::{SshParams, SshTransport};
-pub use target::{resolve, HostSpec, NodeAddress, SshOverrides, TargetSelection};
+pub use target::{resolve, HostSpec, SshOverrides, TargetSelection};
 pub use transport::{wrap_command, CommandOutput, CommandRequest, PromptAnswer, PutOptions, Transport};
