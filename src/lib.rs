@@ -12,10 +12,11 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`model`] | the config format: one type per kind, durations |
+//! | [`model`] | the config format: one type per kind, durations, `host[:port]` |
 //! | [`config`] | load a repo, YAML with positions, schema check, compile, diagnostics; read secret references; repo-confined paths; warnings about settings this build ignores |
 //! | [`template`] | minijinja environments (strict undefined, shell-quoting) |
 //! | [`store`] | the `Store` seam and its SQLite backend: state, serial, lineage, lock lease, trigger states, job queue |
+//! | [`fleet`] | which hosts a target names: static `hosts`, or a group's running nodes (one rule, one `host[:port]` parser) |
 //! | [`monitor`] | collection: the `Collector` seam, sources, parsers, scheduler |
 //! | [`provider`] | the `Provider` seam (describe/launch/terminate) and the `local` provider |
 //! | [`plan`] | `diff(desired, recorded, observed) -> Plan`, rendering, plan files |
@@ -42,6 +43,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod exec;
+pub mod fleet;
 pub mod import;
 pub mod jobs;
 pub mod inputs;

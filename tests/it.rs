@@ -13,6 +13,7 @@ mod config_fixtures;
 mod daemon;
 mod daemon_timing;
 mod exec;
+mod fleet;
 mod harness_smoke;
 mod ignored_settings;
 mod import;

@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{ActionContext, ActionError, ActionOutput, Executor};
-use crate::exec::{self, NodeAddress, NoProgress, Prompter, RunOptions, RunResult, Runner, SshOverrides, Status};
+use crate::exec::{self, NoProgress, Prompter, RunOptions, RunResult, Runner, SshOverrides, Status};
+use crate::fleet::Fleet;
 use crate::model::RunAction;
-use crate::store::NodeStatus;
 
 /// Default command timeout when neither the step nor the project sets one.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,15 +51,16 @@ pub(super) async fn execute(ex: &Executor, ctx: &ActionContext, a: &RunAction) -
     let target = a.on.clone().or_else(|| pb.on.clone()).ok_or_else(|| {
         ActionError::permanent(format!("run: playbook `{}` has no `on` and the action gives none", pb.name))
     })?;
-    let nodes = running_nodes(ex).await?;
+    let nodes = ex.snapshot().await?.nodes;
+    let fleet = Fleet::new(config, &nodes);
     let overrides = SshOverrides::default();
-    let hosts = exec::resolve(config, &target, &nodes, &overrides).map_err(|e| ActionError::permanent(format!("run `{}`: {e}", pb.name)))?;
+    let hosts = exec::resolve(&fleet, &target, &overrides).map_err(|e| ActionError::permanent(format!("run `{}`: {e}", pb.name)))?;
     let mut delegates = BTreeMap::new();
     for on in pb.steps.iter().filter_map(|s| s.on.as_ref()) {
         if on == "local" || delegates.contains_key(on) {
             continue;
         }
-        let mut hs = exec::resolve(config, on, &nodes, &overrides).map_err(|e| ActionError::permanent(format!("run `{}`: {e}", pb.name)))?;
+        let mut hs = exec::resolve(&fleet, on, &overrides).map_err(|e| ActionError::permanent(format!("run `{}`: {e}", pb.name)))?;
         match (hs.pop(), hs.is_empty()) {
             (Some(h), true) => {
                 delegates.insert(on.clone(), h);
@@ -95,17 +96,6 @@ fn default_timeout(ex: &Executor) -> Duration {
         .as_ref()
         .and_then(|d| d.timeout.as_ref())
         .map_or(DEFAULT_TIMEOUT, |d| d.get())
-}
-
-/// Running nodes from state (only needed by group targets, harmless otherwise).
-async fn running_nodes(ex: &Executor) -> Result<Vec<NodeAddress>, ActionError> {
-    let snap = ex.snapshot().await?;
-    Ok(snap
-        .nodes
-        .into_iter()
-        .filter(|n| n.status == NodeStatus::Running)
-        .map(|n| NodeAddress { name: n.name, group: n.group, address: n.address, created_at: n.created_at })
-        .collect())
 }
 
 /// The per-host summary; a failed or unreachable host makes a retryable error.

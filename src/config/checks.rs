@@ -419,6 +419,12 @@ pub fn check_target(ctx: &mut Ctx<'_>, at: At<'_>, t: &Target) {
     if t.hosts.as_ref().is_some_and(Vec::is_empty) {
         ctx.push(at, "range", "`hosts` is empty".to_string(), &path!["hosts"]);
     }
+    for (i, h) in t.hosts.iter().flatten().enumerate() {
+        if let Err(e) = HostPort::parse(h) {
+            ctx.push(at, "host", e, &path!["hosts", i]).help =
+                Some("write `host`, `host:port` (port 1-65535), `[v6]:port` or a bare IPv6 address".to_string());
+        }
+    }
 }
 
 /// Checks a Counter.

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use super::{next_tick, DaemonError, SharedWindow};
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::fleet::Fleet;
 use crate::rules::{Engine, Record, Window};
 use crate::store::{Backend, NewJob, StateStore, TriggerRecord};
 
@@ -145,7 +146,10 @@ impl Evaluator {
                 let keep = self.keep_ms;
                 self.window.with(|w| w.prune(tick, keep));
                 if let Ok(snap) = store.snapshot().await {
-                    self.window.with(|w| w.set_hosts(&self.config, &snap.nodes));
+                    match Fleet::new(&self.config, &snap.nodes).host_sets() {
+                        Ok(sets) => self.window.with(|w| w.set_hosts(sets)),
+                        Err(e) => tracing::error!(error = %e, "cannot refresh the host sets; keeping the last ones"),
+                    }
                 }
             }
             tick = next_tick(self.clock.now_ms().max(tick + 1), self.interval_ms);

@@ -24,11 +24,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::actions::{Executor, ExecutorOptions};
+use crate::fleet::{Fleet, FleetError};
 use crate::inputs::{self, InputConfig, InputSink};
 use crate::jobs::{self, ActionExecutor, WorkerOptions};
 use crate::clock::SharedClock;
 use crate::monitor::scheduler;
-use crate::monitor::{plan_jobs, Collector, JobFilter, Sources};
+use crate::monitor::{lookbacks, plan_jobs, Collector, JobFilter, Sources};
 use crate::reconcile::{self, Backoff, Outcome, Session};
 use crate::rules::{Engine, Window};
 use crate::store::{Backend, Sample, Selector, StateStore};
@@ -76,6 +77,9 @@ pub enum DaemonError {
     /// A listener could not start.
     #[error("{0}")]
     Listen(String),
+    /// A target's hosts cannot be given.
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
     /// Something else that stops the daemon.
     #[error("{0}")]
     Other(String),
@@ -206,7 +210,9 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
     let engine = Arc::new(Engine::compile(config.triggers.values().map(|t| &t.spec)).map_err(DaemonError::Triggers)?);
     let store = session.store.clone();
     let snapshot = store.snapshot().await?;
-    let mut window = Window::from_config(&config, &snapshot.nodes);
+    let fleet = Fleet::new(&config, &snapshot.nodes);
+    let mut window = Window::with_counters(lookbacks(&config));
+    window.set_hosts(fleet.host_sets()?);
     let keep = keep_ms(&engine, &window);
     let now = opts.clock.now_ms();
     let (window, seeded) = store
@@ -222,7 +228,7 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
     let mut tasks: JoinSet<Result<(), DaemonError>> = JoinSet::new();
 
     if opts.collect {
-        let (jobs, skipped) = plan_jobs(&config, &snapshot.nodes, &JobFilter::default());
+        let (jobs, skipped) = plan_jobs(&fleet, &JobFilter::default());
         let passive = |name: &str| {
             config.counters.get(name).is_some_and(|c| {
                 matches!(c.spec.source, crate::model::Source::Push(_) | crate::model::Source::Alertmanager(_) | crate::model::Source::Trap(_))

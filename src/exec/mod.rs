@@ -4,7 +4,7 @@
 //! ([`LocalTransport`]).
 //!
 //! ```text
-//! config::Config + target name -> target::resolve -> [HostSpec]
+//! fleet::Fleet (config + recorded nodes) + selector -> target::resolve -> [HostSpec]
 //! Playbook + vars -> runner::Runner (runner/compile: steps checked, params bound)
 //!   runner/batch: serial batches, forks, max_fail_percentage
 //!   runner/host: per host, steps in order -> template rendering -> Transport (ssh pool | local)
@@ -12,7 +12,8 @@
 //!   -> RunResult (per host, per step, overall status, exit code)
 //! ```
 //!
-//! Must not depend on: the store (the CLI reads nodes and hands them in),
+//! Must not depend on: the store (callers read the nodes and hand them in
+//! through a [`crate::fleet::Fleet`]),
 //! CLI printing (progress goes through the [`Progress`] observer).
 
 mod error;
@@ -28,5 +29,5 @@ pub use local::LocalTransport;
 pub use result::{exit_code_for, HostResult, RunResult, Status, StepResult};
 pub use runner::{NoProgress, Progress, Prompter, RunOptions, Runner, TerminalPrompter};
 pub use ssh::{SshParams, SshTransport};
-pub use target::{resolve, HostSpec, NodeAddress, SshOverrides, TargetSelection};
+pub use target::{resolve, HostSpec, SshOverrides, TargetSelection};
 pub use transport::{wrap_command, CommandOutput, CommandRequest, PromptAnswer, PutOptions, Transport};

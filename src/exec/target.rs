@@ -1,31 +1,17 @@
 //! Target resolution: `TARGET`, `TARGET/HOST`, `TARGET/newest` or `local`
-//! to a list of hosts with their merged SSH settings (project defaults <
-//! target < command-line flags).
+//! to a list of hosts (asked of the [`Fleet`]) with their merged SSH
+//! settings (project defaults < target < command-line flags).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
 use super::SshParams;
 use crate::config::Config;
+use crate::fleet::{Fleet, Origin};
 use crate::model::{HostKeyPolicy, SshSettings};
 
 /// Default SSH connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A running node of a group, as recorded in state (the CLI reads the store).
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeAddress {
-    /// The node's name (`web-03`).
-    pub name: String,
-    /// Its group.
-    pub group: String,
-    /// `host` or `host:port` (the port is the node's service port, not SSH's).
-    pub address: Option<String>,
-    /// When it was launched.
-    pub created_at: DateTime<Utc>,
-}
 
 /// SSH settings given on the command line; they win over the config.
 #[derive(Debug, Clone, Default)]
@@ -68,22 +54,6 @@ pub fn parse_selector(text: &str) -> (String, TargetSelection) {
         None => (text.to_string(), TargetSelection::All),
         Some((t, "newest")) => (t.to_string(), TargetSelection::Newest),
         Some((t, h)) => (t.to_string(), TargetSelection::Host(h.to_string())),
-    }
-}
-
-/// Splits `host`, `host:port` or `[v6]:port`.
-fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
-    let bad_port = |p: &str| format!("`{text}`: `{p}` is not a port number");
-    if let Some(rest) = text.strip_prefix('[') {
-        let (h, after) = rest.split_once(']').ok_or_else(|| format!("`{text}`: missing `]`"))?;
-        return match after.strip_prefix(':') {
-            Some(p) => Ok((h.to_string(), Some(p.parse().map_err(|_| bad_port(p))?))),
-            None => Ok((h.to_string(), None)),
-        };
-    }
-    match text.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => Ok((h.to_string(), Some(p.parse().map_err(|_| bad_port(p))?))),
-        _ => Ok((text.to_string(), None)),
     }
 }
 
@@ -147,45 +117,45 @@ impl Merged {
 }
 
 /// Resolves a target selector (`web`, `web/web-02`, `web/newest`, `local`)
-/// to hosts. `nodes` are the running nodes recorded in state.
-pub fn resolve(config: &Config, selector: &str, nodes: &[NodeAddress], cli: &SshOverrides) -> Result<Vec<HostSpec>, String> {
+/// to hosts: the target's hosts in the fleet.
+pub fn resolve(fleet: &Fleet<'_>, selector: &str, cli: &SshOverrides) -> Result<Vec<HostSpec>, String> {
+    let config = fleet.config();
     if selector == "local" && !config.targets.contains_key("local") {
         return Ok(vec![HostSpec { name: "local".into(), ssh: None }]);
     }
     let (name, selection) = parse_selector(selector);
-    let target = config.targets.get(&name).map(|t| &t.spec).ok_or_else(|| {
-        let known: Vec<String> = config.targets.keys().map(|k| format!("`{k}`")).collect();
-        if known.is_empty() {
-            format!("no target `{name}` in the config (it has no targets)")
-        } else {
-            format!("no target `{name}` in the config; targets: {}", known.join(", "))
-        }
-    })?;
-    let merged = merge(config, target.ssh.as_ref(), cli);
-    let mut hosts = Vec::new();
-    if let Some(list) = &target.hosts {
-        if selection == TargetSelection::Newest {
+    let target = fleet.target(&name).map_err(|e| e.to_string())?;
+    let mut members = fleet.hosts_of(&name).map_err(|e| e.to_string())?;
+    match (&target.hosts, &target.group) {
+        (Some(_), _) if selection == TargetSelection::Newest => {
             return Err(format!("`{name}/newest` needs a target with a `group`; `{name}` lists static hosts"));
         }
-        for h in list {
-            let (addr, port) = split_host_port(h)?;
-            hosts.push(HostSpec { name: h.clone(), ssh: Some(merged.params(addr, port)) });
+        (None, Some(group)) => {
+            if selection == TargetSelection::Newest {
+                let created = |h: &crate::fleet::Host| match h.origin {
+                    Origin::Node { created_at, .. } => Some(created_at),
+                    Origin::Static => None,
+                };
+                members = members.into_iter().max_by_key(created).into_iter().collect();
+            }
+            if members.is_empty() {
+                return Err(format!("target `{name}`: group `{group}` has no running node with an address"));
+            }
         }
-    } else if let Some(group) = &target.group {
-        let mut members: Vec<&NodeAddress> = nodes.iter().filter(|n| &n.group == group).collect();
-        if selection == TargetSelection::Newest {
-            members.sort_by_key(|n| n.created_at);
-            members = members.into_iter().last().into_iter().collect();
-        }
-        for n in members {
-            let Some(address) = &n.address else { continue };
-            let (addr, _service_port) = split_host_port(address)?;
-            hosts.push(HostSpec { name: n.name.clone(), ssh: Some(merged.params(addr, None)) });
-        }
-        if hosts.is_empty() {
-            return Err(format!("target `{name}`: group `{group}` has no running node with an address"));
-        }
+        _ => {}
     }
+    let merged = merge(config, target.ssh.as_ref(), cli);
+    let mut hosts: Vec<HostSpec> = members
+        .into_iter()
+        .map(|h| {
+            // A static entry's port is SSH's; a node's recorded port is its service's.
+            let port = match h.origin {
+                Origin::Static => h.endpoint.port,
+                Origin::Node { .. } => None,
+            };
+            HostSpec { name: h.name, ssh: Some(merged.params(h.endpoint.host, port)) }
+        })
+        .collect();
     if let TargetSelection::Host(h) = &selection {
         hosts.retain(|s| &s.name == h || s.ssh.as_ref().is_some_and(|p| &p.address == h));
         if hosts.is_empty() {
@@ -201,14 +171,6 @@ pub fn resolve(config: &Config, selector: &str, nodes: &[NodeAddress], cli: &Ssh
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_port_forms() {
-        assert_eq!(split_host_port("a.example").unwrap(), ("a.example".into(), None));
-        assert_eq!(split_host_port("127.0.0.1:2222").unwrap(), ("127.0.0.1".into(), Some(2222)));
-        assert_eq!(split_host_port("[::1]:22").unwrap(), ("::1".into(), Some(22)));
-        assert!(split_host_port("h:x").is_err());
-    }
 
     #[test]
     fn selectors() {

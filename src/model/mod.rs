@@ -7,9 +7,11 @@
 //!
 //! Must not depend on: any IO, tokio, the store or providers.
 
+mod address;
 mod duration;
 mod kinds;
 
+pub use address::HostPort;
 pub use duration::{Duration, Percent, DURATION_PATTERN, PERCENT_PATTERN};
 pub use kinds::*;
 

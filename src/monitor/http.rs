@@ -91,7 +91,7 @@ pub fn url_of(job: &Job, template: Option<&str>) -> Result<String, CollectError>
         Some(HttpScheme::Https) => "https",
         _ => "http",
     };
-    let (address, own_port) = job.address();
+    let (address, own_port) = (&job.address.host, job.address.port);
     let port = own_port.or(http.and_then(|h| h.port)).unwrap_or(if scheme == "https" { 443 } else { 80 });
     let address = if address.contains(':') { format!("[{address}]") } else { address.to_string() };
     let Some(template) = template else {

@@ -31,7 +31,7 @@ impl JmxCollector {
 /// The agent's URL for a job.
 pub fn url_of(job: &Job) -> String {
     let settings = job.target.as_ref().and_then(|t| t.jmx.as_ref());
-    let (address, own_port) = job.address();
+    let (address, own_port) = (&job.address.host, job.address.port);
     let port = own_port.or(settings.and_then(|s| s.port)).unwrap_or(8778);
     let path = settings.and_then(|s| s.path.clone()).unwrap_or_else(|| "/jolokia".into());
     let address = if address.contains(':') { format!("[{address}]") } else { address.to_string() };

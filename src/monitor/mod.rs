@@ -2,7 +2,7 @@
 //! the scheduler that runs every counter at its interval.
 //!
 //! ```text
-//! config::Config + recorded nodes -> plan_jobs (counter x host) -> scheduler
+//! fleet::Fleet (config + recorded nodes) -> plan_jobs (counter x host) -> scheduler
 //!   (interval, jitter, timeout, bounded concurrency) -> Collector::collect
 //!   -> parse -> samples (value | failure) -> sink (the store)
 //! ```
@@ -32,14 +32,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::config::Config;
+use crate::fleet::{Fleet, HostPort};
 use crate::model::{Counter, Parse, Source, Target};
-use crate::store::{NodeRecord, Sample, SeriesKey};
+use crate::store::{Sample, SeriesKey};
 use parse::{ParseError, Parser, RateTracker, Reading};
 
 /// Default collection interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// Default collection timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many intervals `last()` looks back by default.
+pub const LOOKBACK_INTERVALS: u32 = 3;
 /// The host of local sources without targets.
 pub const LOCAL_HOST: &str = "local";
 
@@ -124,9 +127,12 @@ impl CounterSpec {
 pub struct Job {
     /// The counters, all with the same source kind and interval.
     pub counters: Vec<Arc<CounterSpec>>,
-    /// The host as written in the target (`host` or `host:port`), or
-    /// [`LOCAL_HOST`].
+    /// The host its series carry: the address as written in the target or
+    /// recorded for the node (`host` or `host:port`), the node's name or
+    /// static entry for `ssh` sources, or [`LOCAL_HOST`].
     pub host: String,
+    /// Where to reach it (the collectors add their default ports).
+    pub address: HostPort,
     /// The target it comes from (settings, labels).
     pub target: Option<Arc<Target>>,
     /// How often.
@@ -144,33 +150,11 @@ impl Job {
         format!("{}@{}", names.join(","), self.host)
     }
 
-    /// The host name without a port, and the port if the host has one.
-    pub fn address(&self) -> (&str, Option<u16>) {
-        split_host_port(&self.host)
-    }
-
     /// Labels of the counter's series: target labels, then counter labels.
     pub fn labels(&self, counter: &CounterSpec) -> BTreeMap<String, String> {
         let mut labels = self.target.as_ref().map(|t| t.labels.clone()).unwrap_or_default();
         labels.extend(counter.counter.labels.clone());
         labels
-    }
-}
-
-/// `host:port` into its parts (`[::1]:80` too); a host without a port as is.
-pub fn split_host_port(host: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = host.strip_prefix('[') {
-        if let Some((h, p)) = rest.split_once("]:") {
-            return (h, p.parse().ok());
-        }
-        return (rest.trim_end_matches(']'), None);
-    }
-    match host.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => match p.parse() {
-            Ok(port) => (h, Some(port)),
-            Err(_) => (host, None),
-        },
-        _ => (host, None),
     }
 }
 
@@ -203,22 +187,37 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// The hosts of a target: its static hosts, or the addresses of its group's
-/// recorded nodes (nodes without an address yet are left out).
-pub fn target_hosts(target: &Target, nodes: &[NodeRecord]) -> Vec<String> {
-    match (&target.hosts, &target.group) {
-        (Some(hosts), _) => hosts.clone(),
-        (None, Some(group)) => nodes.iter().filter(|n| &n.group == group).filter_map(|n| n.address.clone()).collect(),
-        (None, None) => Vec::new(),
-    }
+/// A counter's collection interval: its own, else the project default,
+/// else [`DEFAULT_INTERVAL`].
+pub fn interval(config: &Config, counter: &Counter) -> Duration {
+    let default = config.project.spec.defaults.as_ref().and_then(|d| d.interval.as_ref()).map(|d| d.get());
+    counter.interval.as_ref().map(|d| d.get()).or(default).unwrap_or(DEFAULT_INTERVAL)
 }
 
-/// Turns the config into jobs: one per counter and host (bulk sources: one
-/// per host and interval), with intervals and timeouts resolved. Sources
-/// this build does not collect are reported as [`Skipped`].
-pub fn plan_jobs(config: &Config, nodes: &[NodeRecord], filter: &JobFilter) -> (Vec<Job>, Vec<Skipped>) {
+/// A counter's default lookback for `last()`: [`LOOKBACK_INTERVALS`] x its
+/// [`interval`]; `None` for pushed values, alerts and traps, whose last
+/// value holds until replaced.
+pub fn lookback_ms(config: &Config, counter: &Counter) -> Option<i64> {
+    if matches!(counter.source, Source::Push(_) | Source::Alertmanager(_) | Source::Trap(_)) {
+        return None;
+    }
+    let ms = i64::try_from(interval(config, counter).as_millis()).unwrap_or(i64::MAX);
+    Some(ms.saturating_mul(i64::from(LOOKBACK_INTERVALS)))
+}
+
+/// Every counter of the config with its [`lookback_ms`]: what the rules'
+/// window declares.
+pub fn lookbacks(config: &Config) -> impl Iterator<Item = (&str, Option<i64>)> {
+    config.counters.values().map(move |c| (c.spec.name.as_str(), lookback_ms(config, &c.spec)))
+}
+
+/// Turns the config into jobs: one per counter and host of the fleet (bulk
+/// sources: one per host and interval), with intervals and timeouts
+/// resolved. Sources this build does not collect are reported as
+/// [`Skipped`].
+pub fn plan_jobs(fleet: &Fleet<'_>, filter: &JobFilter) -> (Vec<Job>, Vec<Skipped>) {
+    let config = fleet.config();
     let defaults = config.project.spec.defaults.as_ref();
-    let default_interval = defaults.and_then(|d| d.interval.as_ref()).map(|d| d.get()).unwrap_or(DEFAULT_INTERVAL);
     let default_timeout = defaults.and_then(|d| d.timeout.as_ref()).map(|d| d.get()).unwrap_or(DEFAULT_TIMEOUT);
     let mut jobs: Vec<Job> = Vec::new();
     let mut skipped = Vec::new();
@@ -243,7 +242,7 @@ pub fn plan_jobs(config: &Config, nodes: &[NodeRecord], filter: &JobFilter) -> (
                 continue;
             }
         };
-        let interval = counter.interval.as_ref().map(|d| d.get()).unwrap_or(default_interval).max(Duration::from_millis(10));
+        let interval = interval(config, counter).max(Duration::from_millis(10));
         let timeout = counter.timeout.as_ref().map(|d| d.get()).unwrap_or(default_timeout);
         for name in &counter.targets {
             if filter.target.as_ref().is_some_and(|t| t != name) {
@@ -252,27 +251,39 @@ pub fn plan_jobs(config: &Config, nodes: &[NodeRecord], filter: &JobFilter) -> (
             let Some(target) = config.targets.get(name) else { continue };
             let target = Arc::new(target.spec.clone());
             if matches!(counter.source, Source::Ssh(_)) {
-                let addrs: Vec<crate::exec::NodeAddress> =
-                    nodes.iter().map(|n| crate::exec::NodeAddress { name: n.name.clone(), group: n.group.clone(), address: n.address.clone(), created_at: n.created_at }).collect();
-                match crate::exec::resolve(config, name, &addrs, &crate::exec::SshOverrides::default()) {
+                match crate::exec::resolve(fleet, name, &crate::exec::SshOverrides::default()) {
                     Ok(hosts) => {
                         for h in hosts {
-                            jobs.push(Job { counters: vec![spec.clone()], host: h.name, target: Some(target.clone()), interval, timeout, ssh: h.ssh });
+                            let address = match &h.ssh {
+                                Some(p) => HostPort { host: p.address.clone(), port: Some(p.port) },
+                                None => local_address(),
+                            };
+                            jobs.push(Job { counters: vec![spec.clone()], host: h.name, address, target: Some(target.clone()), interval, timeout, ssh: h.ssh });
                         }
                     }
                     Err(e) => skipped.push(Skipped { counter: counter.name.clone(), reason: e }),
                 }
                 continue;
             }
-            for host in target_hosts(&target, nodes) {
-                jobs.push(Job { counters: vec![spec.clone()], host, target: Some(target.clone()), interval, timeout, ssh: None });
+            match fleet.hosts_of(name) {
+                Ok(hosts) => {
+                    for h in hosts {
+                        jobs.push(Job { counters: vec![spec.clone()], host: h.address, address: h.endpoint, target: Some(target.clone()), interval, timeout, ssh: None });
+                    }
+                }
+                Err(e) => skipped.push(Skipped { counter: counter.name.clone(), reason: e.to_string() }),
             }
         }
         if counter.targets.is_empty() && matches!(counter.source, Source::Local(_)) && filter.target.is_none() {
-            jobs.push(Job { counters: vec![spec.clone()], host: LOCAL_HOST.into(), target: None, interval, timeout, ssh: None });
+            jobs.push(Job { counters: vec![spec.clone()], host: LOCAL_HOST.into(), address: local_address(), target: None, interval, timeout, ssh: None });
         }
     }
     (merge_bulk(jobs), skipped)
+}
+
+/// The address of [`LOCAL_HOST`] jobs.
+pub fn local_address() -> HostPort {
+    HostPort { host: LOCAL_HOST.into(), port: None }
 }
 
 /// Merges the `jmx` jobs of one host, target and interval into one job (one
@@ -385,22 +396,12 @@ impl Collector for Sources {
 mod tests {
     use super::*;
 
-    #[test]
-    fn host_and_port_split() {
-        assert_eq!(split_host_port("web1"), ("web1", None));
-        assert_eq!(split_host_port("127.0.0.1:8080"), ("127.0.0.1", Some(8080)));
-        assert_eq!(split_host_port("[::1]:161"), ("::1", Some(161)));
-        assert_eq!(split_host_port("[::1]"), ("::1", None));
-        assert_eq!(split_host_port("::1"), ("::1", None));
-        assert_eq!(split_host_port("h:x"), ("h:x", None));
-    }
-
     fn job(rate: bool) -> Job {
         let counter: Counter = serde_json::from_value(serde_json::json!({
             "name": "req", "source": {"local": {"command": "x"}}, "rate": rate, "labels": {"env": "prod"}
         }))
         .unwrap();
-        Job { counters: vec![Arc::new(CounterSpec::compile(&counter).unwrap())], host: "h1".into(), target: None, interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT, ssh: None }
+        Job { counters: vec![Arc::new(CounterSpec::compile(&counter).unwrap())], host: "h1".into(), address: HostPort { host: "h1".into(), port: None }, target: None, interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT, ssh: None }
     }
 
     #[test]
@@ -421,7 +422,7 @@ mod tests {
             let c: Counter = serde_json::from_value(serde_json::json!({"name": name, "source": {"jmx": {"mbean": "m:type=X", "attribute": "A"}}})).unwrap();
             Arc::new(CounterSpec::compile(&c).unwrap())
         };
-        let j = |c: Arc<CounterSpec>, host: &str, secs: u64| Job { counters: vec![c], host: host.into(), target: None, interval: Duration::from_secs(secs), timeout: Duration::from_secs(secs), ssh: None };
+        let j = |c: Arc<CounterSpec>, host: &str, secs: u64| Job { counters: vec![c], host: host.into(), address: HostPort { host: host.into(), port: None }, target: None, interval: Duration::from_secs(secs), timeout: Duration::from_secs(secs), ssh: None };
         let merged = merge_bulk(vec![j(jmx("a"), "h1", 10), job(false), j(jmx("b"), "h1", 10), j(jmx("c"), "h2", 10), j(jmx("d"), "h1", 30)]);
         let shape: Vec<(String, usize)> = merged.iter().map(|m| (m.host.clone(), m.counters.len())).collect();
         assert_eq!(shape, vec![("h1".to_string(), 2), ("h1".to_string(), 1), ("h2".to_string(), 1), ("h1".to_string(), 1)]);

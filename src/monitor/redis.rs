@@ -24,7 +24,7 @@ pub struct RedisCollector {
 
 fn url_of(job: &Job) -> (String, String) {
     let settings = job.target.as_ref().and_then(|t| t.redis.as_ref());
-    let (address, own_port) = job.address();
+    let (address, own_port) = (&job.address.host, job.address.port);
     let port = own_port.or(settings.and_then(|s| s.port)).unwrap_or(6379);
     let db = settings.and_then(|s| s.db).unwrap_or(0);
     let addr = format!("{address}:{port}");

@@ -161,6 +161,7 @@ mod tests {
         Job {
             counters: vec![Arc::new(CounterSpec::compile(&counter).unwrap())],
             host: host.into(),
+            address: crate::fleet::HostPort { host: host.into(), port: None },
             target: None,
             interval: Duration::from_millis(interval_ms),
             timeout: Duration::from_millis(timeout_ms),

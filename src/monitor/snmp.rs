@@ -44,7 +44,7 @@ pub fn value_number(oid: &str, value: &Value) -> Result<f64, CollectError> {
 impl SnmpCollector {
     async fn client(&self, job: &Job) -> Result<SnmpClient, CollectError> {
         let settings = job.target.as_ref().and_then(|t| t.snmp.as_ref());
-        let (address, own_port) = job.address();
+        let (address, own_port) = (&job.address.host, job.address.port);
         let port = own_port.or(settings.and_then(|s| s.port)).unwrap_or(161);
         let community = match settings.and_then(|s| s.community.as_ref()) {
             None => "public".to_string(),

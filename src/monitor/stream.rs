@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use super::parse::RateTracker;
 use crate::clock::Clock;
+use crate::fleet::HostPort;
 use super::{to_samples, CollectError, CounterSpec, Job, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
 use crate::store::{Event, Sample};
 
@@ -52,7 +53,7 @@ impl LineParser {
     /// A parser for `counter` on `host`, events tagged `source`.
     pub fn new(counter: Arc<CounterSpec>, host: &str, source: &str) -> LineParser {
         LineParser {
-            job: Job { counters: vec![counter], host: host.to_string(), target: None, interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT, ssh: None },
+            job: Job { counters: vec![counter], host: host.to_string(), address: HostPort { host: host.to_string(), port: None }, target: None, interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT, ssh: None },
             source: source.to_string(),
             rates: RateTracker::new(),
         }

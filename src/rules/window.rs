@@ -1,13 +1,15 @@
 //! The recent samples the evaluator reads: an in-memory window per series,
 //! fed by the collector and the passive inputs, seeded from the store at
 //! start. Evaluating 10,000 triggers must not touch the database.
+//!
+//! Its inputs are plain values: the counters with their lookbacks
+//! ([`Window::with_counters`]) and the host sets ([`Window::set_hosts`]);
+//! the caller works them out from the config and the fleet.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::Config;
-use crate::model::{Counter, Source};
-use crate::store::{NodeRecord, NodeStatus, Sample, SampleValue, SeriesKey};
+use crate::store::{Sample, SampleValue, SeriesKey};
 
 /// One sample in the window.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,74 +185,21 @@ impl Window {
     }
 }
 
-/// Default collection interval when neither the counter nor the project
-/// sets one.
-pub const DEFAULT_INTERVAL_MS: i64 = 10_000;
-
-/// How many intervals `last()` looks back by default.
-pub const LOOKBACK_INTERVALS: i64 = 3;
-
-/// A counter's default lookback: 3 × its interval (counter, else project
-/// default, else 10s); `None` for pushed values, alerts and traps, whose
-/// last value holds until replaced.
-pub fn lookback_ms(config: &Config, counter: &Counter) -> Option<i64> {
-    if matches!(counter.source, Source::Push(_) | Source::Alertmanager(_) | Source::Trap(_)) {
-        return None;
-    }
-    let ms = |d: &crate::model::Duration| i64::try_from(d.get().as_millis()).unwrap_or(i64::MAX);
-    let interval = counter
-        .interval
-        .as_ref()
-        .map(ms)
-        .or_else(|| config.project.spec.defaults.as_ref().and_then(|d| d.interval.as_ref()).map(ms))
-        .unwrap_or(DEFAULT_INTERVAL_MS);
-    Some(interval.saturating_mul(LOOKBACK_INTERVALS))
-}
-
 impl Window {
-    /// A window for a config: every counter declared with its lookback, and
-    /// every Target and Group as a host set (static hosts; a group's
-    /// running nodes under their name and address).
-    pub fn from_config(config: &Config, nodes: &[NodeRecord]) -> Window {
+    /// A window with these counters declared, each with its default
+    /// lookback (`None`: the last value holds until replaced).
+    pub fn with_counters<'a>(counters: impl IntoIterator<Item = (&'a str, Option<i64>)>) -> Window {
         let mut w = Window::new();
-        for c in config.counters.values() {
-            w.declare(&c.spec.name, lookback_ms(config, &c.spec));
+        for (name, lookback_ms) in counters {
+            w.declare(name, lookback_ms);
         }
-        w.set_hosts(config, nodes);
         w
     }
 
-    /// Replaces the host sets (after nodes changed).
-    pub fn set_hosts(&mut self, config: &Config, nodes: &[NodeRecord]) {
-        let node_members = |group: &str| -> Vec<Vec<String>> {
-            nodes
-                .iter()
-                .filter(|n| n.group == group && n.status == NodeStatus::Running)
-                .map(|n| {
-                    let mut names = vec![n.name.clone()];
-                    if let Some(a) = &n.address {
-                        names.push(a.clone());
-                        names.push(crate::monitor::split_host_port(a).0.to_string());
-                    }
-                    names
-                })
-                .collect()
-        };
-        self.groups.clear();
-        for g in config.groups.keys() {
-            self.groups.insert(g.clone(), HostSet::new(node_members(g)));
-        }
-        for (name, t) in &config.targets {
-            let members = match (&t.spec.hosts, &t.spec.group) {
-                (Some(hosts), _) => hosts
-                    .iter()
-                    .map(|h| vec![h.clone(), crate::monitor::split_host_port(h).0.to_string()])
-                    .collect(),
-                (None, Some(g)) => node_members(g),
-                (None, None) => Vec::new(),
-            };
-            self.groups.insert(name.clone(), HostSet::new(members));
-        }
+    /// Replaces the host sets (after nodes changed): each Target and Group
+    /// by name, with its members, each as the names its series may carry.
+    pub fn set_hosts(&mut self, sets: impl IntoIterator<Item = (String, Vec<Vec<String>>)>) {
+        self.groups = sets.into_iter().map(|(name, members)| (name, HostSet::new(members))).collect();
     }
 
     /// Names of the declared counters.
@@ -280,5 +229,18 @@ mod tests {
         assert!(!w.has_counter("other"));
         w.prune(10_000, 1_000);
         assert_eq!(w.len(), 1, "the newest point stays");
+    }
+
+    #[test]
+    fn counters_and_host_sets_are_plain_inputs() {
+        let mut w = Window::with_counters([("cpu", Some(30_000)), ("queue", None)]);
+        assert_eq!(w.counter("cpu").map(|c| c.lookback_ms), Some(Some(30_000)));
+        assert_eq!(w.counter("queue").map(|c| c.lookback_ms), Some(None));
+        let web = vec![vec!["web-01".to_string(), "127.0.0.1:18001".into(), "127.0.0.1".into()], vec!["web-02".to_string()]];
+        w.set_hosts([("web".to_string(), web)]);
+        let set = &w.groups["web"];
+        assert_eq!((set.members, set.alias.get("127.0.0.1"), set.alias.get("web-02")), (2, Some(&0), Some(&1)));
+        w.set_hosts([("db".to_string(), vec![])]);
+        assert_eq!(w.groups.keys().collect::<Vec<_>>(), vec!["db"], "the sets are replaced");
     }
 }

@@ -13,9 +13,10 @@ use serde::Serialize;
 use super::spec::{Case, Problem, Pushed};
 use super::series::Item;
 use crate::config::Config;
+use crate::fleet::{Fleet, FleetError};
 use crate::model::Action;
 use crate::rules::engine::state_word;
-use crate::rules::{Engine, HostSet, Point, Record, StateKind, Term, Window};
+use crate::rules::{Engine, Point, Record, StateKind, Term, Window};
 use crate::store::SeriesKey;
 
 /// Most evaluations one case may run (a typo like `evaluation_interval: 1ms`
@@ -27,34 +28,30 @@ const MAX_EVALUATIONS: i64 = 1_000_000;
 /// `None` (a value holds until replaced) for `push`, `alertmanager` and
 /// `trap` sources.
 pub fn lookback_ms(config: &Config, counter: &str) -> Option<i64> {
-    config.counters.get(counter).and_then(|c| crate::rules::window::lookback_ms(config, &c.spec))
+    config.counters.get(counter).and_then(|c| crate::monitor::lookback_ms(config, &c.spec))
 }
 
 /// The window the daemon starts from: every counter declared (see
-/// [`lookback_ms`]), and every Target and Group name mapped to its members.
-/// `hosts` gives members by name; a Target with static `hosts` defaults to
-/// them, a Target of a group to that group's members; anything else has no
-/// members.
-pub fn window_for(config: &Config, hosts: &BTreeMap<String, Vec<String>>) -> Window {
-    let mut w = Window::from_config(config, &[]);
-    let members = |name: &str| -> Vec<String> {
-        if let Some(h) = hosts.get(name) {
-            return h.clone();
+/// [`lookback_ms`]), and every Target and Group name mapped to its members
+/// as the fleet gives them, with no recorded nodes. `hosts` gives members
+/// by name; a Target of a group defaults to that group's members, a Target
+/// with static `hosts` to them; anything else has no members.
+pub fn window_for(config: &Config, hosts: &BTreeMap<String, Vec<String>>) -> Result<Window, FleetError> {
+    let mut w = Window::with_counters(crate::monitor::lookbacks(config));
+    let mut sets = Fleet::new(config, &[]).host_sets()?;
+    let given = |name: &str| hosts.get(name).map(|list| list.iter().map(|h| vec![h.clone()]).collect::<Vec<_>>());
+    for (name, t) in &config.targets {
+        if let (None, Some(members)) = (&t.spec.hosts, t.spec.group.as_deref().and_then(given)) {
+            sets.insert(name.clone(), members);
         }
-        match config.targets.get(name).map(|t| &t.spec) {
-            Some(t) => match (&t.hosts, &t.group) {
-                (Some(list), _) => list.clone(),
-                (None, Some(g)) => hosts.get(g).cloned().unwrap_or_default(),
-                (None, None) => Vec::new(),
-            },
-            None => Vec::new(),
-        }
-    };
-    for name in config.targets.keys().chain(config.groups.keys()) {
-        let set = HostSet::new(members(name).into_iter().map(|h| vec![h]).collect());
-        w.groups.insert(name.clone(), set);
     }
-    w
+    for (name, members) in sets.iter_mut() {
+        if let Some(m) = given(name) {
+            *members = m;
+        }
+    }
+    w.set_hosts(sets);
+    Ok(w)
 }
 
 /// One line per action, for people and for `actions:` in test files:
@@ -165,7 +162,7 @@ pub fn run_case(config: &Config, engine: &Engine, case: &Case) -> Result<CaseRun
         return Err(problems);
     }
     let hosts: BTreeMap<String, Vec<String>> = case.hosts.iter().map(|h| (h.name.clone(), h.hosts.clone())).collect();
-    let mut window = Arc::new(window_for(config, &hosts));
+    let mut window = Arc::new(window_for(config, &hosts).map_err(|e| vec![Problem::new(case.pos, "hosts", e.to_string())])?);
     let inputs = inputs(case);
     let interval = case.interval_ms;
     let last_input = inputs.iter().map(|i| i.ts_ms).max().unwrap_or(0);

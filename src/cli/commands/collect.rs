@@ -13,6 +13,7 @@ use crate::cli::workspace::{runtime, Workspace};
 use crate::cli::{CmdResult, Failure, Ui};
 use crate::config::Config;
 use crate::clock::{Clock, SystemClock};
+use crate::fleet::Fleet;
 use crate::monitor::scheduler::{self, Options};
 use crate::monitor::{plan_jobs, Collector, JobFilter, Sources};
 use crate::store::{Backend, Retention, Sample, SampleValue, SeriesKey};
@@ -108,17 +109,16 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     let ws = Workspace::load(&args.dir, None, ui)?;
     let store = ws.store()?;
     let nodes = store.run_blocking(|db| db.snapshot())?.nodes;
+    let fleet = Fleet::new(&ws.config, &nodes);
     if let Some(t) = &args.on {
-        if !ws.config.targets.contains_key(t) {
-            return Err(Failure::new(format!("no target `{t}` in the config")));
-        }
+        fleet.target(t).map_err(|e| Failure::new(e.to_string()))?;
     }
     if let Some(c) = &args.counter {
         if !ws.config.counters.contains_key(c) {
             return Err(Failure::new(format!("no counter `{c}` in the config")));
         }
     }
-    let (jobs, skipped) = plan_jobs(&ws.config, &nodes, &JobFilter { counter: args.counter.clone(), target: args.on.clone() });
+    let (jobs, skipped) = plan_jobs(&fleet, &JobFilter { counter: args.counter.clone(), target: args.on.clone() });
     for s in &skipped {
         ui.warn(&format!("counter `{}` skipped: {}", s.counter, s.reason));
     }

@@ -11,9 +11,10 @@ use std::time::Duration;
 use crate::cli::workspace::{load_config, location};
 use crate::cli::{Failure, Ui};
 use crate::config::Config;
-use crate::exec::{self, HostResult, HostSpec, NodeAddress, RunResult, SshOverrides, Status, StepResult};
+use crate::exec::{self, HostResult, HostSpec, RunResult, SshOverrides, Status, StepResult};
+use crate::fleet::Fleet;
 use crate::model::HostKeyPolicy;
-use crate::store::NodeStatus;
+use crate::store::NodeRecord;
 
 /// Exit code for a bad playbook, parameters or target (nothing ran).
 pub const BAD_INPUT: u8 = 4;
@@ -82,27 +83,22 @@ pub fn bad(message: impl Into<String>) -> Failure {
     Failure { code: BAD_INPUT, message: message.into() }
 }
 
-/// Resolves a selector; reads recorded nodes only for group targets.
+/// Resolves a selector against the fleet; reads recorded nodes only for
+/// group targets.
 pub fn resolve(config: &Config, selector: &str, overrides: &SshOverrides) -> Result<Vec<HostSpec>, Failure> {
     let (name, _) = exec::target::parse_selector(selector);
     let needs_nodes = config.targets.get(&name).is_some_and(|t| t.spec.group.is_some());
-    let nodes = if needs_nodes { running_nodes(config)? } else { Vec::new() };
-    exec::resolve(config, selector, &nodes, overrides).map_err(bad)
+    let nodes = if needs_nodes { recorded_nodes(config)? } else { Vec::new() };
+    exec::resolve(&Fleet::new(config, &nodes), selector, overrides).map_err(bad)
 }
 
-fn running_nodes(config: &Config) -> Result<Vec<NodeAddress>, Failure> {
+fn recorded_nodes(config: &Config) -> Result<Vec<NodeRecord>, Failure> {
     let at = location(config)?;
     if !at.exists() {
         return Ok(Vec::new());
     }
     let store = crate::store::open(&at)?;
-    Ok(store
-        .run_blocking(|db| db.snapshot())?
-        .nodes
-        .into_iter()
-        .filter(|n| n.status == NodeStatus::Running)
-        .map(|n| NodeAddress { name: n.name, group: n.group, address: n.address, created_at: n.created_at })
-        .collect())
+    Ok(store.run_blocking(|db| db.snapshot())?.nodes)
 }
 
 /// Live progress on a terminal: one line per finished step and host.
