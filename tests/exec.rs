@@ -143,6 +143,17 @@ fn host_keys_unknown_refused_under_strict_recorded_under_accept_new_changed_alwa
     assert_eq!(code(&out), 3);
     let msg = json(&out)["hosts"][0]["message"].as_str().unwrap().to_string();
     assert!(msg.contains("is not in") && msg.contains("accept-new"), "{msg}");
+    // What OpenSSH shows: the key type, its SHA256 fingerprint, and the
+    // `[host]:port` name known_hosts needs.
+    let offered = f.sshds[0].host_public_key();
+    let key_type = offered.split_whitespace().next().unwrap().to_string();
+    let fingerprint = {
+        use base64::Engine;
+        let blob = base64::engine::general_purpose::STANDARD.decode(offered.split_whitespace().nth(1).unwrap()).unwrap();
+        format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(&blob)))
+    };
+    let known_as = format!("[127.0.0.1]:{}", f.sshds[0].port());
+    assert!(msg.contains(&key_type) && msg.contains(&fingerprint) && msg.contains(&known_as), "{msg}\nwant {key_type} {fingerprint} {known_as}");
     assert_eq!(std::fs::read_to_string(&kh).unwrap(), "");
 
     // accept-new records it, and the next strict run accepts it.
@@ -161,6 +172,7 @@ fn host_keys_unknown_refused_under_strict_recorded_under_accept_new_changed_alwa
         assert_eq!(code(&out), 3);
         let msg = json(&out)["hosts"][0]["message"].as_str().unwrap().to_string();
         assert!(msg.contains("CHANGED") && msg.contains("line 1"), "{msg}");
+        assert!(msg.contains(&fingerprint) && msg.contains(&known_as), "{msg}");
     }
     assert_eq!(std::fs::read_to_string(&kh).unwrap().lines().count(), 1, "a changed key is never recorded");
 }

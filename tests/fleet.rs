@@ -93,3 +93,44 @@ fn only_running_nodes_of_a_group_are_collected_and_run_on() {
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("target `web` has no host `web-02`"), "{}", stderr(&out));
 }
+
+#[test]
+fn each_host_result_names_its_own_host_address_and_port() {
+    let sshd = Sshd::start();
+    let http = [1, 2, 3].map(|n| HttpServer::start(vec![("/status", 200, format!(r#"{{"up": {n}}}"#))]));
+    let dir = repo(&sshd, &http);
+    // web-02 runs too: both nodes are reached at 127.0.0.1 on the target's
+    // one SSH port, so they share an address and a port.
+    let mut store = SqliteStore::open(&dir.path().join(".scaler/state.db")).unwrap();
+    let mut n = node("web", 2);
+    n.status = NodeStatus::Running;
+    n.address = Some(format!("127.0.0.1:{}", http[1].port));
+    store.commit(&[Mutation::PutNode(n)]).unwrap();
+    let out = scaler(dir.path(), &["exec", "web", "--json", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let hosts: Vec<(String, String, u64)> = v["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["host"].as_str().unwrap().to_string(), h["address"].as_str().unwrap().to_string(), h["port"].as_u64().unwrap()))
+        .collect();
+    let port = u64::from(sshd.port());
+    assert_eq!(hosts, vec![("web-01".into(), "127.0.0.1".into(), port), ("web-02".into(), "127.0.0.1".into(), port)], "{v}");
+
+    // The SSH port is dead: each host's error is its own, not web-01's.
+    let cfg = std::fs::read_to_string(dir.path().join("scaler.yaml")).unwrap();
+    let dead = crate::harness::free_port();
+    std::fs::write(dir.path().join("scaler.yaml"), cfg.replace(&format!("port: {}", sshd.port()), &format!("port: {dead}"))).unwrap();
+    let out = scaler(dir.path(), &["exec", "web", "--json", "--", "true"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for (i, name) in ["web-01", "web-02"].iter().enumerate() {
+        let h = &v["hosts"][i];
+        assert_eq!(h["host"], *name, "{v}");
+        assert_eq!(h["status"], "unreachable", "{v}");
+        assert_eq!(h["port"], dead, "{v}");
+        let other = if i == 0 { "web-02" } else { "web-01" };
+        assert!(!h["message"].as_str().unwrap_or("").contains(other), "{name} reports {other}'s error: {v}");
+    }
+}

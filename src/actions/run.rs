@@ -149,7 +149,7 @@ mod tests {
     use crate::exec::HostResult;
 
     fn host(name: &str, status: Status, message: Option<&str>) -> HostResult {
-        HostResult { host: name.into(), batch: 1, status, exit_code: Some(0), message: message.map(str::to_string), duration_ms: 5, steps: Vec::new() }
+        HostResult { host: name.into(), address: None, port: None, batch: 1, status, exit_code: Some(0), message: message.map(str::to_string), duration_ms: 5, steps: Vec::new() }
     }
 
     fn result(hosts: Vec<HostResult>) -> RunResult {

@@ -23,15 +23,25 @@ pub enum ExecError {
         after: Duration,
     },
     /// The host's key is not in known_hosts and the policy is `strict`.
-    #[error("host key of `{host}` is not in `{}`: add it (ssh-keyscan) or set `host_key_policy: accept-new`", .known_hosts.display())]
+    #[error("host key of `{host}` is not in `{}`: the server offers {key_type} key {fingerprint} for `{known_as}`; check it and add it (`ssh-keyscan -p {port} {address} >> {}`), or set `host_key_policy: accept-new`", .known_hosts.display(), .known_hosts.display())]
     HostKeyUnknown {
         /// The host.
         host: String,
         /// The known_hosts file.
         known_hosts: PathBuf,
+        /// The name known_hosts needs: `[address]:port`, or the address on port 22.
+        known_as: String,
+        /// The address connected to.
+        address: String,
+        /// The port connected to.
+        port: u16,
+        /// The offered key's type (`ssh-ed25519`).
+        key_type: String,
+        /// Its fingerprint, as OpenSSH shows it (`SHA256:...`).
+        fingerprint: String,
     },
     /// The host's key differs from the one recorded: refused whatever the policy.
-    #[error("host key of `{host}` CHANGED (recorded at `{}` line {line}): refusing to connect; if the change is expected, remove that line", .known_hosts.display())]
+    #[error("host key of `{host}` CHANGED: the server offers {key_type} key {fingerprint} for `{known_as}`, but `{}` line {line} records another: refusing to connect; if the change is expected, remove that line", .known_hosts.display())]
     HostKeyChanged {
         /// The host.
         host: String,
@@ -39,6 +49,12 @@ pub enum ExecError {
         known_hosts: PathBuf,
         /// The line of the recorded key.
         line: usize,
+        /// The name known_hosts uses: `[address]:port`, or the address on port 22.
+        known_as: String,
+        /// The offered key's type.
+        key_type: String,
+        /// Its fingerprint (`SHA256:...`).
+        fingerprint: String,
     },
     /// known_hosts could not be read or written.
     #[error("known_hosts `{}` for `{host}`: {detail}", .path.display())]

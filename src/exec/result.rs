@@ -86,6 +86,12 @@ impl StepResult {
 pub struct HostResult {
     /// The host's name.
     pub host: String,
+    /// The address connected to (absent for `local`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The SSH port connected to (absent for `local`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     /// Its rolling batch (1-based).
     pub batch: usize,
     /// Worst step outcome (`unreachable` when it could not be reached).

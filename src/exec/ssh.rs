@@ -100,7 +100,15 @@ impl Client {
     fn unknown(&self, key: &keys::PublicKey) -> bool {
         match self.policy {
             HostKeyPolicy::Strict => {
-                self.refuse(ExecError::HostKeyUnknown { host: self.host.clone(), known_hosts: self.known_hosts.clone() })
+                self.refuse(ExecError::HostKeyUnknown {
+                    host: self.host.clone(),
+                    known_hosts: self.known_hosts.clone(),
+                    known_as: self.known_as(),
+                    address: self.host.clone(),
+                    port: self.port,
+                    key_type: key.algorithm().as_str().to_string(),
+                    fingerprint: key.fingerprint(keys::HashAlg::Sha256).to_string(),
+                })
             }
             HostKeyPolicy::AcceptNew => match self.learn(key) {
                 Ok(()) => true,
@@ -117,6 +125,9 @@ impl Client {
                 host: self.host.clone(),
                 known_hosts: self.known_hosts.clone(),
                 line,
+                known_as: self.known_as(),
+                key_type: key.algorithm().as_str().to_string(),
+                fingerprint: key.fingerprint(keys::HashAlg::Sha256).to_string(),
             }),
             // A missing known_hosts file is an empty one.
             Err(keys::Error::IO(e)) if e.kind() == std::io::ErrorKind::NotFound => self.unknown(key),
@@ -128,11 +139,20 @@ impl Client {
         }
     }
 
+    /// The name known_hosts lists this host by: `[host]:port`, or `host` on port 22.
+    fn known_as(&self) -> String {
+        if self.port == 22 {
+            self.host.clone()
+        } else {
+            format!("[{}]:{}", self.host, self.port)
+        }
+    }
+
     /// Appends `[host]:port key` (or `host key` on port 22).
     fn learn(&self, key: &keys::PublicKey) -> Result<(), ExecError> {
         let err = |detail: String| ExecError::KnownHosts { host: self.host.clone(), path: self.known_hosts.clone(), detail };
         let text = key.to_openssh().map_err(|e| err(e.to_string()))?;
-        let name = if self.port == 22 { self.host.clone() } else { format!("[{}]:{}", self.host, self.port) };
+        let name = self.known_as();
         let _guard = KNOWN_HOSTS_WRITE.lock().map_err(|_| err("lock poisoned".into()))?;
         if let Some(dir) = self.known_hosts.parent() {
             if !dir.as_os_str().is_empty() {

@@ -47,6 +47,8 @@ impl Runner {
                 for h in batch {
                     results.push(HostResult {
                         host: h.name.clone(),
+                        address: h.ssh.as_ref().map(|p| p.address.clone()),
+                        port: h.ssh.as_ref().map(|p| p.port),
                         batch: number,
                         status: Status::Skipped,
                         exit_code: None,
@@ -79,8 +81,11 @@ impl Runner {
                 }
             }
             for (i, r) in batch_results.into_iter().enumerate() {
+                let spec = batch.get(i);
                 results.push(r.unwrap_or_else(|| HostResult {
-                    host: batch.get(i).map(|h| h.name.clone()).unwrap_or_default(),
+                    host: spec.map(|h| h.name.clone()).unwrap_or_default(),
+                    address: spec.and_then(|h| h.ssh.as_ref()).map(|p| p.address.clone()),
+                    port: spec.and_then(|h| h.ssh.as_ref()).map(|p| p.port),
                     batch: number,
                     status: Status::Failed,
                     exit_code: None,
@@ -115,7 +120,7 @@ mod tests {
     use crate::model::Percent;
 
     fn host(status: Status) -> HostResult {
-        HostResult { host: "h".into(), batch: 1, status, exit_code: None, message: None, duration_ms: 0, steps: Vec::new() }
+        HostResult { host: "h".into(), address: None, port: None, batch: 1, status, exit_code: None, message: None, duration_ms: 0, steps: Vec::new() }
     }
 
     #[test]

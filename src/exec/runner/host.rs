@@ -53,8 +53,11 @@ fn first_undefined(expr: &str, ctx: &Map<String, Value>, extra: &[&str]) -> Opti
 impl Inner {
     async fn transport(&self, host: &HostSpec) -> Arc<dyn Transport> {
         let mut pool = self.pool.lock().await;
+        // One connection per host: two hosts that share an address and
+        // port (nodes behind one forwarder) still get their own, so each
+        // result and error names its own host.
         let key = match &host.ssh {
-            Some(p) => format!("ssh:{}@{}:{}", p.user, p.address, p.port),
+            Some(p) => format!("ssh:{}:{}@{}:{}", host.name, p.user, p.address, p.port),
             None => "local".to_string(),
         };
         pool.entry(key)
@@ -118,6 +121,8 @@ impl Inner {
         }
         HostResult {
             host: host.name.clone(),
+            address: host.ssh.as_ref().map(|p| p.address.clone()),
+            port: host.ssh.as_ref().map(|p| p.port),
             batch,
             status,
             exit_code: steps.iter().rev().find_map(|s| s.exit_code),
