@@ -23,25 +23,17 @@ pub enum ExecError {
         after: Duration,
     },
     /// The host's key is not in known_hosts and the policy is `strict`.
-    #[error("host key of `{host}` is not in `{}`: the server offers {key_type} key {fingerprint} for `{known_as}`; check it and add it (`ssh-keyscan -p {port} {address} >> {}`), or set `host_key_policy: accept-new`", .known_hosts.display(), .known_hosts.display())]
+    #[error("host key of `{host}` is not in `{}`: the server offers {offer}; check it and add it (`ssh-keyscan -p {} {} >> {}`), or set `host_key_policy: accept-new`", .known_hosts.display(), .offer.port, .offer.address, .known_hosts.display())]
     HostKeyUnknown {
         /// The host.
         host: String,
         /// The known_hosts file.
         known_hosts: PathBuf,
-        /// The name known_hosts needs: `[address]:port`, or the address on port 22.
-        known_as: String,
-        /// The address connected to.
-        address: String,
-        /// The port connected to.
-        port: u16,
-        /// The offered key's type (`ssh-ed25519`).
-        key_type: String,
-        /// Its fingerprint, as OpenSSH shows it (`SHA256:...`).
-        fingerprint: String,
+        /// The key the server offered.
+        offer: Box<HostKeyOffer>,
     },
     /// The host's key differs from the one recorded: refused whatever the policy.
-    #[error("host key of `{host}` CHANGED: the server offers {key_type} key {fingerprint} for `{known_as}`, but `{}` line {line} records another: refusing to connect; if the change is expected, remove that line", .known_hosts.display())]
+    #[error("host key of `{host}` CHANGED: the server offers {offer}, but `{}` line {line} records another: refusing to connect; if the change is expected, remove that line", .known_hosts.display())]
     HostKeyChanged {
         /// The host.
         host: String,
@@ -49,12 +41,8 @@ pub enum ExecError {
         known_hosts: PathBuf,
         /// The line of the recorded key.
         line: usize,
-        /// The name known_hosts uses: `[address]:port`, or the address on port 22.
-        known_as: String,
-        /// The offered key's type.
-        key_type: String,
-        /// Its fingerprint (`SHA256:...`).
-        fingerprint: String,
+        /// The key the server offered.
+        offer: Box<HostKeyOffer>,
     },
     /// known_hosts could not be read or written.
     #[error("known_hosts `{}` for `{host}`: {detail}", .path.display())]
@@ -150,5 +138,41 @@ impl ExecError {
             self,
             ExecError::Connect { .. } | ExecError::ConnectTimeout { .. } | ExecError::Timeout { .. } | ExecError::Session { .. }
         )
+    }
+}
+
+/// A host key a server offered, as OpenSSH describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostKeyOffer {
+    /// The address connected to.
+    pub address: String,
+    /// The port connected to.
+    pub port: u16,
+    /// The key's type (`ssh-ed25519`).
+    pub key_type: String,
+    /// Its fingerprint (`SHA256:...`).
+    pub fingerprint: String,
+}
+
+impl HostKeyOffer {
+    /// The name known_hosts lists the host by: `[address]:port`, or the
+    /// address alone on port 22.
+    pub fn known_as(&self) -> String {
+        known_hosts_name(&self.address, self.port)
+    }
+}
+
+/// How known_hosts names a host: `[address]:port`, or the address on port 22.
+pub fn known_hosts_name(address: &str, port: u16) -> String {
+    if port == 22 {
+        address.to_string()
+    } else {
+        format!("[{address}]:{port}")
+    }
+}
+
+impl std::fmt::Display for HostKeyOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} key {} for `{}`", self.key_type, self.fingerprint, self.known_as())
     }
 }

@@ -24,7 +24,7 @@ mod ssh;
 pub mod target;
 mod transport;
 
-pub use error::ExecError;
+pub use error::{ExecError, HostKeyOffer};
 pub use local::LocalTransport;
 pub use result::{exit_code_for, HostResult, RunResult, Status, StepResult};
 pub use runner::{NoProgress, Progress, Prompter, RunOptions, Runner, TerminalPrompter};

@@ -23,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use super::transport::{strip_marker, temp_path_for, wrap_command};
+use super::error::{known_hosts_name, HostKeyOffer};
 use super::{CommandOutput, CommandRequest, ExecError, PutOptions, Transport};
 use crate::model::HostKeyPolicy;
 use crate::template::shell_quote;
@@ -100,15 +101,7 @@ impl Client {
     fn unknown(&self, key: &keys::PublicKey) -> bool {
         match self.policy {
             HostKeyPolicy::Strict => {
-                self.refuse(ExecError::HostKeyUnknown {
-                    host: self.host.clone(),
-                    known_hosts: self.known_hosts.clone(),
-                    known_as: self.known_as(),
-                    address: self.host.clone(),
-                    port: self.port,
-                    key_type: key.algorithm().as_str().to_string(),
-                    fingerprint: key.fingerprint(keys::HashAlg::Sha256).to_string(),
-                })
+                self.refuse(ExecError::HostKeyUnknown { host: self.host.clone(), known_hosts: self.known_hosts.clone(), offer: self.offer(key) })
             }
             HostKeyPolicy::AcceptNew => match self.learn(key) {
                 Ok(()) => true,
@@ -125,9 +118,7 @@ impl Client {
                 host: self.host.clone(),
                 known_hosts: self.known_hosts.clone(),
                 line,
-                known_as: self.known_as(),
-                key_type: key.algorithm().as_str().to_string(),
-                fingerprint: key.fingerprint(keys::HashAlg::Sha256).to_string(),
+                offer: self.offer(key),
             }),
             // A missing known_hosts file is an empty one.
             Err(keys::Error::IO(e)) if e.kind() == std::io::ErrorKind::NotFound => self.unknown(key),
@@ -139,20 +130,21 @@ impl Client {
         }
     }
 
-    /// The name known_hosts lists this host by: `[host]:port`, or `host` on port 22.
-    fn known_as(&self) -> String {
-        if self.port == 22 {
-            self.host.clone()
-        } else {
-            format!("[{}]:{}", self.host, self.port)
-        }
+    /// The offered key, described for an error.
+    fn offer(&self, key: &keys::PublicKey) -> Box<HostKeyOffer> {
+        Box::new(HostKeyOffer {
+            address: self.host.clone(),
+            port: self.port,
+            key_type: key.algorithm().as_str().to_string(),
+            fingerprint: key.fingerprint(keys::HashAlg::Sha256).to_string(),
+        })
     }
 
     /// Appends `[host]:port key` (or `host key` on port 22).
     fn learn(&self, key: &keys::PublicKey) -> Result<(), ExecError> {
         let err = |detail: String| ExecError::KnownHosts { host: self.host.clone(), path: self.known_hosts.clone(), detail };
         let text = key.to_openssh().map_err(|e| err(e.to_string()))?;
-        let name = self.known_as();
+        let name = known_hosts_name(&self.host, self.port);
         let _guard = KNOWN_HOSTS_WRITE.lock().map_err(|_| err("lock poisoned".into()))?;
         if let Some(dir) = self.known_hosts.parent() {
             if !dir.as_os_str().is_empty() {
