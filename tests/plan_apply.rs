@@ -436,6 +436,25 @@ fn plan_json_matches_its_schema_and_changed_objects_show_field_diffs() {
 }
 
 #[test]
+fn a_node_left_creating_is_unfinished_work_not_no_changes() {
+    let repo = fleet("unfinished", 1);
+    repo.ok(&["apply", "--auto-approve", "."]);
+    assert!(repo.ok(&["plan", "."]).contains("No changes"));
+    // An apply killed during the readiness wait leaves the live node
+    // recorded as `creating`.
+    let mut node = repo.running_nodes().remove(0);
+    node.status = scaler::store::NodeStatus::Creating;
+    repo.store().commit(&[scaler::store::Mutation::PutNode(node)]).unwrap();
+    let out = repo.ok(&["plan", "."]);
+    assert!(!out.contains("No changes") && out.contains("Unfinished") && out.contains("web/web-01"), "{out}");
+    let code = repo.scaler(&["plan", "--detailed-exitcode", "."]).status.code();
+    assert_eq!(code, Some(2), "unfinished work is a change for --detailed-exitcode");
+    repo.ok(&["apply", "--auto-approve", "."]);
+    assert_eq!(repo.running_nodes().len(), 1);
+    assert!(repo.ok(&["plan", "."]).contains("No changes"));
+}
+
+#[test]
 fn a_held_lock_is_refused_and_unlock_breaks_it() {
     let repo = fleet("unlock", 1);
     repo.ok(&["plan", "."]);
@@ -447,6 +466,8 @@ fn a_held_lock_is_refused_and_unlock_breaks_it() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains(&format!("scaler unlock {}", lock.id)) && err.contains("someone@elsewhere"), "{err}");
+    // The lock is taken before planning: a locked apply decides nothing.
+    assert!(!text(&out.stdout).contains("Plan:") && !text(&out.stdout).contains("to add"), "{}", text(&out.stdout));
     let out = repo.ok(&["unlock", &lock.id[..8], "."]);
     assert!(out.contains(&format!("Broke lock {}", lock.id)), "{out}");
     repo.ok(&["apply", "--auto-approve", "."]);

@@ -147,8 +147,42 @@ pub async fn take_lock(store: &StateStore, opts: &ApplyOptions, operation: &str)
     store.run(move |db| db.lock(&req)).await
 }
 
-/// Applies `plan`. The caller made it from `config` (whose digest is checked
-/// again here) and gives the providers it needs.
+/// The state lock, held (its lease kept alive) until [`Held::release`]:
+/// taken before planning, so that two applies never both decide.
+pub struct Held {
+    store: StateStore,
+    lock: LockInfo,
+    heartbeat: Heartbeat,
+}
+
+impl Held {
+    /// Takes the state lock for `operation` (`apply`, `destroy`) and keeps
+    /// it alive from its own task.
+    pub async fn take(opts: &ApplyOptions, operation: &str) -> Result<Held, ApplyError> {
+        let store = opts.store.clone();
+        let lock = take_lock(&store, opts, operation).await?;
+        let heartbeat = Heartbeat::start(store.clone(), lock.id.clone(), opts.lock_ttl);
+        Ok(Held { store, lock, heartbeat })
+    }
+
+    /// The lock's id.
+    pub fn id(&self) -> &str {
+        &self.lock.id
+    }
+
+    /// Releases the lock (a failure is logged: the lease expires by itself).
+    pub async fn release(self) {
+        drop(self.heartbeat);
+        let id = self.lock.id.clone();
+        if let Err(e) = self.store.run(move |db| db.unlock(&id)).await {
+            tracing::warn!(error = %e, lock = %self.lock.id, "could not release the state lock; it expires by itself");
+        }
+    }
+}
+
+/// Applies `plan`: takes the state lock, applies, releases it. The caller
+/// made the plan from `config` (whose digest is checked again here) and
+/// gives the providers it needs.
 pub async fn apply(
     plan: &Plan,
     config: &Config,
@@ -156,16 +190,22 @@ pub async fn apply(
     opts: &ApplyOptions,
     observer: &dyn Observer,
 ) -> Result<Report, ApplyError> {
-    let store = opts.store.clone();
-    let lock = take_lock(&store, opts, &format!("{:?}", plan.operation).to_lowercase()).await?;
-    let heartbeat = Heartbeat::start(store.clone(), lock.id.clone(), opts.lock_ttl);
-    let result = run(plan, config, providers, opts, observer, &store, &heartbeat, &lock).await;
-    drop(heartbeat);
-    let id = lock.id.clone();
-    if let Err(e) = store.run(move |db| db.unlock(&id)).await {
-        tracing::warn!(error = %e, lock = %lock.id, "could not release the state lock; it expires by itself");
-    }
+    let held = Held::take(opts, &format!("{:?}", plan.operation).to_lowercase()).await?;
+    let result = apply_held(plan, config, providers, opts, observer, &held).await;
+    held.release().await;
     result
+}
+
+/// Applies `plan` under a lock already held (taken before the plan was made).
+pub async fn apply_held(
+    plan: &Plan,
+    config: &Config,
+    providers: &Providers,
+    opts: &ApplyOptions,
+    observer: &dyn Observer,
+    held: &Held,
+) -> Result<Report, ApplyError> {
+    run(plan, config, providers, opts, observer, &held.store, &held.heartbeat, &held.lock).await
 }
 
 #[allow(clippy::too_many_arguments)]

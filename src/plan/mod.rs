@@ -308,7 +308,7 @@ pub struct Plan {
 impl Plan {
     /// Whether there is anything to do.
     pub fn has_changes(&self) -> bool {
-        !self.changes.is_empty()
+        !self.changes.is_empty() || !self.refresh.is_empty()
     }
 
     /// Whether the plan may be applied.

@@ -37,7 +37,18 @@ pub fn render(plan: &Plan, opts: RenderOptions) -> String {
     let bold = Style::new().bold();
     let red = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
     let dim = Style::new().dimmed();
-    if plan.changes.is_empty() && plan.group_errors.is_empty() {
+    if !plan.refresh.is_empty() {
+        // Unfinished work: never "No changes" while state lists it.
+        let _ = writeln!(out, "Unfinished in state (launched, not recorded as running; apply records them):");
+        for r in &plan.refresh {
+            let symbol = paint(opts.color, style_of(Action::Update), "  ~");
+            let _ = writeln!(out, "{symbol} node  {}  {}", paint(opts.color, bold, &format!("{}/{}", r.group, r.name)), paint(opts.color, dim, "(creating -> running)"));
+        }
+        out.push('\n');
+    }
+    if plan.changes.is_empty() && !plan.refresh.is_empty() {
+        let _ = writeln!(out, "{} 0 to add, 0 to change, 0 to destroy; {} unfinished node record(s) to complete.", paint(opts.color, bold, "Plan:"), plan.refresh.len());
+    } else if plan.changes.is_empty() && plan.group_errors.is_empty() {
         out.push_str("No changes. The fleet matches the configuration.\n");
     } else if plan.changes.is_empty() {
         out.push_str("No changes to the groups this build can plan; some groups are left out (below).\n");

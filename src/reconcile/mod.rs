@@ -198,6 +198,26 @@ impl Session {
         Ok(apply::apply(plan, &self.config, &self.providers, &opts, observer).await?)
     }
 
+    /// Takes the state lock for `operation` before planning: the plan made
+    /// while it is held is the one applied ([`Session::apply_held`]).
+    pub async fn lock(&self, operation: Operation) -> Result<apply::Held, ReconcileError> {
+        let opts = self.apply_options(None, Arc::new(AtomicBool::new(false)));
+        Ok(apply::Held::take(&opts, &format!("{operation:?}").to_lowercase()).await?)
+    }
+
+    /// Applies `plan` under a lock taken with [`Session::lock`].
+    pub async fn apply_held(
+        &self,
+        plan: &Plan,
+        parallelism: Option<usize>,
+        interrupted: Arc<AtomicBool>,
+        observer: &dyn Observer,
+        held: &apply::Held,
+    ) -> Result<Report, ReconcileError> {
+        let opts = self.apply_options(parallelism, interrupted);
+        Ok(apply::apply_held(plan, &self.config, &self.providers, &opts, observer, held).await?)
+    }
+
     /// The apply options of this session.
     pub fn apply_options(&self, parallelism: Option<usize>, interrupted: Arc<AtomicBool>) -> ApplyOptions {
         ApplyOptions {
@@ -212,6 +232,13 @@ impl Session {
     /// Plans with `filters` and applies the plan when it has changes and is
     /// allowed: the daemon's unattended path.
     pub async fn reconcile(&self, filters: Filters) -> Result<Outcome, ReconcileError> {
+        let held = self.lock(Operation::Apply).await?;
+        let outcome = self.reconcile_held(filters, &held).await;
+        held.release().await;
+        outcome
+    }
+
+    async fn reconcile_held(&self, filters: Filters, held: &apply::Held) -> Result<Outcome, ReconcileError> {
         let plan = self.plan(Operation::Apply, filters, Flags::default()).await?;
         for e in &plan.group_errors {
             tracing::warn!(group = %e.group, "{}; the other groups are reconciled", e.message);
@@ -224,7 +251,7 @@ impl Session {
             why.extend(plan.violations.iter().map(|v| format!("policy `{}` rule `{}`: {}", v.policy, v.rule, v.message)));
             return Ok(Outcome::Refused(why.join("; ")));
         }
-        let report = self.apply(&plan, None, Arc::new(AtomicBool::new(false)), &apply::Silent).await?;
+        let report = self.apply_held(&plan, None, Arc::new(AtomicBool::new(false)), &apply::Silent, held).await?;
         Ok(Outcome::Applied { summary: plan.summary, serial: report.serial })
     }
 }

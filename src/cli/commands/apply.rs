@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::plan::{make_plan, PlanFlags};
-use crate::apply::ApplyError;
-use crate::reconcile::ReconcileError;
+use super::plan::PlanFlags;
+use crate::apply::{ApplyError, Held};
+use crate::reconcile::{ReconcileError, Session};
 use crate::cli::ui::Progress;
 use crate::cli::workspace::{runtime, warn_ignored, Workspace};
 use crate::cli::{CmdResult, Failure, Ui};
-use crate::plan::{self, Operation, Plan, RenderOptions};
+use crate::plan::{self, Flags, Operation, Plan, RenderOptions};
 
 /// Make the changes. Without a plan file: plan, show, ask, apply. With a plan
 /// file (from `scaler plan -o FILE`): apply exactly that plan, refused with
@@ -71,8 +71,11 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
             warn_ignored(&ws.config, ui);
             ui.out(&plan::render(&plan, RenderOptions { color: ui.color }));
         }
-        // A saved plan was approved when it was saved.
-        return execute(&ws, &plan, &args.run, ui);
+        // A saved plan was approved when it was saved; apply checks it is
+        // not stale once it holds the lock.
+        let rt = runtime()?;
+        let session = ws.session()?;
+        return execute(&ws, &rt, &session, None, &plan, &args.run, ui);
     }
     let dir = args.dir.clone().unwrap_or(args.path.clone());
     let ws = Workspace::load(&dir, args.flags.rev.as_deref(), ui)?;
@@ -85,12 +88,35 @@ pub fn run_destroy(args: DestroyArgs, ui: &Ui) -> CmdResult {
     plan_confirm_execute(&ws, Operation::Destroy, &args.flags, &args.run, ui)
 }
 
+/// Takes the state lock, plans, shows, asks, applies, releases: the lock is
+/// held from before the plan is made until the apply ends, so two applies
+/// never both decide (the second is refused as locked before it plans).
 fn plan_confirm_execute(ws: &Workspace, operation: Operation, flags: &PlanFlags, run: &RunFlags, ui: &Ui) -> CmdResult {
-    let json = run.json;
-    if !json {
+    if !run.json {
         warn_ignored(&ws.config, ui);
     }
-    let plan = make_plan(ws, operation, flags)?;
+    let rt = runtime()?;
+    let session = ws.session()?;
+    let held = rt.block_on(session.lock(operation))?;
+    let result = decide_and_execute(ws, &rt, &session, &held, operation, flags, run, ui);
+    rt.block_on(held.release());
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decide_and_execute(
+    ws: &Workspace,
+    rt: &tokio::runtime::Runtime,
+    session: &Session,
+    held: &Held,
+    operation: Operation,
+    flags: &PlanFlags,
+    run: &RunFlags,
+    ui: &Ui,
+) -> CmdResult {
+    let json = run.json;
+    let plan_flags = Flags { allow_destroy_all: flags.allow_destroy_all || operation == Operation::Destroy };
+    let plan = rt.block_on(session.plan(operation, flags.filters(), plan_flags))?;
     if !json {
         ui.out(&plan::render(&plan, RenderOptions { color: ui.color }));
     }
@@ -109,7 +135,7 @@ fn plan_confirm_execute(ws: &Workspace, operation: Operation, flags: &PlanFlags,
     if !run.auto_approve {
         confirm(operation)?;
     }
-    execute(ws, &plan, run, ui)
+    execute(ws, rt, session, Some(held), &plan, run, ui)
 }
 
 fn confirm(operation: Operation) -> Result<(), Failure> {
@@ -133,11 +159,10 @@ fn confirm(operation: Operation) -> Result<(), Failure> {
     }
 }
 
-fn execute(ws: &Workspace, plan: &Plan, run: &RunFlags, ui: &Ui) -> CmdResult {
+/// Applies `plan`, under `held` when the lock was taken before planning.
+fn execute(ws: &Workspace, rt: &tokio::runtime::Runtime, session: &Session, held: Option<&Held>, plan: &Plan, run: &RunFlags, ui: &Ui) -> CmdResult {
     let (parallelism, json) = (run.parallelism, run.json);
-    let rt = runtime()?;
     let interrupted = Arc::new(AtomicBool::new(false));
-    let session = ws.session()?;
     let progress = Progress::new(ui);
     let result = rt.block_on(async {
         let flag = interrupted.clone();
@@ -146,7 +171,11 @@ fn execute(ws: &Workspace, plan: &Plan, run: &RunFlags, ui: &Ui) -> CmdResult {
                 flag.store(true, Ordering::SeqCst);
             }
         });
-        let r = session.apply(plan, parallelism.map(|p| p as usize), interrupted.clone(), &progress).await;
+        let parallelism = parallelism.map(|p| p as usize);
+        let r = match held {
+            Some(h) => session.apply_held(plan, parallelism, interrupted.clone(), &progress, h).await,
+            None => session.apply(plan, parallelism, interrupted.clone(), &progress).await,
+        };
         watcher.abort();
         r
     });
