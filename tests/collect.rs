@@ -100,6 +100,17 @@ parse: { regex: 'load average: (?P<load1>[\d.]+), (?P<load5>[\d.]+)' }
     let out = scaler(dir.path(), &["query", "word", ".", "--json", "--from", "now-1m", "--step", "1m"]);
     let q: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(q[0]["points"].as_array().unwrap().iter().all(|p| p[1].is_null()), "a failure is not a value: {q}");
+    // Ranges are half-open, [from, to): 24 h at 1 m is 1,440 points, and the
+    // default (the last hour) is the 60 points the help promises.
+    let points = |args: &[&str]| -> usize {
+        let out = scaler(dir.path(), &[&["query", "num", ".", "--json"], args].concat());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let q: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        q[0]["points"].as_array().unwrap().len()
+    };
+    assert_eq!(points(&["--from", "now-24h", "--step", "1m"]), 1_440);
+    assert_eq!(points(&[]), 60);
+    assert_eq!(points(&["--from", "0", "--to", "3000", "--step", "1s"]), 3);
     // --counter picks one
     let s = collect_once(dir.path(), &["--counter", "num"]);
     assert_eq!(s.len(), 1);

@@ -187,7 +187,8 @@ pub struct RangeQuery {
     pub selector: Selector,
     /// First point (ms).
     pub from_ms: i64,
-    /// Last point at or before this (ms).
+    /// End of the range, excluded: the range is `[from, to)`, so 24 h at a
+    /// 1 m step is 1,440 points, and a sample at `to` is not counted.
     pub to_ms: i64,
     /// Distance between points (ms, > 0). Each point is the mean of the
     /// samples in `[t, t + step)`.
@@ -323,10 +324,10 @@ pub fn aggregate_across<'a>(agg: Agg, series: impl Iterator<Item = &'a [(i64, f6
 /// the raw samples: a rollup replaces the raw samples it summarises).
 pub fn bucketize(query: &RangeQuery, raw: &[(i64, f64)], rolled: &[(i64, f64, u64)]) -> Vec<(i64, Option<f64>)> {
     let step = query.step_ms.max(1);
-    let n = if query.to_ms < query.from_ms { 0 } else { ((query.to_ms - query.from_ms) / step + 1) as usize };
+    let n = if query.to_ms <= query.from_ms { 0 } else { ((query.to_ms - query.from_ms + step - 1) / step) as usize };
     let mut sums = vec![(0.0f64, 0u64); n];
     let mut add = |ts: i64, sum: f64, count: u64| {
-        if ts < query.from_ms {
+        if ts < query.from_ms || ts >= query.to_ms {
             return;
         }
         let i = ((ts - query.from_ms) / step) as usize;
@@ -385,14 +386,23 @@ mod tests {
 
     #[test]
     fn buckets_have_null_where_there_is_no_data() {
-        let q = RangeQuery { selector: Selector::counter("c"), from_ms: 1000, to_ms: 5000, step_ms: 1000 };
+        let q = RangeQuery { selector: Selector::counter("c"), from_ms: 1000, to_ms: 6000, step_ms: 1000 };
         let raw = [(999, 7.0), (1000, 1.0), (1500, 3.0), (3999, 5.0), (5000, 9.0), (6000, 1.0)];
         assert_eq!(
             bucketize(&q, &raw, &[(2000, 10.0, 4)]),
             vec![(1000, Some(2.0)), (2000, Some(2.5)), (3000, Some(5.0)), (4000, None), (5000, Some(9.0))]
         );
-        let empty = RangeQuery { to_ms: 0, ..q };
+        let empty = RangeQuery { to_ms: 1000, ..q };
         assert!(bucketize(&empty, &raw, &[]).is_empty());
+    }
+
+    #[test]
+    fn ranges_are_half_open() {
+        let day = RangeQuery { selector: Selector::counter("c"), from_ms: 0, to_ms: 86_400_000, step_ms: 60_000 };
+        assert_eq!(bucketize(&day, &[], &[]).len(), 1_440);
+        // A sample at `to` belongs to the next range; a partial last step still gets its point.
+        let q = RangeQuery { selector: Selector::counter("c"), from_ms: 0, to_ms: 2_500, step_ms: 1_000 };
+        assert_eq!(bucketize(&q, &[(2_000, 4.0), (2_500, 8.0)], &[]), vec![(0, None), (1_000, None), (2_000, Some(4.0))]);
     }
 
     #[test]

@@ -53,13 +53,16 @@ pub(super) fn range_queries_step_and_put_null_where_there_is_no_data<H: Harness>
     let k = key("cpu", "h1");
     let samples: Vec<Sample> = [(0, 10.0), (1, 20.0), (2, 30.0), (5, 60.0)].iter().map(|(i, v)| Sample::value(k.clone(), T0 + i * S, *v)).collect();
     st.append(&samples).unwrap();
-    let q = RangeQuery { selector: Selector::counter("cpu"), from_ms: T0, to_ms: T0 + 5 * S, step_ms: 2 * S };
+    let q = RangeQuery { selector: Selector::counter("cpu"), from_ms: T0, to_ms: T0 + 6 * S, step_ms: 2 * S };
     let got = st.range(&q).unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].points, vec![(T0, Some(15.0)), (T0 + 2 * S, Some(30.0)), (T0 + 4 * S, Some(60.0))]);
-    let q = RangeQuery { selector: Selector::counter("cpu"), from_ms: T0 + 3 * S, to_ms: T0 + 4 * S, step_ms: S };
+    let q = RangeQuery { selector: Selector::counter("cpu"), from_ms: T0 + 3 * S, to_ms: T0 + 5 * S, step_ms: S };
     assert_eq!(st.range(&q).unwrap()[0].points, vec![(T0 + 3 * S, None), (T0 + 4 * S, None)]);
     assert!(st.range(&RangeQuery { selector: Selector::counter("nope"), ..q }).unwrap().is_empty());
+    // Half-open: the sample at `to` (T0 + 5 s) is not in [T0 + 4 s, T0 + 5 s).
+    let q = RangeQuery { selector: Selector::counter("cpu"), from_ms: T0 + 4 * S, to_ms: T0 + 5 * S, step_ms: S };
+    assert_eq!(st.range(&q).unwrap()[0].points, vec![(T0 + 4 * S, None)]);
 }
 
 pub(super) fn aggregates_per_host_and_across_a_group_of_hosts<H: Harness>() {
@@ -95,16 +98,16 @@ pub(super) fn retention_downsamples_old_data_into_rollups_and_drops_the_oldest<H
     assert!((360..=8640).contains(&report.rolled_up), "{report:?}");
     assert_eq!(report.dropped, 2, "the old failure and event");
     // raw data of the first day is gone; a query still sees its 10-minute means
-    let q = RangeQuery { selector: Selector::counter("mem"), from_ms: T0, to_ms: T0 + 1_800_000, step_ms: 600_000 };
+    let q = RangeQuery { selector: Selector::counter("mem"), from_ms: T0, to_ms: T0 + 2_400_000, step_ms: 600_000 };
     assert_eq!(st.range(&q).unwrap()[0].points, vec![(T0, Some(29.5)), (T0 + 600_000, Some(29.5)), (T0 + 1_200_000, Some(29.5)), (T0 + 1_800_000, Some(29.5))]);
     assert!(st.raw(&Selector::counter("mem"), T0, T0 + 3_600_000).unwrap()[0].1.is_empty());
     // the whole two days still average the same
-    let q = RangeQuery { selector: Selector::counter("mem"), from_ms: T0, to_ms: T0, step_ms: 2 * 86_400_000 };
+    let q = RangeQuery { selector: Selector::counter("mem"), from_ms: T0, to_ms: T0 + 2 * 86_400_000, step_ms: 2 * 86_400_000 };
     assert_eq!(st.range(&q).unwrap()[0].points, vec![(T0, Some(29.5))]);
     // later, rollups past their retention go too
     let report = st.maintain(now + 3 * 86_400_000, &retention).unwrap();
     assert!(report.rollups_dropped > 0);
-    let q = RangeQuery { selector: Selector::counter("mem"), from_ms: T0, to_ms: T0, step_ms: 86_400_000 };
+    let q = RangeQuery { selector: Selector::counter("mem"), from_ms: T0, to_ms: T0 + 86_400_000, step_ms: 86_400_000 };
     assert_eq!(st.range(&q).unwrap()[0].points, vec![(T0, None)]);
 }
 

@@ -19,6 +19,7 @@ use crate::store::{Location, RangeQuery, SeriesPoints, Selector};
   scaler query req_rate . --from 2024-05-01T00:00:00Z --to 2024-05-02T00:00:00Z --json
 
 Times: `now`, `now-DURATION` (`now-90m`), RFC 3339, or epoch milliseconds.
+The range is half-open, [from, to): 24 h at `--step 1m` is 1,440 points.
 Each point is the mean of the samples in [t, t + step); failures are not values (see `scaler collect`).
 Exit codes: 0 printed (even with no data), 1 error, 2 usage error.")]
 pub struct Args {
@@ -33,7 +34,7 @@ pub struct Args {
     /// Start of the range.
     #[arg(long, default_value = "now-1h")]
     pub from: String,
-    /// End of the range.
+    /// End of the range (excluded).
     #[arg(long, default_value = "now")]
     pub to: String,
     /// Distance between points (default: the range / 60).

@@ -209,7 +209,8 @@ impl SampleStore for SqliteStore {
 
     fn range(&self, query: &RangeQuery) -> Result<Vec<SeriesPoints>> {
         let db = db_err(&self.label);
-        let end = query.to_ms.saturating_add(query.step_ms.max(1) - 1);
+        // `[from, to)`: the last millisecond read is `to - 1`.
+        let end = query.to_ms.saturating_sub(1);
         let mut out = Vec::new();
         for (id, key) in self.select(&query.selector)? {
             let raw = self.raw_of(id, query.from_ms, end)?;
