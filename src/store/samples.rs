@@ -33,13 +33,28 @@ impl SeriesKey {
 
     /// `counter{host="h",k="v"}`, for people.
     pub fn display(&self) -> String {
-        let mut s = format!("{}{{host=\"{}\"", self.counter, self.host);
+        let mut s = format!("{}{{host=\"{}\"", self.counter, escape_label(&self.host));
         for (k, v) in &self.labels {
-            s.push_str(&format!(",{k}=\"{v}\""));
+            s.push_str(&format!(",{k}=\"{}\"", escape_label(v)));
         }
         s.push('}');
         s
     }
+}
+
+/// A label value as Prometheus writes it: `\`, `"` and newlines escaped, so
+/// a host named `a"b{}` cannot make an ambiguous series key.
+pub fn escape_label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `(ts_ms, value)` points of one series, sorted by time.
@@ -417,5 +432,7 @@ mod tests {
         s.labels.insert("field".into(), "load5".into());
         assert!(!s.matches(&k));
         assert_eq!(k.display(), "load{host=\"h1\",field=\"load1\"}");
+        let odd = SeriesKey::new("load", "a\"b{}\\\n");
+        assert_eq!(odd.display(), r#"load{host="a\"b{}\\\n"}"#);
     }
 }
