@@ -26,6 +26,7 @@
 //! | [`exec`] | playbook runs (batches, per-host steps, file transfer), rendering, the `Transport` seam (ssh, local), target resolution |
 //! | [`jobs`] | job workers: lease, heartbeat, run actions, retry with backoff, dead-letter |
 //! | [`inputs`] | passive inputs: push endpoint, Alertmanager webhook, SNMP traps -> samples by receipt time |
+//! | [`daemon`] | `scaler daemon`: one loaded config run by the collectors, receivers, evaluator (a pure step on the clock), job workers and reconciler |
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |
 //! | [`actions`] | what a fired trigger does: scale (a desired-count mutation), run a playbook, notify (webhook, SNS) |
 //! | [`import`] | converting older tools' exports (monscale) into scaler YAML, written all or nothing |
