@@ -345,7 +345,11 @@ fn max_fail_percentage_stops_the_run_between_batches() {
     // After host 2 fails, 1 of 2 hosts (50%) failed > 30%: hosts 3 and 4 never run.
     assert_eq!(host_statuses(&v), ["changed", "failed", "skipped", "skipped"]);
     assert!(v["stopped"].as_str().unwrap().contains("max_fail_percentage 30% exceeded"), "{v}");
-    assert!(v["hosts"][2]["steps"].as_array().unwrap().is_empty());
+    // Hosts not run still list every step, skipped, with the reason.
+    let steps = v["hosts"][2]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{v}");
+    assert_eq!(steps[0]["status"], "skipped");
+    assert!(steps[0]["message"].as_str().unwrap().starts_with("not run: max_fail_percentage 30% exceeded"), "{v}");
 }
 
 #[test]
@@ -394,7 +398,14 @@ fn abort_stops_the_host_with_its_message_and_registered_results_feed_conditions(
         v["hosts"][1]["message"],
         format!("aborted: bad port on {}: {}", f.host(1), f.sshds[1].port())
     );
-    assert_eq!(v["hosts"][1]["steps"].as_array().unwrap().len(), 2);
+    // Every step is listed: the two after the abort as skipped, with why.
+    let h1 = v["hosts"][1]["steps"].as_array().unwrap();
+    assert_eq!(h1.len(), 4, "{v}");
+    assert_eq!(h1[1]["status"], "failed");
+    for s in &h1[2..] {
+        assert_eq!(s["status"], "skipped", "{v}");
+        assert_eq!(s["message"], "not run: step 2 (abort) failed", "{v}");
+    }
 }
 
 #[test]

@@ -103,7 +103,8 @@ pub struct HostResult {
     pub message: Option<String>,
     /// Wall time in milliseconds.
     pub duration_ms: u64,
-    /// Steps, in order (those not reached are absent).
+    /// Every step, in order; those after a failure, or on a host the run
+    /// did not reach, are `skipped` with a `not run: ...` message.
     pub steps: Vec<StepResult>,
 }
 

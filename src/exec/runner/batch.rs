@@ -38,7 +38,7 @@ impl Runner {
         let start = Instant::now();
         let size = batch_size(inner.serial.as_ref(), hosts.len());
         let mut results: Vec<HostResult> = Vec::new();
-        let mut stopped = None;
+        let mut stopped: Option<String> = None;
         let batches: Vec<Vec<HostSpec>> = hosts.chunks(size).map(<[HostSpec]>::to_vec).collect();
         let n_batches = batches.len();
         for (b, batch) in batches.into_iter().enumerate() {
@@ -54,7 +54,7 @@ impl Runner {
                         exit_code: None,
                         message: Some(format!("not run: {reason}")),
                         duration_ms: 0,
-                        steps: Vec::new(),
+                        steps: inner.steps.iter().map(|c| c.not_run(reason)).collect(),
                     });
                 }
                 continue;

@@ -32,6 +32,32 @@ pub(super) struct Compiled {
     pub(super) step: Step,
 }
 
+impl Compiled {
+    /// A result for this step before it runs (`ok`, nothing captured).
+    pub(super) fn blank(&self) -> crate::exec::StepResult {
+        crate::exec::StepResult {
+            index: self.index,
+            name: self.name.clone(),
+            kind: self.kind,
+            status: crate::exec::Status::Ok,
+            warning: false,
+            exit_code: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            duration_ms: 0,
+            attempts: 0,
+            action: None,
+            diff: None,
+            message: None,
+        }
+    }
+
+    /// The result of a step that was not run, and why.
+    pub(super) fn not_run(&self, why: &str) -> crate::exec::StepResult {
+        crate::exec::StepResult { status: crate::exec::Status::Skipped, message: Some(format!("not run: {why}")), ..self.blank() }
+    }
+}
+
 /// The first line of `text`, cut to 60 characters (`…` when cut).
 pub(super) fn summary(text: &str) -> String {
     let first = text.lines().next().unwrap_or("");

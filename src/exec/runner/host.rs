@@ -91,7 +91,13 @@ impl Inner {
         let mut status = Status::Skipped;
         let mut message = None;
         let total = self.steps.len();
+        let mut failed_at: Option<String> = None;
         for c in &self.steps {
+            // After a failure every later step is listed, not run.
+            if let Some(why) = &failed_at {
+                steps.push(c.not_run(why));
+                continue;
+            }
             // A command may print a secret (its sudo password, a token):
             // masked before it is registered, shown or stored.
             let r = self.run_step(host, c, &mut ctx, &registered).await.scrubbed();
@@ -114,9 +120,10 @@ impl Inner {
             if stop {
                 message = r.message.clone().or_else(|| Some(format!("step {} `{}` failed", c.index, c.name)));
             }
+            let name = format!("step {} ({}) failed", c.index, c.kind);
             steps.push(r);
             if stop {
-                break;
+                failed_at = Some(if matches!(steps.last().map(|s| s.status), Some(Status::Unreachable)) { "the host is unreachable".into() } else { name });
             }
         }
         HostResult {
@@ -134,21 +141,7 @@ impl Inner {
 
     async fn run_step(&self, host: &HostSpec, c: &Compiled, ctx: &mut Map<String, Value>, registered: &BTreeSet<String>) -> StepResult {
         let start = Instant::now();
-        let mut r = StepResult {
-            index: c.index,
-            name: c.name.clone(),
-            kind: c.kind,
-            status: Status::Ok,
-            warning: false,
-            exit_code: None,
-            stdout: String::new(),
-            stderr: String::new(),
-            duration_ms: 0,
-            attempts: 0,
-            action: None,
-            diff: None,
-            message: None,
-        };
+        let mut r = c.blank();
         let uses_registered = |vars: Result<BTreeSet<String>, String>| -> Option<String> {
             vars.ok().and_then(|v| v.intersection(registered).next().cloned())
         };
