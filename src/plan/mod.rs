@@ -1,7 +1,8 @@
 //! The plan: `diff(desired, recorded, observed) -> Plan`, a value that is
 //! printed, saved to a file, checked by policies and applied.
 //!
-//! Pure: no IO. Desired = the compiled config; recorded = the store snapshot;
+//! Pure: no IO, but for the plan files (`file.rs`: save, load, schema).
+//! Desired = the compiled config; recorded = the store snapshot;
 //! observed = what providers report. Must not depend on: store backends,
 //! providers' implementations, the CLI.
 

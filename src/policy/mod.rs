@@ -3,6 +3,7 @@
 //!
 //! Pure: no IO. The built-in rules (`policies/default.yaml`) are embedded in
 //! the binary and always evaluated after the repo's own policies.
+//! Must not depend on: the store, providers, apply, the CLI.
 
 use chrono::{DateTime, Datelike, Local, Timelike, Utc};
 use minijinja::context;

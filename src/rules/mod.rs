@@ -1,6 +1,8 @@
 //! Rules: condition evaluation and the trigger state machine (DESIGN §3).
 //!
-//! Everything here is pure: no IO, no clock, no store. Time comes in as
+//! Everything here is pure: no IO, no clock, no store access (samples come
+//! in as values; their types and the window aggregates are still borrowed
+//! from [`crate::store`], a layering debt). Time comes in as
 //! `now_ms` (milliseconds on the samples' clock) and state comes in as the
 //! previous [`TriggerState`]; the caller persists what comes out.
 //!
