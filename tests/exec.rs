@@ -409,6 +409,32 @@ fn abort_stops_the_host_with_its_message_and_registered_results_feed_conditions(
 }
 
 #[test]
+fn a_step_delegated_to_one_host_runs_once_per_run() {
+    let f = Fleet::start(3);
+    f.target("web", &f.all());
+    let marker = tempfile::tempdir().unwrap();
+    let log = marker.path().join("once.log");
+    f.write(
+        "pb.yaml",
+        &format!(
+            "kind: Playbook\nname: migrate\nsteps:\n  - run: echo {{{{ host }}}} >> {log}\n    on: web/{first}\n  - run: echo each\n",
+            log = log.display(),
+            first = f.host(0)
+        ),
+    );
+    let out = f.run(&["run", "migrate", "--on", "web", "--json"]);
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines.lines().count(), 1, "the delegated step ran more than once:\n{lines}");
+    let v = json(&out);
+    let hosts = v["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 3);
+    let shared = hosts.iter().filter(|h| h["steps"][0]["message"].as_str().unwrap_or("").starts_with("ran once for the run")).count();
+    assert_eq!(shared, 2, "the other hosts say they share the one result: {v}");
+    assert!(hosts.iter().all(|h| h["steps"][1]["stdout"] == "each\n"), "{v}");
+}
+
+#[test]
 fn bad_playbooks_and_params_exit_4_before_touching_any_host() {
     let f = Fleet::start(1);
     f.target("web", &f.all());

@@ -92,7 +92,7 @@ impl Inner {
         let mut message = None;
         let total = self.steps.len();
         let mut failed_at: Option<String> = None;
-        for c in &self.steps {
+        for (i, c) in self.steps.iter().enumerate() {
             // After a failure every later step is listed, not run.
             if let Some(why) = &failed_at {
                 steps.push(c.not_run(why));
@@ -100,7 +100,25 @@ impl Inner {
             }
             // A command may print a secret (its sudo password, a token):
             // masked before it is registered, shown or stored.
-            let r = self.run_step(host, c, &mut ctx, &registered).await.scrubbed();
+            let r = match (c.step.on.as_deref(), self.once.get(i)) {
+                // Delegated to one host: once per run, by the first host to
+                // get here (with its variables); the others share the result.
+                (Some(sel), Some(cell)) if sel != "local" && self.opts.delegates.contains_key(sel) => {
+                    let (by, r) = cell
+                        .get_or_init(|| async { (host.name.clone(), self.run_step(host, c, &mut ctx, &registered).await.scrubbed()) })
+                        .await;
+                    let mut r = r.clone();
+                    if *by != host.name {
+                        let note = format!("ran once for the run (on `{sel}`, for host `{by}`)");
+                        r.message = Some(match r.message.take() {
+                            Some(m) => format!("{note}: {m}"),
+                            None => note,
+                        });
+                    }
+                    r
+                }
+                _ => self.run_step(host, c, &mut ctx, &registered).await.scrubbed(),
+            };
             if let Some(name) = &c.step.register {
                 if !self.opts.check {
                     ctx.insert(

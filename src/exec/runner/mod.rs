@@ -83,6 +83,9 @@ struct Inner {
     /// Answers given on the terminal for `prompt` steps whose text is the same
     /// for every host are asked once.
     answers: StdMutex<HashMap<(String, String), String>>,
+    /// Steps delegated with `on: TARGET/HOST` run once per run: the first
+    /// host to reach one runs it, the others take its result.
+    once: Vec<tokio::sync::OnceCell<(String, StepResult)>>,
 }
 
 /// A prepared run: the playbook checked, parameters bound, secrets read.
@@ -122,6 +125,7 @@ impl Runner {
             }
         }
         let forks = opts.forks.or(pb.forks.map(|f| f as usize)).unwrap_or(DEFAULT_FORKS).max(1);
+        let steps_len = steps.len();
         Ok(Runner {
             inner: Arc::new(Inner {
                 name: pb.name.clone(),
@@ -135,6 +139,7 @@ impl Runner {
                 prompter,
                 pool: Mutex::new(HashMap::new()),
                 answers: StdMutex::new(HashMap::new()),
+                once: (0..steps_len).map(|_| tokio::sync::OnceCell::new()).collect(),
             }),
         })
     }
@@ -162,6 +167,7 @@ impl Runner {
             on: None,
         };
         let forks = opts.forks.unwrap_or(DEFAULT_FORKS).max(1);
+        let steps_len = 1;
         Ok(Runner {
             inner: Arc::new(Inner {
                 name: "exec".into(),
@@ -181,6 +187,7 @@ impl Runner {
                 prompter: Arc::new(NonInteractive),
                 pool: Mutex::new(HashMap::new()),
                 answers: StdMutex::new(HashMap::new()),
+                once: (0..steps_len).map(|_| tokio::sync::OnceCell::new()).collect(),
             }),
         })
     }
