@@ -436,6 +436,23 @@ fn plan_json_matches_its_schema_and_changed_objects_show_field_diffs() {
 }
 
 #[test]
+fn validate_names_an_undefined_template_variable_before_apply_can_hit_it() {
+    let repo = fleet("undefined", 1);
+    let cfg = repo.read("scaler.yaml");
+    assert!(cfg.contains("node.port"), "the fleet config uses node.port: {cfg}");
+    repo.write("scaler.yaml", &cfg.replacen("node.port", "node.prot", 1));
+    let out = repo.scaler(&["validate", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr) + &text(&out.stdout);
+    assert!(err.contains("undefined variable `node.prot`") && err.contains("node.port"), "{err}");
+    assert!(err.contains("scaler.yaml:") && err.contains("local.command"), "{err}");
+    // Nothing was started: apply refuses the config the same way.
+    let out = repo.scaler(&["apply", "--auto-approve", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(repo.running_nodes().is_empty());
+}
+
+#[test]
 fn a_node_left_creating_is_unfinished_work_not_no_changes() {
     let repo = fleet("unfinished", 1);
     repo.ok(&["apply", "--auto-approve", "."]);

@@ -196,6 +196,17 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Checks that every variable `src` uses is one the template gets
+    /// (`shape`: the context's names, with placeholder values).
+    fn template_variables(&mut self, at: At<'_>, path: &[Segment], src: &str, shape: &serde_json::Value) {
+        for name in crate::template::undefined_variables(src, shape) {
+            let known = dotted_names(shape);
+            let suggestion = did_you_mean(&name, known.iter().map(String::as_str));
+            let d = self.push(at, "template", format!("undefined variable `{name}`{}", suggestion_suffix(suggestion.as_deref())), path);
+            d.help = Some(format!("this template gets: {}", known.join(", ")));
+        }
+    }
+
     fn expression(&mut self, at: At<'_>, path: &[Segment], src: &str) -> Option<Vec<String>> {
         match self.env.compile_expression(src) {
             Ok(expr) => Some(expr.undeclared_variables(false).into_iter().collect()),
@@ -318,6 +329,24 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Every leaf of `shape` as a dotted name (`node.port`).
+fn dotted_names(shape: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, child) in m {
+                    let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(child, &name, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(shape, "", &mut out);
+    out
+}
+
 fn child(base: &[Segment], more: &[Segment]) -> Vec<Segment> {
     let mut p = base.to_vec();
     p.extend_from_slice(more);
@@ -348,9 +377,12 @@ pub fn check_node_template(ctx: &mut Ctx<'_>, at: At<'_>, t: &NodeTemplate) {
         );
     }
     if let Some(local) = &t.local {
+        let shape = crate::model::local_node_variables();
         ctx.template(at, &path!["local", "command"], &local.command);
+        ctx.template_variables(at, &path!["local", "command"], &local.command, &shape);
         for (k, v) in &local.env {
             ctx.template(at, &path!["local", "env", k], v);
+            ctx.template_variables(at, &path!["local", "env", k], v, &shape);
         }
     }
     if let Some(ec2) = &t.ec2 {

@@ -979,6 +979,16 @@ impl ProviderKind {
     }
 }
 
+/// The shape of what a local node's `command` and `env` are rendered with
+/// (values are placeholders): `validate` checks templates against it and
+/// the local provider renders with exactly these names.
+pub fn local_node_variables() -> serde_json::Value {
+    serde_json::json!({
+        "project": "",
+        "node": { "name": "", "group": "", "index": 0, "port": 0, "dir": "" },
+    })
+}
+
 /// A local node: a process started from a command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -84,14 +84,53 @@ pub fn expr_env() -> Environment<'static> {
 
 /// Renders a command template with shell-quoted substitutions.
 pub fn render_command(src: &str, ctx: &serde_json::Value) -> Result<String, String> {
-    shell_env()
-        .render_str(src, Value::from(Serde(ctx)))
-        .map_err(|e| describe_error(&e))
+    shell_env().render_str(src, Value::from(Serde(ctx))).map_err(|e| explain(src, ctx, &e))
 }
 
 /// Renders a plain-text template (no quoting).
 pub fn render_text(src: &str, ctx: &serde_json::Value) -> Result<String, String> {
-    expr_env().render_str(src, Value::from(Serde(ctx))).map_err(|e| describe_error(&e))
+    expr_env().render_str(src, Value::from(Serde(ctx))).map_err(|e| explain(src, ctx, &e))
+}
+
+/// A rendering error; an undefined value names the variable.
+fn explain(src: &str, ctx: &serde_json::Value, e: &Error) -> String {
+    if e.kind() == ErrorKind::UndefinedError {
+        if let Some(name) = undefined_variables(src, ctx).into_iter().next() {
+            return format!("undefined value: `{name}` is not defined");
+        }
+    }
+    describe_error(e)
+}
+
+/// The variables (dotted: `node.port`) a template uses that `ctx` does not
+/// define, in source order of first use. A template that does not compile
+/// gives none (its syntax error is reported instead).
+pub fn undefined_variables(src: &str, ctx: &serde_json::Value) -> Vec<String> {
+    let env = expr_env();
+    let Ok(tmpl) = env.template_from_str(src) else { return Vec::new() };
+    let mut names: Vec<String> = tmpl.undeclared_variables(true).into_iter().filter_map(|n| missing_prefix(ctx, &n)).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The shortest prefix of the dotted path `name` that `ctx` does not
+/// define, if any (below a value that is not an object, such as a list or a
+/// string, members are not checked).
+fn missing_prefix(ctx: &serde_json::Value, name: &str) -> Option<String> {
+    let mut at = ctx;
+    let mut upto = 0;
+    for part in name.split('.') {
+        upto += part.len() + usize::from(upto > 0);
+        match at {
+            serde_json::Value::Object(map) => match map.get(part) {
+                Some(v) => at = v,
+                None => return Some(name[..upto].to_string()),
+            },
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Checks that a template compiles; returns the error text otherwise.
@@ -190,6 +229,14 @@ mod tests {
         let e = render_text(src, &json!({})).unwrap_err();
         assert!(e.contains("more than 1000000 instructions") && e.contains("SCALER_TEMPLATE_FUEL"), "{e}");
         assert_eq!(render_text("{% for a in range(3) %}{{ a }}{% endfor %}", &json!({})).unwrap(), "012");
+    }
+
+    #[test]
+    fn an_undefined_value_names_the_variable() {
+        let ctx = json!({"node": {"name": "web-01", "port": 18001}});
+        assert_eq!(render_text("{{ node.prot }}", &ctx).unwrap_err(), "undefined value: `node.prot` is not defined");
+        assert_eq!(render_command("x {{ nodes.port }}", &ctx).unwrap_err(), "undefined value: `nodes` is not defined");
+        assert_eq!(undefined_variables("{{ node.name }} {{ node.prot }} {% for x in [1] %}{{ x }}{% endfor %}", &ctx), vec!["node.prot"]);
     }
 
     #[test]
