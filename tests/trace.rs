@@ -83,6 +83,53 @@ fn kill_9_of_the_worker_keeps_every_line_read_so_far() {
     assert_eq!(tasks(dir.path())[0]["status"], "stopped");
 }
 
+fn alive(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn a_tracers_command_dies_with_its_worker() {
+    let dir = repo();
+    let id = start(dir.path(), "ticks")["id"].as_str().unwrap().to_string();
+    wait_until(Duration::from_secs(20), "the command to start", || tasks(dir.path())[0]["pid"].as_i64().is_some() && !events(dir.path(), &id).is_empty());
+    let t = &tasks(dir.path())[0];
+    let (worker, command) = (t["worker_pid"].as_i64().unwrap(), t["pid"].as_i64().unwrap());
+    assert!(alive(command));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_until(Duration::from_secs(10), "the command to die with its worker", || !alive(command));
+}
+
+#[test]
+fn a_running_tracer_is_not_started_twice_and_stop_last_stops_the_newest() {
+    let dir = repo();
+    let first = start(dir.path(), "ticks")["id"].as_str().unwrap().to_string();
+    // Again, alone and with another counter named twice: skipped and said.
+    let out = scaler(dir.path(), &["trace", "start", "ticks", "."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("Trace of `ticks` is already running (task {first}); skipped.")), "{}", stdout(&out));
+    let out = scaler(dir.path(), &["trace", "start", "--json", "ticks", "three", "three", "."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let items = v.as_array().unwrap();
+    assert_eq!(items.len(), 2, "{v}");
+    assert_eq!((items[0]["skipped"].clone(), items[0]["running"].clone()), (Value::Bool(true), Value::from(first.clone())));
+    assert_eq!(items[1]["counter"], "three");
+    let newest = items[1]["id"].as_str().unwrap().to_string();
+    assert_eq!(tasks(dir.path()).len(), 2, "one task per counter");
+    // --last stops the newest; with an id it is a usage error.
+    let out = scaler(dir.path(), &["trace", "stop", "--last", &first, "."]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = scaler(dir.path(), &["trace", "stop", "--json", "--last", "."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stopped: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(stopped["id"], newest.as_str());
+    let out = scaler(dir.path(), &["trace", "stop", &first, "."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn a_stream_that_ends_is_exited_with_its_lines_and_failures() {
     let dir = repo();

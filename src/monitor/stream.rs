@@ -20,17 +20,24 @@ use super::{to_samples, CollectError, CounterSpec, Job, DEFAULT_INTERVAL, DEFAUL
 use crate::store::{Event, Sample};
 
 /// Starts `command` with `sh -c` in its own process group, stdout piped.
+///
+/// The command dies with the process that started it: its shell gets
+/// SIGKILL when the parent (a `trace` worker) dies, even by `kill -9`, so no
+/// tracer outlives its worker. Call it from a thread that lives as long as
+/// the command (the signal follows the thread that forked).
 pub fn spawn(command: &str) -> Result<Child, CollectError> {
     use std::os::unix::process::CommandExt;
-    Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| CollectError::Command { command: command.to_string(), detail: format!("cannot start: {e}") })
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(command).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).process_group(0);
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: `prctl(2)` is one, and nothing is
+    // allocated (an error is a raw OS error code).
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+        });
+    }
+    cmd.spawn().map_err(|e| CollectError::Command { command: command.to_string(), detail: format!("cannot start: {e}") })
 }
 
 /// What one stream line gave.

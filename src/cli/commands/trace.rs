@@ -18,11 +18,11 @@ use crate::store::{Backend, TraceStatus, TraceTask};
 /// Trace tasks: stream counters whose every output line is stored at once.
 #[derive(Debug, clap::Subcommand)]
 pub enum TraceCommand {
-    /// Start a `stream` counter in the background; prints the task id.
-    #[command(after_help = "Examples:\n  scaler trace start vmstat .\n  scaler trace start --json vmstat . | jq -r .id\n\nEvery stdout line is committed as soon as it is read (a raw event plus its samples).\nExit codes: 0 started, 1 error, 2 usage error.")]
+    /// Start `stream` counters in the background; prints each task id.
+    #[command(after_help = "Examples:\n  scaler trace start vmstat .\n  scaler trace start vmstat iostat .\n  scaler trace start --json vmstat . | jq -r .id\n\nThe last argument is the config repo when it is `.`, contains `/`, or is a directory.\nA counter whose tracer is already running is skipped, and said (once, even if named twice).\nEvery stdout line is committed as soon as it is read (a raw event plus its samples); the\ncommand is killed if its worker dies.\n--json prints the task (an array of tasks, or of {counter, skipped, running}, for several).\nExit codes: 0 started (or skipped), 1 error, 2 usage error.")]
     Start(StartArgs),
-    /// Stop a task (by id or a unique prefix of at least 8 characters).
-    #[command(after_help = "Examples:\n  scaler trace stop 3f2a9c1e .\n\nExit codes: 0 stopped (or already ended), 1 not found, ambiguous or error, 2 usage error.")]
+    /// Stop a task (by id or a unique prefix of at least 8 characters, or `--last`).
+    #[command(after_help = "Examples:\n  scaler trace stop 3f2a9c1e .\n  scaler trace stop --last .\n\nExit codes: 0 stopped (or already ended), 1 not found, ambiguous or error, 2 usage error.")]
     Stop(StopArgs),
     /// List tasks, newest first.
     #[command(after_help = "Examples:\n  scaler trace list .\n  scaler trace list --json .\n\nA task whose worker died (kill -9) shows as `dead`; the lines it read are kept.")]
@@ -35,11 +35,9 @@ pub enum TraceCommand {
 /// `trace start`.
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
-    /// The `stream` counter.
-    pub counter: String,
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The `stream` counters, then optionally the config repo (default `.`).
+    #[arg(required = true, value_name = "COUNTER... [DIR]")]
+    pub names: Vec<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -49,10 +47,14 @@ pub struct StartArgs {
 #[derive(Debug, clap::Args)]
 pub struct StopArgs {
     /// Task id or a unique prefix (at least 8 characters).
-    pub id: String,
+    #[arg(required_unless_present = "last")]
+    pub id: Option<String>,
     /// The config repo.
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    /// Stop the newest task instead of naming one (`stop --last [DIR]`).
+    #[arg(long)]
+    pub last: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -123,15 +125,59 @@ fn stream_spec(ws: &Workspace, name: &str) -> Result<(Arc<CounterSpec>, String),
     Ok((Arc::new(spec), command))
 }
 
+/// `COUNTER... [DIR]`: the counters, and the config repo (the last
+/// argument when it is `.`, contains `/`, or is a directory).
+fn split_names(names: &[String]) -> (Vec<String>, PathBuf) {
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() && (last == "." || last.contains('/') || std::path::Path::new(last).is_dir()) => {
+            (rest.to_vec(), PathBuf::from(last))
+        }
+        _ => (names.to_vec(), PathBuf::from(".")),
+    }
+}
+
 fn start(args: StartArgs, ui: &Ui) -> CmdResult {
-    let ws = Workspace::load(&args.dir, None, ui)?;
-    let (_, command) = stream_spec(&ws, &args.counter)?;
+    let (counters, dir) = split_names(&args.names);
+    let ws = Workspace::load(&dir, None, ui)?;
+    let mut wanted: Vec<(String, String)> = Vec::new();
+    for name in &counters {
+        if wanted.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        let (_, command) = stream_spec(&ws, name)?;
+        wanted.push((name.clone(), command));
+    }
     let store = ws.store()?;
-    store.run_blocking_as(|store| -> CmdResult {
+    let mut shown = Vec::new();
+    for (counter, command) in wanted {
+        let running = store.run_blocking(|db| db.traces())?.into_iter().find(|t| t.counter == counter && shown_status(t) == "running");
+        if let Some(t) = running {
+            if !args.json {
+                ui.out(&format!("Trace of `{counter}` is already running (task {}); skipped.", t.id));
+            }
+            shown.push(json!({ "counter": counter, "skipped": true, "running": t.id }));
+            continue;
+        }
+        let task = start_one(&ws, &store, &counter, command)?;
+        if !args.json {
+            ui.out(&format!("Started trace {} ({}: {}).", task.id, task.counter, task.command));
+        }
+        shown.push(serde_json::to_value(&task)?);
+    }
+    if args.json {
+        let v = if shown.len() == 1 { shown.remove(0) } else { serde_json::Value::Array(shown) };
+        ui.out(&serde_json::to_string_pretty(&v)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Records a task for `counter` and starts its detached worker.
+fn start_one(ws: &Workspace, store: &crate::store::StateStore, counter: &str, command: String) -> Result<TraceTask, Failure> {
+    store.run_blocking_as(|store| -> Result<TraceTask, Failure> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut task = TraceTask {
         id: id.clone(),
-        counter: args.counter.clone(),
+        counter: counter.to_string(),
         host: crate::monitor::LOCAL_HOST.into(),
         command,
         worker_pid: None,
@@ -167,20 +213,26 @@ fn start(args: StartArgs, ui: &Ui) -> CmdResult {
         task.detail = current.detail;
     }
     store.put_trace(&task)?;
-    if args.json {
-        ui.out(&serde_json::to_string_pretty(&task)?);
-    } else {
-        ui.out(&format!("Started trace {id} ({}: {}).", task.counter, task.command));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(task)
     })
 }
 
-fn stop(args: StopArgs, ui: &Ui) -> CmdResult {
+fn stop(mut args: StopArgs, ui: &Ui) -> CmdResult {
+    // `stop --last DIR`: the one positional is the config repo.
+    if args.last && args.dir.as_os_str() == "." {
+        if let Some(id) = args.id.take_if(|id| id == "." || id.contains('/') || std::path::Path::new(id).is_dir()) {
+            args.dir = PathBuf::from(id);
+        }
+    }
     let ws = Workspace::load(&args.dir, None, ui)?;
     let store = ws.store()?;
     store.run_blocking_as(|store| -> CmdResult {
-    let mut task = store.find_trace(&args.id)?;
+    let mut task = match (&args.id, args.last) {
+        (Some(id), false) => store.find_trace(id)?,
+        // `traces` lists newest first.
+        (None, true) => store.traces()?.into_iter().next().ok_or_else(|| Failure::new("no trace tasks to stop"))?,
+        _ => return Err(Failure { code: 2, message: "give a task id or `--last`, not both".into() }),
+    };
     let was = shown_status(&task);
     if task.status == TraceStatus::Running {
         task.status = TraceStatus::Stopped;
