@@ -180,3 +180,24 @@ fn config_is_found_relative_to_the_test_file() {
     };
     assert_eq!(v[0]["config"], "cfg");
 }
+
+#[test]
+fn a_sample_counts_toward_one_fire_only_in_scaler_test() {
+    // A counter sampled every 60 s, evaluated every 10 s, no `for`, no
+    // cooldown: each sample fires once, at the tick it arrives; the ticks
+    // after it see the same sample and do not fire again.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("scaler.yaml"),
+        "kind: Project\nname: p\n---\nkind: Counter\nname: sparse\ninterval: 60s\nsource: { local: { command: \"echo 0\" } }\n---\nkind: Trigger\nname: sparse-high\nwhen: last(sparse) > 5\nthen:\n  - notify: { webhook: { url: \"https://hooks.example.com/x\" } }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("sparse.test.yaml"),
+        "interval: 60s\nevaluation_interval: 10s\nduration: 150s\nseries:\n  sparse: \"9 9 9\"\nexpect:\n  states:\n    - { at: 10s, trigger: sparse-high, state: inactive }\n  fires:\n    - { trigger: sparse-high, at: 0s }\n    - { trigger: sparse-high, at: 60s }\n    - { trigger: sparse-high, at: 120s }\n",
+    )
+    .unwrap();
+    let out = scaler(dir.path(), &["test", "sparse.test.yaml"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("1 passed, 0 failed"), "{}", stdout(&out));
+}

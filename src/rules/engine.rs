@@ -28,6 +28,9 @@ pub struct CompiledTrigger {
     pub metrics: Vec<Operand>,
     /// The trigger as configured (its actions become the job).
     pub spec: Trigger,
+    /// The names its conditions read (counters among them): after a fire,
+    /// pending restarts only on a sample of these newer than the fire.
+    pub inputs: Vec<String>,
 }
 
 impl CompiledTrigger {
@@ -120,8 +123,10 @@ impl Engine {
                     }
                 }
             }
+            let inputs: Vec<String> = conditions.iter().flat_map(Condition::names).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
             out.push(CompiledTrigger {
                 name: t.name.clone(),
+                inputs,
                 conditions,
                 timing: Timing::from_trigger(t),
                 min_coverage_pct: min_coverage_pct(t),
@@ -154,7 +159,8 @@ pub fn evaluate_one(index: usize, t: &CompiledTrigger, now_ms: i64, window: &Arc
     let mut terms = Vec::new();
     let outcomes: Vec<Outcome> = t.conditions.iter().map(|c| c.eval(scope, &mut terms)).collect();
     let outcome = combine(&outcomes);
-    let (state, fire) = step(now_ms, &outcome, &t.timing, &prev.state);
+    let newest = window.newest_at(&t.inputs, now_ms);
+    let (state, fire) = step(now_ms, &outcome, &t.timing, &prev.state, newest);
     let changed = state != prev.state;
     let fire = fire.map(|Fire { at_ms, pending_since_ms }| FireWhy {
         at_ms,

@@ -46,7 +46,8 @@ pub struct TriggerState {
     pub last_fired: Option<i64>,
     /// What the trigger shows.
     pub state: StateKind,
-    /// Why, for `nodata` and `error`.
+    /// Why, for `nodata` and `error` (and for `inactive`/`cooldown` while
+    /// the condition holds only on samples that counted toward the last fire).
     pub reason: Option<String>,
 }
 
@@ -123,9 +124,14 @@ fn ms(d: &Duration) -> i64 {
     i64::try_from(d.get().as_millis()).unwrap_or(i64::MAX)
 }
 
-/// One evaluation at `now_ms` with what the conditions gave. Pure: the same
-/// inputs give the same state and fire.
-pub fn step(now_ms: i64, outcome: &Outcome, timing: &Timing, prev: &TriggerState) -> (TriggerState, Option<Fire>) {
+/// One evaluation at `now_ms` with what the conditions gave; `newest_input_ms`
+/// is the newest sample time among the trigger's inputs (`None`: unknown).
+/// Pure: the same inputs give the same state and fire.
+///
+/// A sample that counted toward a fire never counts toward the next one:
+/// after a fire, pending restarts only when an input sample is newer than
+/// the fire.
+pub fn step(now_ms: i64, outcome: &Outcome, timing: &Timing, prev: &TriggerState, newest_input_ms: Option<i64>) -> (TriggerState, Option<Fire>) {
     if prev.last_fired.is_some_and(|lf| now_ms <= lf) {
         return (prev.clone(), None);
     }
@@ -146,6 +152,12 @@ pub fn step(now_ms: i64, outcome: &Outcome, timing: &Timing, prev: &TriggerState
         Outcome::NoData(r) => (cleared(StateKind::NoData, Some(r.clone())), None),
         Outcome::Error(r) => (cleared(StateKind::Error, Some(r.clone())), None),
         Outcome::True => {
+            let stale = prev.pending_since.is_none()
+                && prev.last_fired.zip(newest_input_ms).is_some_and(|(fired, newest)| newest <= fired);
+            if stale {
+                let state = if in_cooldown { StateKind::Cooldown } else { StateKind::Inactive };
+                return (cleared(state, Some("holds only on samples that counted toward the last fire; waits for a newer one".into())), None);
+            }
             let since = prev.pending_since.unwrap_or(now_ms);
             let held = now_ms.saturating_sub(since) >= timing.for_ms;
             if held && !in_cooldown {
@@ -193,7 +205,7 @@ mod tests {
         let mut fires = Vec::new();
         let mut states = Vec::new();
         for (now, o) in evals {
-            let (next, fire) = step(*now, o, &t, &st);
+            let (next, fire) = step(*now, o, &t, &st, None);
             fires.extend(fire);
             states.push(next.state);
             st = next;
@@ -288,11 +300,11 @@ mod tests {
         let t = timing(60, 0);
         let (fires, _, st) = run(t, &every(0, 60, 10, T));
         assert_eq!(at(&fires), vec![60 * S]);
-        let (again, fire) = step(60 * S, &T, &t, &st);
+        let (again, fire) = step(60 * S, &T, &t, &st, None);
         assert_eq!(fire, None);
         assert_eq!(again, st);
         // Pending restarts at the next instant, not at the replayed one.
-        let (next, _) = step(70 * S, &T, &t, &again);
+        let (next, _) = step(70 * S, &T, &t, &again, None);
         assert_eq!(next.pending_since, Some(70 * S));
         assert_eq!(next.state, Pending);
     }
@@ -300,7 +312,7 @@ mod tests {
     #[test]
     fn an_instant_before_the_last_fire_is_ignored() {
         let st = TriggerState { pending_since: None, last_fired: Some(100 * S), state: Firing, reason: None };
-        let (next, fire) = step(90 * S, &Outcome::Error("late".into()), &timing(0, 0), &st);
+        let (next, fire) = step(90 * S, &Outcome::Error("late".into()), &timing(0, 0), &st, None);
         assert_eq!(fire, None);
         assert_eq!(next, st);
     }
@@ -585,5 +597,23 @@ mod tests {
         let mut t = trigger(serde_json::json!([{"scale": {"group": "web", "by": 1}}]));
         t.cooldown_up = None;
         assert_eq!(Timing::from_trigger(&t).cooldown_ms, 300_000);
+    }
+
+    #[test]
+    fn a_sample_counts_toward_one_fire_only() {
+        // A 60 s-sampled input on a 10 s clock, `for: 0s`, no cooldown:
+        // fires at the sample's tick, then waits for the next sample.
+        let t = timing(0, 0);
+        let mut st = TriggerState::default();
+        let mut fires = Vec::new();
+        for now in (0..=130).step_by(10) {
+            let newest = Some((now / 60) * 60 * S);
+            let (next, fire) = step(now * S, &T, &t, &st, newest);
+            fires.extend(fire.map(|f| f.at_ms / S));
+            st = next;
+        }
+        assert_eq!(fires, vec![0, 60, 120]);
+        assert_eq!(st.state, Inactive);
+        assert!(st.reason.as_deref().unwrap_or("").contains("counted toward the last fire"), "{st:?}");
     }
 }

@@ -202,7 +202,18 @@ impl Window {
         self.groups = sets.into_iter().map(|(name, members)| (name, HostSet::new(members))).collect();
     }
 
-    /// Names of the declared counters.
+    /// The newest sample time at or before `now_ms` of any series of these
+    /// counters (a trigger's inputs), if any.
+    pub fn newest_at(&self, counters: &[String], now_ms: i64) -> Option<i64> {
+        counters
+            .iter()
+            .filter_map(|c| self.counter(c))
+            .flat_map(|c| c.series.iter())
+            .filter_map(|s| s.points[..s.points.partition_point(|p| p.0 <= now_ms)].last().map(|p| p.0))
+            .max()
+    }
+
+    /// The counters the window holds.
     pub fn counter_names(&self) -> impl Iterator<Item = &str> {
         self.counters.keys().map(String::as_str)
     }

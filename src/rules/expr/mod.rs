@@ -103,6 +103,13 @@ impl Condition {
         &self.src
     }
 
+    /// The names its operands use (counter names among them).
+    pub fn names(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        self.node.names(&mut out);
+        out
+    }
+
     /// The longest `over` any call in the condition reads (ms), 0 when none
     /// does: how much history the window must keep for it (a call without
     /// `over` reads the counter's own lookback).
@@ -115,6 +122,12 @@ impl Operand {
     /// The operand as written.
     pub fn source(&self) -> &str {
         &self.text
+    }
+
+    /// The names it uses that it does not define (counter names among
+    /// them; the caller keeps those the window knows).
+    pub fn names(&self) -> std::collections::BTreeSet<String> {
+        self.expr.undeclared_variables(false).into_iter().collect()
     }
 
     /// Like [`Condition::lookback_ms`], for an operand.

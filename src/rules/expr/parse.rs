@@ -31,6 +31,21 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Every name the operands below use (counter names among them).
+    pub(super) fn names(&self, out: &mut std::collections::BTreeSet<String>) {
+        match self {
+            Node::Or(list) | Node::And(list) => list.iter().for_each(|n| n.names(out)),
+            Node::Not(inner) => inner.names(out),
+            Node::Cmp(l, _, r) => {
+                out.extend(l.names());
+                out.extend(r.names());
+            }
+            Node::Bool(operand) => out.extend(operand.names()),
+        }
+    }
+}
+
 impl Condition {
     /// Parses and compiles an expression.
     pub fn compile(src: &str) -> Result<Condition, String> {
