@@ -26,6 +26,7 @@
 //! | [`exec`] | playbook runs (batches, per-host steps, file transfer), rendering, the `Transport` seam (ssh, local), target resolution |
 //! | [`jobs`] | job workers: lease, heartbeat, run actions, retry with backoff, dead-letter |
 //! | [`inputs`] | passive inputs: push endpoint, Alertmanager webhook, SNMP traps -> samples by receipt time |
+//! | [`api`] | the daemon's read API: `/healthz`, `/metrics` (Prometheus text, the daemon's own counters), REST/JSON views under `/api/v1`; bearer token, query-string tokens refused |
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |
 //! | [`actions`] | what a fired trigger does: scale (a desired-count mutation), run a playbook, notify (webhook, SNS) |
 //! | [`import`] | converting older tools' exports (monscale) into scaler YAML, written all or nothing |
@@ -37,6 +38,7 @@
 //! | [`cli`] | the command line: the only place that constructs backends |
 
 pub mod actions;
+pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod clock;

@@ -66,6 +66,7 @@ fn modules_keep_to_their_lanes() {
     bad.extend(check("fleet", &["crate::cli", "tokio", "std::fs", "crate::store::sqlite", "SqliteStore"], &[]));
     bad.extend(check("actions", &["crate::cli", "println!", "eprintln!"], &[]));
     bad.extend(check("inputs", &["crate::cli", "crate::rules", "println!", "eprintln!"], &[]));
+    bad.extend(check("api", &["crate::cli", "println!", "eprintln!", "crate::store::sqlite", "SqliteStore", "crate::provider"], &[]));
     bad.extend(check("ruletest", &["tokio", "crate::store::sqlite", "SqliteStore", "crate::cli", "crate::provider", "crate::apply", "crate::exec"], &[]));
     bad.extend(check("template", &["std::fs", "tokio", "crate::"], &[]));
     bad.extend(check("import", &["crate::cli", "println!", "eprintln!", "crate::store", "tokio"], &[]));
