@@ -13,6 +13,9 @@ use serde_json::Value;
 use crate::daemon::{Daemon, TOKEN};
 use crate::harness::{wait_until, Cli};
 
+/// The read-only token (`daemon.read_token`).
+const READ_TOKEN: &str = "read-only-token-9876543210";
+
 /// Every route that needs the token.
 const ROUTES: [&str; 15] = [
     "/metrics",
@@ -82,9 +85,10 @@ fn names(list: &Value) -> Vec<String> {
 
 fn write_config(dir: &Path) {
     std::fs::write(dir.join("token.txt"), TOKEN).unwrap();
+    std::fs::write(dir.join("read.txt"), READ_TOKEN).unwrap();
     std::fs::write(
         dir.join("scaler.yaml"),
-        "kind: Project\nname: t\ndaemon:\n  token: { file: token.txt }\n  jobs: { lease: 2s, backoff: 100ms, max_attempts: 2 }\n",
+        "kind: Project\nname: t\ndaemon:\n  token: { file: token.txt }\n  read_token: { file: read.txt }\n  jobs: { lease: 2s, backoff: 100ms, max_attempts: 2 }\n",
     )
     .unwrap();
     std::fs::write(
@@ -168,6 +172,22 @@ fn the_read_api_answers_json_behind_the_token_and_metrics_parse() {
     }
     let r = call(port, "PUT", &format!("/api/v1/push/queue?token={TOKEN}"), None, "5");
     assert_eq!(r.status, 400, "the receivers refuse it too: {}", r.body);
+
+    // Scopes: the read-only token reads every route and changes nothing (403);
+    // the token reads and changes.
+    let read = format!("Bearer {READ_TOKEN}");
+    for route in ROUTES {
+        let r = call(port, "GET", route, Some(&read), "");
+        assert!([200, 404].contains(&r.status), "GET {route} with the read token: {} {}", r.status, r.body);
+        assert_eq!(r.status, get(port, route).status, "{route}: both tokens read the same");
+    }
+    for (method, path, body) in [("PUT", "/api/v1/push/queue", "5"), ("POST", "/api/v1/alerts", "{}"), ("POST", "/api/v1/status", "")] {
+        let r = call(port, method, path, Some(&read), body);
+        assert_eq!(r.status, 403, "{method} {path} with the read token: {}", r.body);
+        assert!(r.error().contains("read-only"), "{}", r.body);
+        assert_eq!(call(port, method, path, None, body).status, 401, "{method} {path} without a token");
+    }
+    assert!(ok_json(port, "/api/v1/series?counter=queue")["items"].as_array().unwrap().is_empty(), "the refused push stored nothing");
 
     // status
     let s = ok_json(port, "/api/v1/status");
@@ -281,7 +301,8 @@ fn the_read_api_answers_json_behind_the_token_and_metrics_parse() {
     let jobs_total: f64 = ["queued", "leased", "done", "dead"].iter().map(|s| value(&format!("scaler_jobs{{status=\"{s}\"}}"))).sum();
     assert_eq!(jobs_total, 1.0);
     assert!(value(r#"scaler_http_responses_total{code="401"}"#) >= 45.0, "the refused requests above were counted");
-    assert!(!m.body.contains(TOKEN));
+    assert_eq!(value(r#"scaler_http_responses_total{code="403"}"#), 3.0);
+    assert!(!m.body.contains(TOKEN) && !m.body.contains(READ_TOKEN));
 
     drop(d);
     let out = cli.run(dir, &["destroy", "--auto-approve", "."]);

@@ -72,8 +72,10 @@ pub struct ApiState {
     pub config: Arc<Config>,
     /// The state store.
     pub store: StateStore,
-    /// The bearer token every route but `/healthz` requires.
+    /// The bearer token every route but `/healthz` requires (reads and changes).
     pub token: SecretString,
+    /// A read-only token: it reads every route; a change made with it gets 403.
+    pub read_token: Option<SecretString>,
     /// Where time comes from.
     pub clock: SharedClock,
     /// The daemon's counters.
@@ -181,31 +183,59 @@ pub fn router(state: ApiState) -> Router {
 
 /// Wraps every route of the listener (the API and the receivers): a token
 /// in the query string is refused with 400 before anything else looks at
-/// the request, and each answer's status is counted in `metrics`.
-pub fn guard(app: Router, metrics: Arc<Metrics>) -> Router {
-    app.layer(middleware::from_fn_with_state(metrics, count_and_refuse_url_tokens))
+/// the request; a change (any method but GET and HEAD) made with the
+/// read-only token is refused with 403; each answer's status is counted in
+/// the state's metrics.
+pub fn guard(app: Router, state: &ApiState) -> Router {
+    app.layer(middleware::from_fn_with_state(state.clone(), edge))
+}
+
+/// What a request's bearer token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Read and change (`daemon.token`).
+    Write,
+    /// Read only (`daemon.read_token`).
+    Read,
+}
+
+/// The scope of the request's bearer token, or why it has none (the
+/// message of a 401).
+pub fn scope(st: &ApiState, headers: &axum::http::HeaderMap) -> Result<Scope, &'static str> {
+    let why = match crate::inputs::bearer_refusal(&st.token, headers) {
+        None => return Ok(Scope::Write),
+        Some(why) => why,
+    };
+    match &st.read_token {
+        Some(read) if crate::inputs::bearer_refusal(read, headers).is_none() => Ok(Scope::Read),
+        _ => Err(why),
+    }
 }
 
 /// Query parameters that would carry a credential in the URL.
 const URL_TOKEN_PARAMS: [&str; 3] = ["token", "access_token", "api_key"];
 
-async fn count_and_refuse_url_tokens(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+async fn edge(State(st): State<ApiState>, req: Request, next: Next) -> Response {
     let named = req.uri().query().and_then(|q| params(q).into_iter().find(|(k, _)| URL_TOKEN_PARAMS.contains(&k.as_str())));
+    let change = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
     let resp = match named {
         Some((k, _)) => ApiError::bad_request(format!(
             "a token in the URL (`{k}=`) is refused: URLs end up in logs and histories; send `Authorization: Bearer <token>`"
         ))
         .into_response(),
+        None if change && scope(&st, req.headers()) == Ok(Scope::Read) => {
+            ApiError::new(StatusCode::FORBIDDEN, "the read-only token (`daemon.read_token`) cannot change anything; use `daemon.token`").into_response()
+        }
         None => next.run(req).await,
     };
-    metrics.answered(resp.status().as_u16());
+    st.metrics.answered(resp.status().as_u16());
     resp
 }
 
 async fn require_token(State(st): State<ApiState>, req: Request, next: Next) -> Response {
-    match crate::inputs::bearer_refusal(&st.token, req.headers()) {
-        None => next.run(req).await,
-        Some(why) => ApiError::new(StatusCode::UNAUTHORIZED, why).into_response(),
+    match scope(&st, req.headers()) {
+        Ok(_) => next.run(req).await,
+        Err(why) => ApiError::new(StatusCode::UNAUTHORIZED, why).into_response(),
     }
 }
 

@@ -61,6 +61,9 @@ pub struct Options {
     pub workers: u32,
     /// The bearer token the HTTP receivers and the API require.
     pub token: SecretString,
+    /// A read-only token: it reads the API and `/metrics`; a change made
+    /// with it (push, alerts) gets 403.
+    pub read_token: Option<SecretString>,
     /// The config revision, recorded with every job.
     pub revision: Option<String>,
     /// Plan and apply the nodes of a group whose desired count changed.
@@ -277,16 +280,19 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
         let input_cfg = InputConfig { token: Some(opts.token.clone()), ..input_cfg };
         let shared = inputs::shared(input_cfg);
         let sink: Arc<dyn InputSink> = writer.clone();
-        crate::redact::register(secrecy::ExposeSecret::expose_secret(&opts.token));
+        for t in std::iter::once(&opts.token).chain(opts.read_token.as_ref()) {
+            crate::redact::register(secrecy::ExposeSecret::expose_secret(t));
+        }
         let api_state = ApiState {
             config: config.clone(),
             store: store.clone(),
             token: opts.token.clone(),
+            read_token: opts.read_token.clone(),
             clock: opts.clock.clone(),
             metrics: metrics.clone(),
             daemon: Arc::new(DaemonInfo { started_ms: now, roles: roles(&opts), workers: opts.workers, listen: opts.listen.clone() }),
         };
-        let app = api::guard(inputs::router(shared.clone(), sink.clone(), opts.clock.clone()).merge(api::router(api_state)), metrics.clone());
+        let app = api::guard(inputs::router(shared.clone(), sink.clone(), opts.clock.clone()).merge(api::router(api_state.clone())), &api_state);
         let listener = tokio::net::TcpListener::bind(&opts.listen)
             .await
             .map_err(|e| DaemonError::Listen(format!("cannot listen on `{}`: {e}", opts.listen)))?;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::cli::workspace::{runtime, warn_ignored, Workspace};
 use crate::cli::{CmdResult, Failure, Ui};
@@ -25,7 +25,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
   curl -H \"Authorization: Bearer $(cat .scaler/daemon.token)\" http://127.0.0.1:7878/api/v1/triggers
 
 Receivers (changing state needs `Authorization: Bearer TOKEN`; the token is the project's
-`daemon.token`, else a random one written to .scaler/daemon.token, mode 0600):
+`daemon.token`, else a random one written to .scaler/daemon.token, mode 0600; the optional
+`daemon.read_token` reads the API and /metrics and gets 403 on every change):
   PUT  /api/v1/push/NAME    a number for a counter with source `push`
   POST /api/v1/alerts       Alertmanager webhook (payload version 4)
   UDP  daemon.traps.listen  SNMP v1/v2c traps for counters with source `trap`
@@ -127,6 +128,13 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         .workers
         .unwrap_or_else(|| crate::jobs::worker_count(settings.as_ref().and_then(|d| d.jobs.as_ref())));
     let (token, token_file) = token(&ws)?;
+    let read_token = match settings.as_ref().and_then(|d| d.read_token.as_ref()) {
+        Some(r) => Some(crate::config::read_secret(&ws.config.root, r).map_err(|e| Failure::new(format!("daemon.read_token: {e}")))?),
+        None => None,
+    };
+    if read_token.as_ref().is_some_and(|r| r.expose_secret() == token.expose_secret()) {
+        return Err(Failure::new("daemon.read_token must differ from daemon.token (the read-only token would make changes)"));
+    }
     if let Some(p) = token_file {
         ui.info(&format!("receivers and the API need `Authorization: Bearer <token>`; the token is in {}", p.display()));
     }
@@ -141,6 +149,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         evaluate: all,
         workers,
         token,
+        read_token,
         revision: Some(ws.config.revision.clone()),
         reconcile: all,
     };
