@@ -86,7 +86,7 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
     }
     if let Some(rest) = t.strip_prefix("now-") {
         let d = humantime::parse_duration(rest).map_err(|e| format!("`{t}`: {e}"))?;
-        return Ok(now_ms - d.as_millis() as i64);
+        return i64::try_from(d.as_millis()).ok().and_then(|ms| now_ms.checked_sub(ms)).ok_or_else(|| format!("`{t}` is too far back"));
     }
     if let Ok(ms) = t.parse::<i64>() {
         return Ok(ms);
@@ -107,6 +107,7 @@ mod tests {
         assert_eq!(parse_time("1704067200000", 0), Ok(1_704_067_200_000));
         assert_eq!(parse_time("2024-01-01T00:00:00Z", 0), Ok(1_704_067_200_000));
         assert!(parse_time("yesterday", 0).is_err());
+        assert!(parse_time("now-999999999999y", 0).is_err(), "no overflow");
     }
 
     #[tokio::test(start_paused = true)]

@@ -261,6 +261,11 @@ fn the_read_api_answers_json_behind_the_token_and_metrics_parse() {
     assert_eq!((s["from_ms"].as_i64(), s["to_ms"].as_i64(), s["step_ms"].as_i64()), (Some(received), Some(received + 3000), Some(1000)));
     assert_eq!(get(port, &format!("/api/v1/series?counter=queue&from={received}&to={received}")).status, 400, "an empty range");
     assert_eq!(get(port, "/api/v1/series?counter=queue&from=now-30d&step=1s").status, 400, "too many points");
+    assert_eq!(get(port, &format!("/api/v1/series?counter=queue&from={}", i64::MIN)).status, 400, "not a time");
+    assert_eq!(get(port, "/api/v1/series?counter=queue&from=now-99999999y").status, 400, "too far back");
+    let one = ok_json(port, &format!("/api/v1/series?counter=queue&host=push&from={}&to={}&step={}", received - 500, received + 500, i64::MAX));
+    assert_eq!(one["items"][0]["points"], serde_json::json!([[received - 500, 50.0]]), "a step longer than the range is the range: {one}");
+    assert_eq!(one["step_ms"], 1000);
     assert!(ok_json(port, "/api/v1/series?counter=disk")["items"].as_array().unwrap().is_empty(), "a configured counter without data");
 
     // A label value with a quote and a backslash is escaped in /metrics.

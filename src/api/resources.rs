@@ -246,13 +246,20 @@ pub(super) async fn series(State(st): State<ApiState>, uri: Uri) -> Result<Respo
         }
     };
     let (from, to) = (time("from", now - 3_600_000)?, time("to", now)?);
+    for (name, t) in [("from", from), ("to", to)] {
+        if chrono::DateTime::from_timestamp_millis(t).is_none() {
+            return Err(ApiError::bad_request(format!("`{name}` ({t}) is not a time scaler can show")));
+        }
+    }
     if to <= from {
         return Err(ApiError::bad_request(format!("`to` ({to}) must be after `from` ({from}): the range is [from, to)")));
     }
+    // A step longer than the range gives the same one point as the range.
     let step = match p.one("step")? {
         Some(s) => parse_step(s)?,
         None => ((to - from) / 60).max(1000),
-    };
+    }
+    .min(to - from);
     let n = (i128::from(to) - i128::from(from) + i128::from(step) - 1) / i128::from(step);
     if n > i128::from(MAX_POINTS) {
         return Err(ApiError::bad_request(format!("{n} points per series is too many (at most {MAX_POINTS}); use a larger `step`")));
