@@ -7,6 +7,8 @@
 //! - [`TokioClock`]: tokio's (pausable) time from a chosen epoch instant;
 //!   under `tokio::time::pause()` time moves only when every task waits, so
 //!   a test of minutes of trigger timing runs in milliseconds.
+//! - [`parse_time`]: an instant as people write it (`now-1h`, RFC 3339,
+//!   epoch ms), for `scaler query` and the API's `?from=`/`?to=`.
 //!
 //! Must not depend on any other module of the crate.
 
@@ -76,9 +78,37 @@ impl Clock for TokioClock {
     }
 }
 
+/// Parses `now`, `now-DURATION`, RFC 3339 or epoch ms, relative to `now_ms`.
+pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
+    let t = text.trim();
+    if t == "now" {
+        return Ok(now_ms);
+    }
+    if let Some(rest) = t.strip_prefix("now-") {
+        let d = humantime::parse_duration(rest).map_err(|e| format!("`{t}`: {e}"))?;
+        return i64::try_from(d.as_millis()).ok().and_then(|ms| now_ms.checked_sub(ms)).ok_or_else(|| format!("`{t}` is too far back"));
+    }
+    if let Ok(ms) = t.parse::<i64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| d.timestamp_millis())
+        .map_err(|_| format!("`{t}` is not a time: use `now`, `now-1h`, RFC 3339 or epoch milliseconds"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("now", 5_000_000), Ok(5_000_000));
+        assert_eq!(parse_time("now-1h", 5_000_000), Ok(1_400_000));
+        assert_eq!(parse_time("1704067200000", 0), Ok(1_704_067_200_000));
+        assert_eq!(parse_time("2024-01-01T00:00:00Z", 0), Ok(1_704_067_200_000));
+        assert!(parse_time("yesterday", 0).is_err());
+        assert!(parse_time("now-999999999999y", 0).is_err(), "no overflow");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn tokio_clock_moves_with_paused_time() {

@@ -27,6 +27,7 @@
 //! | [`jobs`] | job workers: lease, heartbeat, run actions, retry with backoff, dead-letter |
 //! | [`inputs`] | passive inputs: push endpoint, Alertmanager webhook, SNMP traps -> samples by receipt time |
 //! | [`daemon`] | `scaler daemon`: one loaded config run by the collectors, receivers, evaluator (a pure step on the clock), job workers and reconciler |
+//! | [`api`] | the daemon's read API: `/healthz`, `/metrics` (Prometheus text, the daemon's own counters), REST/JSON views under `/api/v1`; bearer token, query-string tokens refused |
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |
 //! | [`actions`] | what a fired trigger does: scale (a desired-count mutation), run a playbook, notify (webhook, SNS) |
 //! | [`import`] | converting older tools' exports (monscale) into scaler YAML, written all or nothing |
@@ -38,6 +39,7 @@
 //! | [`cli`] | the command line: the only place that constructs backends |
 
 pub mod actions;
+pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod clock;

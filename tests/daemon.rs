@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::harness::{free_port, wait_until, Cli};
 
-const TOKEN: &str = "test-token-0123456789";
+pub(crate) const TOKEN: &str = "test-token-0123456789";
 
 /// A webhook receiver that records every request's idempotency key.
 struct Hooks {
@@ -61,13 +61,13 @@ impl Hooks {
 }
 
 /// A running daemon in its own process group (so a kill takes its children).
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Daemon {
-    fn start(cli: &Cli, dir: &Path, extra: &[&str]) -> Daemon {
+    pub(crate) fn start(cli: &Cli, dir: &Path, extra: &[&str]) -> Daemon {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec!["daemon", ".", "--listen", &listen, "--evaluation-interval", "250ms"];
@@ -94,7 +94,7 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
-    fn push(&self, counter: &str, body: &str) -> (u16, String) {
+    pub(crate) fn push(&self, counter: &str, body: &str) -> (u16, String) {
         http(self.port, "PUT", &format!("/api/v1/push/{counter}"), body, Some(TOKEN))
     }
 }
@@ -108,7 +108,7 @@ impl Drop for Daemon {
 }
 
 /// One HTTP/1.1 request; the status and body.
-fn http(port: u16, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) fn http(port: u16, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
     write!(s, "{method} {path} HTTP/1.1\r\nhost: x\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();

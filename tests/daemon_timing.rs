@@ -55,6 +55,7 @@ fn start(session: &Session, clock: &SharedClock, workers: u32) -> Running {
         evaluate: true,
         workers,
         token: "t0k3n-for-tests-only".to_string().into(),
+        read_token: None,
         revision: Some("r1".into()),
         reconcile: false,
     };

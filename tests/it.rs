@@ -7,6 +7,7 @@
 mod harness;
 
 mod actions;
+mod api;
 mod architecture;
 mod collect;
 mod config_fixtures;

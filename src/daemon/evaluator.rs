@@ -77,16 +77,7 @@ pub fn step(engine: &Engine, window: &Arc<Window>, records: &HashMap<String, Rec
 /// Trigger records from the store, by trigger name; unreadable records are
 /// reported and start fresh.
 pub fn load_records(store: &dyn Backend) -> Result<HashMap<String, Record>, crate::store::StoreError> {
-    let mut out = HashMap::new();
-    for r in store.trigger_states()? {
-        match serde_json::from_value::<Record>(r.state) {
-            Ok(rec) => {
-                out.insert(r.name, rec);
-            }
-            Err(e) => tracing::warn!(trigger = %r.name, error = %e, "unreadable trigger state; starting it fresh"),
-        }
-    }
-    Ok(out)
+    Ok(crate::rules::records_from(store.trigger_states()?))
 }
 
 /// The evaluator task.
@@ -99,6 +90,7 @@ pub(super) struct Evaluator {
     pub job: JobSettings,
     pub keep_ms: i64,
     pub config: Arc<Config>,
+    pub metrics: Arc<crate::api::Metrics>,
 }
 
 impl Evaluator {
@@ -129,14 +121,19 @@ impl Evaluator {
             for j in &out.jobs {
                 tracing::info!(trigger = %j.trigger, at_ms = j.fired_at_ms, "trigger fired");
             }
+            let fired: Vec<String> = out.jobs.iter().map(|j| j.trigger.clone()).collect();
             let saved = if out.states.is_empty() {
                 Ok(())
             } else {
                 let (states, jobs) = (out.states, out.jobs);
                 store.run(move |db| db.save_evaluation(&states, &jobs, tick).map(|_| ())).await
             };
+            self.metrics.evaluated(saved.is_ok());
             match saved {
-                Ok(()) => records.extend(out.records),
+                Ok(()) => {
+                    fired.iter().for_each(|t| self.metrics.fired(t));
+                    records.extend(out.records);
+                }
                 // Not saved: the records stay as they were, so the next tick
                 // evaluates from the last saved state (nothing fires unsaved).
                 Err(e) => tracing::error!(error = %e, "cannot save trigger states; will retry at the next tick"),

@@ -4,6 +4,7 @@
 //! collectors (scheduler) ─┐
 //! push / alerts (HTTP) ───┼─> store (samples, durable) ─> window (memory)
 //! SNMP traps (UDP) ───────┘
+//! read API + /metrics (HTTP, same listener): config + store + api::Metrics
 //! evaluator: every tick t (aligned to the evaluation interval):
 //!   Engine::evaluate(t, window, records) -> transitions + fires
 //!   -> store.save_evaluation(states, jobs)   (one transaction)
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::actions::{Executor, ExecutorOptions};
+use crate::api::{self, ApiState, DaemonInfo, Metrics};
 use crate::fleet::{Fleet, FleetError};
 use crate::inputs::{self, InputConfig, InputSink};
 use crate::jobs::{self, ActionExecutor, WorkerOptions};
@@ -47,7 +49,7 @@ pub struct Options {
     /// sent here are stored and evaluated like collected ones; for embedding
     /// the daemon, e.g. in-process tests).
     pub samples: Option<mpsc::Receiver<Vec<Sample>>>,
-    /// HTTP listen address (push, alerts).
+    /// HTTP listen address (push, alerts, the read API and `/metrics`).
     pub listen: String,
     /// Evaluation tick (ms).
     pub evaluation_interval_ms: i64,
@@ -57,8 +59,11 @@ pub struct Options {
     pub evaluate: bool,
     /// Job workers (0: none).
     pub workers: u32,
-    /// The bearer token the HTTP receivers require.
+    /// The bearer token the HTTP receivers and the API require.
     pub token: SecretString,
+    /// A read-only token: it reads the API and `/metrics`; a change made
+    /// with it (push, alerts) gets 403.
+    pub read_token: Option<SecretString>,
     /// The config revision, recorded with every job.
     pub revision: Option<String>,
     /// Plan and apply the nodes of a group whose desired count changed.
@@ -120,6 +125,7 @@ impl SharedWindow {
 struct SampleWriter {
     store: StateStore,
     window: SharedWindow,
+    metrics: Arc<Metrics>,
 }
 
 impl SampleWriter {
@@ -127,7 +133,11 @@ impl SampleWriter {
         if samples.is_empty() {
             return Ok(());
         }
-        self.store.run_blocking(|db| db.append(samples)).map_err(|e| e.to_string())?;
+        if let Err(e) = self.store.run_blocking(|db| db.append(samples)) {
+            self.metrics.write_failed(samples.len());
+            return Err(e.to_string());
+        }
+        self.metrics.stored(samples);
         self.window.insert(samples);
         Ok(())
     }
@@ -201,6 +211,17 @@ fn seed(store: &mut dyn Backend, window: &mut Window, now: i64, keep: i64) -> cr
     Ok(n)
 }
 
+/// What a daemon with these options does, as `/api/v1/status` shows it.
+fn roles(opts: &Options) -> Vec<&'static str> {
+    let mut roles = Vec::new();
+    for (on, role) in [(opts.collect, "collect"), (opts.evaluate, "evaluate"), (opts.evaluate, "receive"), (opts.workers > 0, "work"), (opts.reconcile, "reconcile")] {
+        if on {
+            roles.push(role);
+        }
+    }
+    roles
+}
+
 /// Runs the daemon until `stop` turns true.
 ///
 /// `session` gives the one loaded config that every part runs (collectors,
@@ -223,7 +244,8 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
         .await?;
     tracing::info!(samples = seeded, "window seeded from the store");
     let window = SharedWindow(Arc::new(Mutex::new(Arc::new(window))));
-    let writer = Arc::new(SampleWriter { store: store.clone(), window: window.clone() });
+    let metrics = Arc::new(Metrics::default());
+    let writer = Arc::new(SampleWriter { store: store.clone(), window: window.clone(), metrics: metrics.clone() });
 
     let mut tasks: JoinSet<Result<(), DaemonError>> = JoinSet::new();
 
@@ -258,12 +280,24 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
         let input_cfg = InputConfig { token: Some(opts.token.clone()), ..input_cfg };
         let shared = inputs::shared(input_cfg);
         let sink: Arc<dyn InputSink> = writer.clone();
-        let app = inputs::router(shared.clone(), sink.clone(), opts.clock.clone());
+        for t in std::iter::once(&opts.token).chain(opts.read_token.as_ref()) {
+            crate::redact::register(secrecy::ExposeSecret::expose_secret(t));
+        }
+        let api_state = ApiState {
+            config: config.clone(),
+            store: store.clone(),
+            token: opts.token.clone(),
+            read_token: opts.read_token.clone(),
+            clock: opts.clock.clone(),
+            metrics: metrics.clone(),
+            daemon: Arc::new(DaemonInfo { started_ms: now, roles: roles(&opts), workers: opts.workers, listen: opts.listen.clone() }),
+        };
+        let app = api::guard(inputs::router(shared.clone(), sink.clone(), opts.clock.clone()).merge(api::router(api_state.clone())), &api_state);
         let listener = tokio::net::TcpListener::bind(&opts.listen)
             .await
             .map_err(|e| DaemonError::Listen(format!("cannot listen on `{}`: {e}", opts.listen)))?;
         let addr = listener.local_addr().map_err(|e| DaemonError::Listen(e.to_string()))?;
-        tracing::info!(%addr, "HTTP receivers listening (PUT /api/v1/push/NAME, POST /api/v1/alerts)");
+        tracing::info!(%addr, "HTTP listening (receivers: PUT /api/v1/push/NAME, POST /api/v1/alerts; read API: GET /api/v1/...; GET /metrics, GET /healthz)");
         let mut stop_h = stop.clone();
         tasks.spawn(async move {
             axum::serve(listener, app)
@@ -300,6 +334,7 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
             },
             keep_ms: keep,
             config: config.clone(),
+            metrics: metrics.clone(),
         };
         let stop_e = stop.clone();
         tasks.spawn(async move { ev.run(stop_e).await });

@@ -17,7 +17,7 @@ use axum::routing::{any, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -109,21 +109,28 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Why a request's `Authorization: Bearer <token>` does not carry `token`
+/// (compared in constant time), or `None` when it does. The daemon's API
+/// checks its routes with this too.
+pub fn bearer_refusal(token: &SecretString, headers: &HeaderMap) -> Option<&'static str> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Some("missing bearer token: send `Authorization: Bearer <token>`");
+    };
+    let Some(given) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) else {
+        return Some("the `Authorization` header is not `Bearer <token>`");
+    };
+    if same_secret(given.trim().as_bytes(), token.expose_secret().as_bytes()) {
+        None
+    } else {
+        Some("wrong bearer token")
+    }
+}
+
 fn authorize(cfg: &InputConfig, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &cfg.token else { return Ok(()) };
-    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized("missing bearer token: send `Authorization: Bearer <token>`"))?;
-    let given = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| unauthorized("the `Authorization` header is not `Bearer <token>`"))?;
-    if same_secret(given.trim().as_bytes(), token.expose_secret().as_bytes()) {
-        Ok(())
-    } else {
-        Err(unauthorized("wrong bearer token"))
+    match bearer_refusal(token, headers) {
+        None => Ok(()),
+        Some(why) => Err(ApiError::new(StatusCode::UNAUTHORIZED, why)),
     }
 }
 

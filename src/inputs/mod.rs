@@ -33,7 +33,7 @@ use crate::model::{Counter, Source};
 use crate::store::Sample;
 
 pub use alerts::{AlertDedupe, AlertStatus, DEDUPE_CAPACITY, FIRING_TTL_MS, RESOLVED_TTL_MS};
-pub use http::{router, BODY_LIMIT};
+pub use http::{bearer_refusal, router, BODY_LIMIT};
 pub use traps::{map_trap, run_trap_receiver, TrapReceiver};
 
 /// Default listen address of the SNMP trap receiver.

@@ -129,9 +129,15 @@ pub struct DaemonSettings {
     /// Listen address (default `127.0.0.1:7878`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
-    /// Bearer token required by every request that changes state.
+    /// Bearer token of the daemon's HTTP listener: it reads the API and
+    /// `/metrics` and makes every change (push, alerts). Every route but
+    /// `/healthz` needs a token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<SecretRef>,
+    /// A read-only bearer token: it reads the API and `/metrics`; a change
+    /// made with it gets 403.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_token: Option<SecretRef>,
     /// Where the daemon reads config from (default: the directory it runs in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<ConfigSource>,

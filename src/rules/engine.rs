@@ -181,6 +181,21 @@ pub fn evaluate_one(index: usize, t: &CompiledTrigger, now_ms: i64, window: &Arc
     Evaluation { index, record, fire, changed }
 }
 
+/// The records saved in the store, by trigger name; an unreadable one is
+/// logged and left out (the trigger starts fresh).
+pub fn records_from(saved: Vec<crate::store::TriggerRecord>) -> HashMap<String, Record> {
+    let mut out = HashMap::new();
+    for r in saved {
+        match serde_json::from_value::<Record>(r.state) {
+            Ok(rec) => {
+                out.insert(r.name, rec);
+            }
+            Err(e) => tracing::warn!(trigger = %r.name, error = %e, "unreadable trigger state; starting it fresh"),
+        }
+    }
+    out
+}
+
 /// A state for people: `pending 40s`, `cooldown`, `error: ...`.
 pub fn describe(record: &Record, now_ms: i64) -> String {
     let s = &record.state;

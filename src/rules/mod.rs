@@ -26,7 +26,7 @@ mod state;
 pub mod window;
 
 pub use condition::{combine, compare, group_outcome, GroupMode, Op, Outcome, Value};
-pub use engine::{CompiledTrigger, Engine, Evaluation, FireWhy, Record};
+pub use engine::{records_from, CompiledTrigger, Engine, Evaluation, FireWhy, Record};
 pub use expr::{Condition, Operand, Scope, Term};
 pub use state::{min_coverage_pct, step, Fire, StateKind, Timing, TriggerState};
 pub use window::{HostSet, Point, Window};

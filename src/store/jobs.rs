@@ -156,6 +156,10 @@ pub struct JobFilter {
     pub status: Option<JobStatus>,
     /// Only jobs of this trigger.
     pub trigger: Option<String>,
+    /// Only the job with this idempotency key (`<trigger>@<fire ms>`).
+    pub key: Option<String>,
+    /// Only jobs with an id below this one (the next page after a job).
+    pub before_id: Option<i64>,
     /// At most this many.
     pub limit: Option<usize>,
 }

@@ -237,9 +237,14 @@ pub(super) fn jobs_are_listed_newest_first_by_status_and_trigger_and_counted<H: 
     assert_eq!(ids(JobFilter::default()), [4, 3, 2, 1, 0]);
     assert_eq!(ids(JobFilter { trigger: Some("even".into()), ..Default::default() }), [4, 2, 0]);
     assert_eq!(ids(JobFilter { status: Some(JobStatus::Queued), ..Default::default() }), [4, 3]);
-    assert_eq!(ids(JobFilter { status: Some(JobStatus::Queued), trigger: Some("odd".into()), limit: None }), [3]);
+    assert_eq!(ids(JobFilter { status: Some(JobStatus::Queued), trigger: Some("odd".into()), limit: None, ..Default::default() }), [3]);
     assert_eq!(ids(JobFilter { limit: Some(2), ..Default::default() }), [4, 3]);
     assert_eq!(ids(JobFilter { status: Some(JobStatus::Dead), ..Default::default() }), [1]);
+    let key = format!("even@{}", T0 + 2);
+    assert_eq!(ids(JobFilter { key: Some(key), ..Default::default() }), [2], "by idempotency key");
+    assert_eq!(ids(JobFilter { key: Some("even@0".into()), ..Default::default() }), [0; 0]);
+    let third = store.jobs(&JobFilter::default()).unwrap()[2].id;
+    assert_eq!(ids(JobFilter { before_id: Some(third), limit: Some(1), ..Default::default() }), [1], "the page after the third job");
 }
 
 pub(super) fn four_threads_with_their_own_connections_lease_every_job_exactly_once<H: Harness>() {

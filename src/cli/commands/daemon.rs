@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::cli::workspace::{runtime, warn_ignored, Workspace};
 use crate::cli::{CmdResult, Failure, Ui};
@@ -12,8 +12,9 @@ use crate::daemon::{self, Options};
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
-/// Run collection, trigger evaluation, the action workers and the receivers
-/// for pushed values, Alertmanager alerts and SNMP traps, until Ctrl-C.
+/// Run collection, trigger evaluation, the action workers, the receivers
+/// for pushed values, Alertmanager alerts and SNMP traps, and the read API
+/// with `/metrics`, until Ctrl-C.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   scaler daemon examples/quickstart                 everything, on 127.0.0.1:7878
@@ -21,12 +22,19 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
   scaler daemon --role worker --workers 8 .         only work the job queue (scale out workers)
   curl -X PUT -H \"Authorization: Bearer $(cat .scaler/daemon.token)\" \\
        --data 42 http://127.0.0.1:7878/api/v1/push/queue-depth
+  curl -H \"Authorization: Bearer $(cat .scaler/daemon.token)\" http://127.0.0.1:7878/api/v1/triggers
 
 Receivers (changing state needs `Authorization: Bearer TOKEN`; the token is the project's
-`daemon.token`, else a random one written to .scaler/daemon.token, mode 0600):
+`daemon.token`, else a random one written to .scaler/daemon.token, mode 0600; the optional
+`daemon.read_token` reads the API and /metrics and gets 403 on every change):
   PUT  /api/v1/push/NAME    a number for a counter with source `push`
   POST /api/v1/alerts       Alertmanager webhook (payload version 4)
   UDP  daemon.traps.listen  SNMP v1/v2c traps for counters with source `trap`
+
+Read API on the same listener (JSON; the same token, never in the URL; only /healthz is open):
+  GET /healthz  GET /metrics (Prometheus text)  GET /api/v1/status
+  GET /api/v1/{targets,counters,triggers,jobs,nodes,groups}[/NAME]  (?limit=&after=)
+  GET /api/v1/series?counter=NAME&host=H&from=now-1h&to=now&step=1m   (points in [from, to))
 
 Trigger states are saved on every transition and a fire is saved with its job in one
 transaction, so a restart resumes pending triggers and never fires twice for one instant.
@@ -120,8 +128,15 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         .workers
         .unwrap_or_else(|| crate::jobs::worker_count(settings.as_ref().and_then(|d| d.jobs.as_ref())));
     let (token, token_file) = token(&ws)?;
+    let read_token = match settings.as_ref().and_then(|d| d.read_token.as_ref()) {
+        Some(r) => Some(crate::config::read_secret(&ws.config.root, r).map_err(|e| Failure::new(format!("daemon.read_token: {e}")))?),
+        None => None,
+    };
+    if read_token.as_ref().is_some_and(|r| r.expose_secret() == token.expose_secret()) {
+        return Err(Failure::new("daemon.read_token must differ from daemon.token (the read-only token would make changes)"));
+    }
     if let Some(p) = token_file {
-        ui.info(&format!("receivers need `Authorization: Bearer <token>`; the token is in {}", p.display()));
+        ui.info(&format!("receivers and the API need `Authorization: Bearer <token>`; the token is in {}", p.display()));
     }
     let all = args.role == Role::All;
     let session = ws.session()?;
@@ -134,12 +149,13 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         evaluate: all,
         workers,
         token,
+        read_token,
         revision: Some(ws.config.revision.clone()),
         reconcile: all,
     };
     if all {
         ui.info(&format!(
-            "scaler daemon: {} triggers, {} counters, evaluated every {}; receivers on http://{}; {} job workers; Ctrl-C stops (`-v` shows each fire and job)",
+            "scaler daemon: {} triggers, {} counters, evaluated every {}; receivers and API on http://{}; {} job workers; Ctrl-C stops (`-v` shows each fire and job)",
             ws.config.triggers.len(),
             ws.config.counters.len(),
             crate::rules::engine::human_ms(interval_ms),

@@ -48,23 +48,7 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Parses `now`, `now-DURATION`, RFC 3339 or epoch ms, relative to `now_ms`.
-pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
-    let t = text.trim();
-    if t == "now" {
-        return Ok(now_ms);
-    }
-    if let Some(rest) = t.strip_prefix("now-") {
-        let d = humantime::parse_duration(rest).map_err(|e| format!("`{t}`: {e}"))?;
-        return Ok(now_ms - d.as_millis() as i64);
-    }
-    if let Ok(ms) = t.parse::<i64>() {
-        return Ok(ms);
-    }
-    chrono::DateTime::parse_from_rfc3339(t)
-        .map(|d| d.timestamp_millis())
-        .map_err(|_| format!("`{t}` is not a time: use `now`, `now-1h`, RFC 3339 or epoch milliseconds"))
-}
+pub use crate::clock::parse_time;
 
 /// A one-line chart of the points.
 pub fn sparkline(points: &[(i64, Option<f64>)]) -> String {
@@ -153,15 +137,6 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times() {
-        assert_eq!(parse_time("now", 5_000_000), Ok(5_000_000));
-        assert_eq!(parse_time("now-1h", 5_000_000), Ok(1_400_000));
-        assert_eq!(parse_time("1704067200000", 0), Ok(1_704_067_200_000));
-        assert_eq!(parse_time("2024-01-01T00:00:00Z", 0), Ok(1_704_067_200_000));
-        assert!(parse_time("yesterday", 0).is_err());
-    }
 
     #[test]
     fn sparklines() {

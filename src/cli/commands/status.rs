@@ -8,9 +8,10 @@ use serde_json::json;
 
 use crate::cli::workspace::Workspace;
 use crate::cli::{Failure, CmdResult, Ui};
-use crate::rules::engine::{describe, human_ms, state_word};
+use crate::rules::engine::{describe, human_ms};
 use crate::rules::Record;
-use crate::store::{Job, JobFilter};
+use crate::api::views::{rfc3339_ms as time, JobView, TriggerView};
+use crate::store::JobFilter;
 
 /// Show every trigger's state (pending time, last fire and the values that
 /// made it fire) and the recent jobs with their results.
@@ -36,12 +37,6 @@ pub struct Args {
     pub json: bool,
 }
 
-fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_else(|| ms.to_string())
-}
-
 fn terms_text(terms: &[crate::rules::Term]) -> String {
     terms
         .iter()
@@ -52,15 +47,6 @@ fn terms_text(terms: &[crate::rules::Term]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn job_json(j: &Job) -> serde_json::Value {
-    json!({
-        "id": j.id, "key": j.key, "trigger": j.trigger, "fired_at_ms": j.fired_at_ms, "fired_at": time(j.fired_at_ms),
-        "status": j.status.as_str(), "attempts": j.attempts, "max_attempts": j.max_attempts,
-        "actions_done": j.actions_done, "revision": j.revision, "values": j.payload.get("values"),
-        "result": j.result, "last_error": j.last_error,
-    })
 }
 
 /// Runs the command.
@@ -78,27 +64,8 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     };
     let fresh = Record::default();
     if args.json {
-        let triggers: Vec<_> = ws
-            .config
-            .triggers
-            .keys()
-            .map(|name| {
-                let r = records.get(name).unwrap_or(&fresh);
-                let s = &r.state;
-                json!({
-                    "name": name,
-                    "state": state_word(s.state),
-                    "reason": s.reason,
-                    "pending_since_ms": s.pending_since,
-                    "pending_ms": s.pending_since.map(|p| now - p),
-                    "last_fired_ms": s.last_fired,
-                    "evaluated_ms": r.evaluated_ms,
-                    "values": r.terms,
-                    "last_fire": r.last_fire,
-                })
-            })
-            .collect();
-        let jobs: Vec<_> = jobs.iter().map(job_json).collect();
+        let triggers = TriggerView::all(&ws.config, &records, now);
+        let jobs: Vec<JobView> = jobs.iter().map(JobView::from).collect();
         ui.out(&serde_json::to_string_pretty(&json!({ "now_ms": now, "triggers": triggers, "jobs": jobs, "queue": depth }))?);
         return Ok(ExitCode::SUCCESS);
     }

@@ -353,11 +353,12 @@ impl JobStore for SqliteStore {
             .conn
             .prepare(&format!(
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR trigger_name = ?2)
+                 AND (?4 IS NULL OR idem_key = ?4) AND (?5 IS NULL OR id < ?5)
                  ORDER BY id DESC LIMIT ?3"
             ))
             .map_err(&db)?;
         let rows = stmt
-            .query_map(params![filter.status.map(JobStatus::as_str), filter.trigger, limit], job_row)
+            .query_map(params![filter.status.map(JobStatus::as_str), filter.trigger, limit, filter.key, filter.before_id], job_row)
             .map_err(&db)?;
         let mut out = Vec::new();
         for row in rows {
