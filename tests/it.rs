@@ -14,6 +14,7 @@ mod daemon;
 mod daemon_timing;
 mod exec;
 mod fleet;
+mod gitops;
 mod harness_smoke;
 mod ignored_settings;
 mod import;
