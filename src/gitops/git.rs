@@ -1,7 +1,8 @@
 //! A git remote as a config source: `git2` fetches the configured branch
 //! every `poll` into a bare cache repository under `.scaler/source/`, and
 //! each new commit is checked out into a directory of its own
-//! (`trees/<commit>`, removed when no revision holds it), so the running
+//! (`trees/<pid>/<commit>`, removed when no revision holds it; a process
+//! clears what dead processes left), so the running
 //! config keeps reading its own files (`put.src`, `{ file: }` secrets) while
 //! a newer commit is validated.
 //!
@@ -83,7 +84,7 @@ pub struct GitSource {
     failures: u32,
     /// The wait before the next fetch (zero for the first).
     wait: Duration,
-    /// Whether old checkouts were cleared (once, before the first fetch).
+    /// Whether dead processes' checkouts were cleared (once, before the first fetch).
     cleared: bool,
 }
 
@@ -160,7 +161,7 @@ fn fetch(s: &GitSettings) -> Result<git2::Oid, String> {
 fn check_out(s: &GitSettings, commit: git2::Oid) -> Result<(Checkout, Result<Config, Diagnostics>), String> {
     let repo = open_cache(&s.home().join("repo.git"))?;
     let tree = repo.find_commit(commit).and_then(|c| c.tree()).map_err(|e| lower(&e))?;
-    let dir = s.home().join("trees").join(commit.to_string());
+    let dir = s.home().join("trees").join(std::process::id().to_string()).join(commit.to_string());
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| format!("cannot clear `{}`: {e}", dir.display()))?;
     }
@@ -183,6 +184,28 @@ fn check_out(s: &GitSettings, commit: git2::Oid) -> Result<(Checkout, Result<Con
     Ok((checkout, config))
 }
 
+/// Removes the checkouts of processes that no longer run (`trees/<pid>`):
+/// nothing holds them now. Another daemon on the same cache (a `--role
+/// worker` beside the main one) keeps its own.
+fn clear_dead(trees: &Path) -> Result<(), String> {
+    let entries = match std::fs::read_dir(trees) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot read `{}`: {e}", trees.display())),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let alive = name.parse::<i32>().is_ok_and(|pid| {
+            // EPERM: it runs, as another user.
+            pid as u32 != std::process::id() && !matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
+        });
+        if !alive {
+            std::fs::remove_dir_all(entry.path()).map_err(|e| format!("cannot clear `{}`: {e}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl ConfigSource for GitSource {
     fn describe(&self) -> String {
@@ -191,13 +214,8 @@ impl ConfigSource for GitSource {
 
     async fn next(&mut self) -> Result<Revision, SourceError> {
         if !self.cleared {
-            // Checkouts left by an earlier process: nothing holds them now.
             let trees = self.settings.home().join("trees");
-            match tokio::fs::remove_dir_all(&trees).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(self.cache_error(format!("cannot clear `{}`: {e}", trees.display()))),
-            }
+            tokio::task::spawn_blocking(move || clear_dead(&trees)).await.map_err(|e| self.cache_error(e))?.map_err(|e| self.cache_error(e))?;
             self.cleared = true;
         }
         loop {
@@ -234,5 +252,45 @@ impl ConfigSource for GitSource {
             self.last = Some(id.clone());
             return Ok(Revision { id, seen_ms: self.clock.now_ms(), config: config.map(Arc::new), checkout: Some(Arc::new(checkout)) });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_checkouts_of_running_processes_are_kept() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let trees = tmp.path().join("trees");
+        let own = std::process::id().to_string();
+        for d in ["1", "999999999", own.as_str(), "junk"] {
+            std::fs::create_dir_all(trees.join(d).join("abc")).unwrap_or_else(|e| panic!("{e}"));
+        }
+        clear_dead(&trees).unwrap_or_else(|e| panic!("{e}"));
+        let mut left: Vec<String> = std::fs::read_dir(&trees)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["1".to_string()], "pid 1 runs; the others are dead, junk, or this process (which holds nothing yet)");
+        assert_eq!(clear_dead(&tmp.path().join("none")), Ok(()));
+    }
+
+    #[test]
+    fn the_cache_is_one_directory_per_remote_and_branch() {
+        let s = |url: &str, branch: &str| GitSettings {
+            url: url.into(),
+            branch: branch.into(),
+            path: None,
+            poll: DEFAULT_POLL,
+            timeout: FETCH_TIMEOUT,
+            cache: PathBuf::from("/c"),
+        };
+        assert_eq!(s("file:///a", "main").home(), s("file:///a", "main").home());
+        assert_ne!(s("file:///a", "main").home(), s("file:///a", "prod").home());
+        assert_ne!(s("file:///a", "main").home(), s("file:///b", "main").home());
+        assert!(s("file:///a", "main").home().starts_with("/c"));
     }
 }
