@@ -126,7 +126,10 @@ pub async fn follow(session: Session, mut opts: Options, follow: Follow, stop: w
         };
         let (rev, next) = next;
         let _ = stop_tx.send(true);
-        joined(task.await)?;
+        if let Err(e) = joined(task.await) {
+            end_settle(settle.take()).await;
+            return Err(e);
+        }
         current = next;
         tracing::info!(
             revision = %rev.id,
