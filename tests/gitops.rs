@@ -125,12 +125,27 @@ fn running_nodes(cli: &Cli, dir: &Path) -> usize {
     v["nodes"].as_array().map_or(0, |n| n.iter().filter(|n| n["status"] == "running").count())
 }
 
-#[test]
-fn a_commit_to_the_followed_branch_is_applied_and_an_invalid_one_is_not() {
+/// A repository with the Project and group `web` at `desired`, committed;
+/// and the commit id.
+fn remote_repo(desired: &str) -> (GitRepo, String) {
     let remote = GitRepo::new();
     remote.write("scaler.yaml", "kind: Project\nname: t\n");
-    remote.write("fleet.yaml", &fleet("0"));
-    let c1 = remote.commit("an empty group");
+    remote.write("fleet.yaml", &fleet(desired));
+    let commit = remote.commit(&format!("desired {desired}"));
+    (remote, commit)
+}
+
+/// Stops the daemon and retires the nodes it launched.
+fn stop_and_destroy(d: Daemon, cli: &Cli, dir: &Path) {
+    drop(d);
+    let out = cli.run(dir, &["destroy", "--auto-approve", "."]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(running_nodes(cli, dir), 0);
+}
+
+#[test]
+fn a_commit_to_the_followed_branch_is_applied_and_an_invalid_one_is_not() {
+    let (remote, c1) = remote_repo("0");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     bootstrap(dir, &format!("file://{}", remote.path().display()), "200ms");
@@ -158,18 +173,12 @@ fn a_commit_to_the_followed_branch_is_applied_and_an_invalid_one_is_not() {
     let c4 = remote.commit("two nodes");
     wait_for(dir, "the daemon to launch the second node", || running_nodes(&cli, dir) == 2);
     wait_log(dir, &format!("revision {} applied", &c4[..12]), 1);
-    drop(d);
-    let out = cli.run(dir, &["destroy", "--auto-approve", "."]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(running_nodes(&cli, dir), 0);
+    stop_and_destroy(d, &cli, dir);
 }
 
 #[test]
 fn a_branch_served_by_git_daemon_is_fetched_over_git_protocol() {
-    let remote = GitRepo::new();
-    remote.write("scaler.yaml", "kind: Project\nname: t\n");
-    remote.write("fleet.yaml", &fleet("1"));
-    let commit = remote.commit("one node");
+    let (remote, commit) = remote_repo("1");
     let server = GitDaemon::serve(remote.path());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -178,9 +187,7 @@ fn a_branch_served_by_git_daemon_is_fetched_over_git_protocol() {
     let d = Daemon::start(&cli, dir, &[]);
     wait_for(dir, "the daemon to launch the node of the served commit", || running_nodes(&cli, dir) == 1);
     wait_log(dir, &format!("revision {} applied", &commit[..12]), 1);
-    drop(d);
-    let out = cli.run(dir, &["destroy", "--auto-approve", "."]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    stop_and_destroy(d, &cli, dir);
 }
 
 #[test]
