@@ -40,9 +40,11 @@ use crate::store::{Backend, Sample, Selector, StateStore};
 
 mod evaluator;
 mod reload;
+mod source_status;
 
 pub use evaluator::{load_records, step, JobSettings, Step};
 pub use reload::{follow, Follow};
+pub use source_status::{Noted, SourceStatus};
 
 /// How the daemon runs.
 #[derive(Debug)]

@@ -11,11 +11,13 @@
 //!
 //! A newer revision supersedes the plan or the retries of an older one.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::source_status::{Noted, SourceStatus, StatusFile};
 use super::{run, DaemonError, Options};
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -30,6 +32,9 @@ pub struct Follow {
     pub source: Box<dyn ConfigSource>,
     /// Apply every new revision (`daemon.auto_apply`); else plan it and hold the plan.
     pub auto_apply: bool,
+    /// Where to write what the daemon says about its source for `scaler
+    /// status` (the state directory; `None`: nowhere).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The plan-or-apply of one revision, running beside the task set.
@@ -43,7 +48,7 @@ enum Decision {
     /// Already decided on (the same id again).
     Seen,
     /// Invalid: the running revision stays.
-    Refused,
+    Refused(Noted),
     /// Valid, with the objects and files that run already.
     Same,
     /// Valid and different: restart the task set with it.
@@ -53,9 +58,15 @@ enum Decision {
 /// Runs the daemon on `session` (the config it was started with), then on
 /// every newer valid revision of `follow.source`, until `stop` turns true.
 pub async fn follow(session: Session, mut opts: Options, follow: Follow, stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
-    let Follow { source, auto_apply } = follow;
+    let Follow { source, auto_apply, state_dir } = follow;
     let described = source.describe();
     tracing::info!(source = %described, auto_apply, "following the config source");
+    let clock = opts.clock.clone();
+    let status = StatusFile::new(
+        state_dir.as_deref(),
+        SourceStatus { source: described, auto_apply, pid: std::process::id(), ..SourceStatus::default() },
+    );
+    status.update(clock.now_ms(), |_| {});
     let (tx, mut events) = mpsc::channel(4);
     tokio::spawn(gitops::pump(source, tx, stop.clone()));
 
@@ -105,18 +116,26 @@ pub async fn follow(session: Session, mut opts: Options, follow: Follow, stop: w
                     let rev = match event {
                         Event::Failed(e) => {
                             log_failure(&e, running.as_ref());
+                            let at_ms = clock.now_ms();
+                            let revision = running.as_ref().map(|r| r.id.clone()).unwrap_or_default();
+                            status.update(at_ms, |s| s.source_error = Some(Noted { revision, at_ms, detail: Some(e.to_string()), diagnostics: Vec::new() }));
                             continue;
                         }
                         Event::Revision(rev) => rev,
                     };
                     match decide(&rev, &current, running.as_ref(), &mut seen, &opts) {
-                        Decision::Seen | Decision::Refused => {}
+                        Decision::Seen => {}
+                        Decision::Refused(noted) => status.update(clock.now_ms(), |s| {
+                            s.source_error = None;
+                            s.last_failed = Some(noted);
+                        }),
                         Decision::Same => {
                             let first = running.is_none();
                             tracing::info!(revision = %rev.id, "revision {} has the objects that run; nothing restarts", rev.short());
+                            note_running(&status, &rev, clock.now_ms());
                             running = Some(rev.clone());
                             if first && opts.reconcile {
-                                settle = Some(start_settle(settle.take(), current.clone(), &rev, auto_apply, opts.clock.clone()));
+                                settle = Some(start_settle(settle.take(), current.clone(), &rev, auto_apply, &status, clock.clone()));
                             }
                         }
                         Decision::Switch(next) => break (rev, next),
@@ -139,8 +158,9 @@ pub async fn follow(session: Session, mut opts: Options, follow: Follow, stop: w
             "running revision {}",
             rev.short()
         );
+        note_running(&status, &rev, clock.now_ms());
         if opts.reconcile {
-            settle = Some(start_settle(settle.take(), current.clone(), &rev, auto_apply, opts.clock.clone()));
+            settle = Some(start_settle(settle.take(), current.clone(), &rev, auto_apply, &status, clock.clone()));
         }
         // Dropping the old revision removes its checkout: nothing runs on it now.
         running = Some(rev);
@@ -153,6 +173,13 @@ fn joined(done: Result<Result<(), DaemonError>, tokio::task::JoinError>) -> Resu
         Ok(r) => r,
         Err(e) => Err(DaemonError::Other(format!("the daemon's task set failed: {e}"))),
     }
+}
+
+fn note_running(status: &StatusFile, rev: &Revision, at_ms: i64) {
+    status.update(at_ms, |s| {
+        s.source_error = None;
+        s.running = Some(Noted { revision: rev.id.clone(), at_ms, detail: None, diagnostics: Vec::new() });
+    });
 }
 
 fn running_id(running: Option<&Revision>) -> &str {
@@ -178,6 +205,9 @@ fn decide(rev: &Revision, current: &Session, running: Option<&Revision>, seen: &
         return Decision::Seen;
     }
     *seen = Some(rev.id.clone());
+    let refused = |detail: String, diagnostics: Vec<String>| {
+        Decision::Refused(Noted { revision: rev.id.clone(), at_ms: rev.seen_ms, detail: Some(detail), diagnostics })
+    };
     let config = match &rev.config {
         Ok(c) => c.clone(),
         Err(diags) => {
@@ -189,12 +219,13 @@ fn decide(rev: &Revision, current: &Session, running: Option<&Revision>, seen: &
                 running_id(running),
                 diags.render(false).trim_end()
             );
-            return Decision::Refused;
+            let n = diags.len();
+            return refused(format!("invalid: {n} config {}", if n == 1 { "error" } else { "errors" }), diags.0.iter().map(ToString::to_string).collect());
         }
     };
     if let Err(e) = startable(&config, opts) {
         tracing::error!(revision = %rev.id, "revision {} cannot run: {e}; still running {}", rev.short(), running_id(running));
-        return Decision::Refused;
+        return refused(format!("cannot run: {e}"), Vec::new());
     }
     if config.digest == current.config.digest && config.root == current.config.root {
         return Decision::Same;
@@ -222,13 +253,14 @@ fn startable(config: &Config, opts: &Options) -> Result<(), DaemonError> {
 
 /// Supersedes `old` (it stops at its next retry; an apply in progress
 /// finishes under the state lock) and plans or applies `rev`.
-fn start_settle(old: Option<Settle>, session: Session, rev: &Revision, auto_apply: bool, clock: SharedClock) -> Settle {
+fn start_settle(old: Option<Settle>, session: Session, rev: &Revision, auto_apply: bool, status: &StatusFile, clock: SharedClock) -> Settle {
     if let Some(old) = old {
         let _ = old.cancel.send(true);
     }
     let (cancel, cancelled) = watch::channel(false);
     let id = rev.id.clone();
-    let task = tokio::spawn(async move { settle_revision(session, id, auto_apply, clock, cancelled).await });
+    let status = status.clone();
+    let task = tokio::spawn(async move { settle_revision(session, id, auto_apply, (status, clock), cancelled).await });
     Settle { cancel, task }
 }
 
@@ -243,13 +275,26 @@ async fn end_settle(settle: Option<Settle>) {
 /// Plans the revision and applies it (`auto_apply`) or logs the plan as
 /// held. A failure that may pass is retried with backoff until it passes
 /// or a newer revision supersedes this one.
-async fn settle_revision(session: Session, id: String, auto_apply: bool, clock: SharedClock, mut cancelled: watch::Receiver<bool>) {
+async fn settle_revision(
+    session: Session,
+    id: String,
+    auto_apply: bool,
+    (status, clock): (StatusFile, SharedClock),
+    mut cancelled: watch::Receiver<bool>,
+) {
     let short = gitops::short(&id).to_string();
     let backoff = Backoff { base: Duration::from_secs(1), max: Duration::from_secs(300) };
     let mut failures: u32 = 0;
     loop {
-        match settle_once(&session, &id, auto_apply).await {
-            Ok(()) => return,
+        let result = settle_once(&session, &id, auto_apply).await;
+        let at_ms = clock.now_ms();
+        let detail = match &result {
+            Ok(done) => done.clone(),
+            Err(e) => format!("failed: {e}"),
+        };
+        status.update(at_ms, |s| s.last_settled = Some(Noted { revision: id.clone(), at_ms, detail: Some(detail), diagnostics: Vec::new() }));
+        match result {
+            Ok(_) => return,
             Err(e) if e.is_retryable() => {
                 failures = failures.saturating_add(1);
                 let wait = backoff.delay(failures);
@@ -267,33 +312,41 @@ async fn settle_revision(session: Session, id: String, auto_apply: bool, clock: 
     }
 }
 
-async fn settle_once(session: &Session, id: &str, auto_apply: bool) -> Result<(), ReconcileError> {
+/// Plans (and applies); what happened, in a few words.
+async fn settle_once(session: &Session, id: &str, auto_apply: bool) -> Result<String, ReconcileError> {
     let short = gitops::short(id);
     if auto_apply {
-        match session.reconcile(Filters::default()).await? {
-            Outcome::NoChanges => tracing::info!(revision = %id, "revision {short} is in sync: no changes"),
-            Outcome::Refused(why) => tracing::warn!(revision = %id, "revision {short} not applied: {why}"),
-            applied => tracing::info!(revision = %id, result = %applied, "revision {short} applied"),
-        }
-        return Ok(());
+        return Ok(match session.reconcile(Filters::default()).await? {
+            Outcome::NoChanges => {
+                tracing::info!(revision = %id, "revision {short} is in sync: no changes");
+                "in sync: no changes".to_string()
+            }
+            Outcome::Refused(why) => {
+                tracing::warn!(revision = %id, "revision {short} not applied: {why}");
+                format!("not applied: {why}")
+            }
+            applied => {
+                tracing::info!(revision = %id, result = %applied, "revision {short} applied");
+                format!("applied: {applied}")
+            }
+        });
     }
     let plan = session.plan(Operation::Apply, Filters::default(), Flags::default()).await?;
+    let s = &plan.summary;
+    let held = format!("plan held ({} to add, {} to change, {} to destroy)", s.add, s.change, s.destroy);
     if plan.has_changes() {
-        let s = &plan.summary;
         tracing::info!(
             revision = %id,
             add = s.add,
             change = s.change,
             destroy = s.destroy,
-            "revision {short}: plan held ({} to add, {} to change, {} to destroy): `daemon.auto_apply` is off; `scaler apply` applies it",
-            s.add,
-            s.change,
-            s.destroy
+            "revision {short}: {held}: `daemon.auto_apply` is off; `scaler apply` applies it"
         );
+        Ok(held)
     } else {
         tracing::info!(revision = %id, "revision {short} is in sync: no changes");
+        Ok("in sync: no changes".to_string())
     }
-    Ok(())
 }
 
 #[cfg(test)]

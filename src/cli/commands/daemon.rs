@@ -162,6 +162,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     let auto_apply = settings.as_ref().and_then(|d| d.auto_apply).unwrap_or(false);
     let git = settings.as_ref().and_then(|d| d.source.as_ref()).map(|s| GitSettings::from_model(s, &ws.state_dir.join("source")));
     let root = ws.config.root.clone();
+    let state_dir = Some(ws.state_dir.clone());
     let rt = runtime()?;
     rt.block_on(async move {
         let source: Box<dyn ConfigSource> = match git {
@@ -178,7 +179,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
             tracing::info!("stopping");
             let _ = stop_tx.send(true);
         });
-        daemon::follow(session, opts, Follow { source, auto_apply }, stop_rx).await
+        daemon::follow(session, opts, Follow { source, auto_apply, state_dir }, stop_rx).await
     })
     .map_err(|e| Failure::new(e.to_string()))?;
     Ok(ExitCode::SUCCESS)
