@@ -77,6 +77,14 @@ fn a_directory_edit_reloads_its_trigger_and_an_invalid_edit_changes_nothing() {
     assert_eq!(trigger(&s, "deep")["state"], "pending");
     let running = log(dir);
     let running = running.split("running revision ").nth(1).unwrap()[..12].to_string();
+    // `scaler status` says what runs, and that its plan is held.
+    wait_for(dir, "status to show the running revision and its held plan", || {
+        let src = &status(&cli, dir)["source"];
+        src["running"]["revision"].as_str().is_some_and(|r| r.starts_with(&running))
+            && src["last_settled"]["revision"] == src["running"]["revision"]
+            && src["last_settled"]["detail"] == "plan held (4 to add, 0 to change, 0 to destroy)"
+    });
+    assert_eq!(status(&cli, dir)["source"]["source"], format!("directory {}", dir.display()));
 
     // An invalid edit is refused with its file:line:column; the old revision keeps running.
     std::fs::write(dir.join("edited.yaml"), format!("kind: Trigger\nname: edited\nwhen: last(queue) > 10\nfor: soon\n{NOTIFY}")).unwrap();
@@ -165,8 +173,17 @@ fn a_commit_to_the_followed_branch_is_applied_and_an_invalid_one_is_not() {
     remote.write("fleet.yaml", &fleet("lots"));
     let c3 = remote.commit("broken");
     wait_log(dir, &format!("revision {} is invalid and is not run; still running {}", &c3[..12], &c2[..12]), 1);
-    assert!(log(dir).contains("error: fleet.yaml:"), "{}", log(dir));
+    assert!(log(dir).contains("error: fleet.yaml:11:1: expected integer"), "{}", log(dir));
     assert_eq!(running_nodes(&cli, dir), 1);
+    let src = status(&cli, dir)["source"].clone();
+    assert_eq!(src["running"]["revision"], c2.as_str(), "{src}");
+    assert_eq!(src["last_failed"]["revision"], c3.as_str(), "{src}");
+    assert_eq!(src["last_failed"]["detail"], "invalid: 1 config error", "{src}");
+    assert!(src["last_failed"]["diagnostics"][0].as_str().is_some_and(|d| d.starts_with("fleet.yaml:11:1: expected integer")), "{src}");
+    assert_eq!(src["last_settled"]["revision"], c2.as_str(), "{src}");
+    assert!(src["last_settled"]["detail"].as_str().is_some_and(|d| d.starts_with("applied: 1 added")), "{src}");
+    let human = String::from_utf8_lossy(&cli.run(dir, &["status", "."]).stdout).to_string();
+    assert!(human.contains(&format!("  last refused: {} at ", &c3[..12])) && human.contains("    fleet.yaml:11:1: expected integer"), "{human}");
 
     // The next good commit is applied.
     remote.write("fleet.yaml", &fleet("2"));
@@ -207,6 +224,8 @@ fn a_fetch_that_fails_is_retried_and_the_daemon_keeps_running() {
     assert_eq!(d.push("queue", "1").0, 404, "the receivers still answer (no counter `queue` here)");
     let s = status(&cli, &dir);
     assert!(s["triggers"].as_array().is_some_and(Vec::is_empty), "{s}");
+    assert_eq!(s["source"]["running"], Value::Null, "the start-up config runs: {s}");
+    assert!(s["source"]["source_error"]["detail"].as_str().is_some_and(|d| d.starts_with("cannot fetch `main` from `file://")), "{s}");
 
     // The remote appears: the next retry fetches it and the daemon runs it.
     let run = |args: &[&str]| {
