@@ -260,7 +260,13 @@ fn start_settle(old: Option<Settle>, session: Session, rev: &Revision, auto_appl
     let (cancel, cancelled) = watch::channel(false);
     let id = rev.id.clone();
     let status = status.clone();
-    let task = tokio::spawn(async move { settle_revision(session, id, auto_apply, (status, clock), cancelled).await });
+    // The revision's files stay while its plan or apply runs, even when a
+    // newer revision already replaced it.
+    let checkout = rev.checkout.clone();
+    let task = tokio::spawn(async move {
+        settle_revision(session, id, auto_apply, (status, clock), cancelled).await;
+        drop(checkout);
+    });
     Settle { cancel, task }
 }
 
