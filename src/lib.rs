@@ -3,7 +3,8 @@
 //! The architecture follows the data (see `../shared/DESIGN.md` and STYLE.md):
 //!
 //! ```text
-//! reconcile:  config::load (dir | git@rev) -> YAML with positions -> JSON Schema -> model types
+//! reconcile:  gitops source (watched dir | fetched git branch) -> revision
+//!             config::load (dir | git@rev) -> YAML with positions -> JSON Schema -> model types
 //!             -> config::compile (refs, defaults, ALL diagnostics at once) -> config::Config
 //!             store (recorded) + provider::describe (observed) + Config (desired)
 //!             -> plan::diff (pure) -> policy::check (pure) -> plan::Plan (a value)
@@ -14,6 +15,7 @@
 //! |---|---|
 //! | [`model`] | the config format: one type per kind, durations, `host[:port]` |
 //! | [`config`] | load a repo, YAML with positions, schema check, compile, diagnostics; read secret references; repo-confined paths; warnings about settings this build ignores |
+//! | [`gitops`] | config sources yielding revisions: a directory watched with `notify` (+ debouncer), a git branch fetched with `git2` every `poll` |
 //! | [`template`] | minijinja environments (strict undefined, shell-quoting) |
 //! | [`store`] | the store traits, one async handle for any backend (`store::open(&Location) -> StateStore`), the SQLite backend: state, serial, lineage, lock lease, trigger states, job queue, samples, traces |
 //! | [`fleet`] | which hosts a target names: static `hosts`, or a group's running nodes (one rule, one `host[:port]` parser) |
@@ -47,6 +49,7 @@ pub mod config;
 pub mod daemon;
 pub mod exec;
 pub mod fleet;
+pub mod gitops;
 pub mod import;
 pub mod jobs;
 pub mod inputs;

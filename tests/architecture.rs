@@ -71,13 +71,16 @@ const RULES: &[Rule] = &[
     rule("import", &["config", "model"]).forbid(&[&["tokio"], PRINT, STORE_BACKEND, PROVIDER_IMPL]),
     rule("survey", &["model"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
 
+    // config sources for the daemon (a watched directory, a fetched git branch)
+    rule("gitops", &["clock", "config", "model", "reconcile"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
+
     // the daemon's read API and /metrics
     rule("api", &["clock", "config", "fleet", "inputs", "model", "redact", "rules", "store"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
 
     // composition roots
-    rule("daemon", &["actions", "api", "clock", "config", "fleet", "inputs", "jobs", "model", "monitor", "reconcile", "redact", "rules", "store"]).forbid(&[PRINT]),
+    rule("daemon", &["actions", "api", "clock", "config", "fleet", "gitops", "inputs", "jobs", "model", "monitor", "plan", "reconcile", "redact", "rules", "store"]).forbid(&[PRINT]),
     rule("cli", &[
-        "api", "apply", "clock", "config", "daemon", "exec", "fleet", "import", "jobs", "model", "monitor", "plan", "provider", "reconcile",
+        "api", "apply", "clock", "config", "daemon", "exec", "fleet", "gitops", "import", "jobs", "model", "monitor", "plan", "provider", "reconcile",
         "redact", "rules", "ruletest", "store", "survey", "template",
     ]),
     rule("main", &["cli"]),

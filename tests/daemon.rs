@@ -62,7 +62,7 @@ impl Hooks {
 
 /// A running daemon in its own process group (so a kill takes its children).
 pub(crate) struct Daemon {
-    child: Child,
+    pub(crate) child: Child,
     pub(crate) port: u16,
 }
 
@@ -119,17 +119,17 @@ pub(crate) fn http(port: u16, method: &str, path: &str, body: &str, token: Optio
     (status, body)
 }
 
-fn status(cli: &Cli, dir: &Path) -> Value {
+pub(crate) fn status(cli: &Cli, dir: &Path) -> Value {
     let out = cli.run(dir, &["status", ".", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn trigger<'a>(s: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn trigger<'a>(s: &'a Value, name: &str) -> &'a Value {
     s["triggers"].as_array().unwrap().iter().find(|t| t["name"] == name).unwrap()
 }
 
-fn write_config(dir: &Path, then: &str, extra: &str) {
+pub(crate) fn write_config(dir: &Path, then: &str, extra: &str) {
     std::fs::write(dir.join("token.txt"), TOKEN).unwrap();
     std::fs::write(
         dir.join("scaler.yaml"),
@@ -404,7 +404,12 @@ fn the_start_up_lines_warn_about_settings_this_build_ignores() {
     let dir = tmp.path();
     write_config(dir, "  - notify: { webhook: { url: \"http://127.0.0.1:9/hook\" } }", "");
     let project = std::fs::read_to_string(dir.join("scaler.yaml")).unwrap();
-    std::fs::write(dir.join("scaler.yaml"), project + "  auto_apply: true\n  source: { git: file:///srv/config.git }\n").unwrap();
+    // `auto_apply` and a `file://` source are built: no warning for them.
+    std::fs::write(
+        dir.join("scaler.yaml"),
+        project + "  auto_apply: true\n  source: { git: https://git.example/fleet.git, webhook_secret: { env: HOOK } }\n",
+    )
+    .unwrap();
     let cli = Cli::new();
     let daemon = Daemon::start(&cli, dir, &[]);
     let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
@@ -414,9 +419,10 @@ fn the_start_up_lines_warn_about_settings_this_build_ignores() {
     assert_eq!(
         after,
         [
-            "warning: scaler.yaml:6:3: `daemon.auto_apply` is ignored by this build: the daemon applies no config change by itself, only the node changes of groups whose desired count a trigger or `scaler scale` changed",
-            "warning: scaler.yaml:7:3: `daemon.source` is ignored by this build: the daemon runs the config it was started with; config watching (git or directory) is not built yet",
+            "warning: scaler.yaml:7:13: `daemon.source.git` is an https remote, which this build cannot fetch (libgit2 is built without https and ssh): every fetch fails and the daemon keeps running the config it has",
+            "warning: scaler.yaml:7:49: `daemon.source.webhook_secret` is ignored by this build: the daemon has no `POST /hooks/git` endpoint yet",
         ],
         "{log}"
     );
+    assert!(!log.contains("`daemon.auto_apply`"), "{log}");
 }

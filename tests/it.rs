@@ -15,6 +15,7 @@ mod daemon;
 mod daemon_timing;
 mod exec;
 mod fleet;
+mod gitops;
 mod harness_smoke;
 mod ignored_settings;
 mod import;

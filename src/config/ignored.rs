@@ -26,36 +26,42 @@ fn warn(at: At<'_>, path: &[&str], message: String, help: Option<&str>) -> Diagn
     }
 }
 
-/// The Project's ignored settings: `daemon.source` (with its
-/// `webhook_secret`) and `daemon.auto_apply`.
+/// The Project's ignored settings: `daemon.source.webhook_secret`, and a
+/// `daemon.source.git` remote over a transport this build cannot fetch.
 pub fn project(at: At<'_>, p: &Project) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let Some(daemon) = &p.daemon else { return out };
-    if let Some(source) = &daemon.source {
+    let Some(source) = p.daemon.as_ref().and_then(|d| d.source.as_ref()) else { return out };
+    if let Some(transport) = unfetchable(&source.git) {
         out.push(warn(
             at,
-            &["daemon", "source"],
-            "`daemon.source` is ignored by this build: the daemon runs the config it was started with; config watching (git or directory) is not built yet".to_string(),
-            Some("restart `scaler daemon` to run a changed config"),
+            &["daemon", "source", "git"],
+            format!("`daemon.source.git` is an {transport} remote, which this build cannot fetch (libgit2 is built without https and ssh): every fetch fails and the daemon keeps running the config it has"),
+            Some("use a local path, a `file://` or a `git://` remote"),
         ));
-        if source.webhook_secret.is_some() {
-            out.push(warn(
-                at,
-                &["daemon", "source", "webhook_secret"],
-                "`daemon.source.webhook_secret` is ignored by this build: the daemon has no `POST /hooks/git` endpoint yet".to_string(),
-                None,
-            ));
-        }
     }
-    if daemon.auto_apply.is_some() {
+    if source.webhook_secret.is_some() {
         out.push(warn(
             at,
-            &["daemon", "auto_apply"],
-            "`daemon.auto_apply` is ignored by this build: the daemon applies no config change by itself, only the node changes of groups whose desired count a trigger or `scaler scale` changed".to_string(),
-            Some("apply config changes with `scaler apply`"),
+            &["daemon", "source", "webhook_secret"],
+            "`daemon.source.webhook_secret` is ignored by this build: the daemon has no `POST /hooks/git` endpoint yet".to_string(),
+            None,
         ));
     }
     out
+}
+
+/// The transport of a git remote this build has no support for: `https`,
+/// `http`, `ssh` (also `user@host:path`).
+fn unfetchable(url: &str) -> Option<&'static str> {
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("https") => Some("https"),
+        Some("http") => Some("http"),
+        Some("ssh" | "git+ssh" | "ssh+git") => Some("ssh"),
+        Some(_) => None,
+        // `user@host:path`, as git reads it: a colon before any slash.
+        None => url.split_once(':').filter(|(host, _)| !host.contains('/') && host.contains('@')).map(|_| "ssh"),
+    }
 }
 
 /// A NodeTemplate's ignored settings: `provider: ec2` and both `provision`
@@ -129,7 +135,7 @@ mod tests {
 
     #[test]
     fn each_ignored_setting_is_named_at_its_key() {
-        let project = "kind: Project\nname: p\ndaemon:\n  auto_apply: true\n  source: { git: x, webhook_secret: { env: H } }\n";
+        let project = "kind: Project\nname: p\ndaemon:\n  auto_apply: true\n  source: { git: https://h/r.git, webhook_secret: { env: H } }\n";
         let ec2 = "kind: NodeTemplate\nname: e\nprovider: ec2\nec2: { region: r, image: i, instance_type: t }\nprovision:\n  puppet: { manifest: m.pp }\n  playbook: boot\n---\nkind: Playbook\nname: boot\nsteps: [{ run: 'true' }]\n";
         let group = "kind: Group\nname: g\ntemplate: n\nmin: 0\nmax: 2\nscale_in: { pick: least-busy, counter: c }\n---\nkind: Counter\nname: c\nsource: { push: {} }\n";
         assert_eq!(
@@ -139,11 +145,29 @@ mod tests {
                 "e.yaml:6:3 provision.puppet   puppet: { manifest: m.pp }",
                 "e.yaml:7:3 provision.playbook   playbook: boot",
                 "g.yaml:6:13 scale_in.pick scale_in: { pick: least-busy, counter: c }",
-                "scaler.yaml:4:3 daemon.auto_apply   auto_apply: true",
-                "scaler.yaml:5:3 daemon.source   source: { git: x, webhook_secret: { env: H } }",
-                "scaler.yaml:5:21 daemon.source.webhook_secret   source: { git: x, webhook_secret: { env: H } }",
+                "scaler.yaml:5:13 daemon.source.git   source: { git: https://h/r.git, webhook_secret: { env: H } }",
+                "scaler.yaml:5:35 daemon.source.webhook_secret   source: { git: https://h/r.git, webhook_secret: { env: H } }",
             ]
         );
+    }
+
+    #[test]
+    fn watching_and_auto_apply_are_built_and_have_no_warning() {
+        for git in ["file:///srv/fleet.git", "/srv/fleet.git", "../fleet", "git://127.0.0.1/fleet.git"] {
+            let project = format!("kind: Project\nname: p\ndaemon:\n  auto_apply: true\n  source: {{ git: \"{git}\", branch: prod, path: fleet, poll: 5s }}\n");
+            assert_eq!(warnings(&[("scaler.yaml", &project)]), Vec::<String>::new(), "{git}");
+        }
+    }
+
+    #[test]
+    fn remotes_this_build_cannot_fetch_are_named() {
+        assert_eq!(super::unfetchable("https://git.example/fleet.git"), Some("https"));
+        assert_eq!(super::unfetchable("HTTP://git.example/fleet.git"), Some("http"));
+        assert_eq!(super::unfetchable("ssh://git@git.example/fleet.git"), Some("ssh"));
+        assert_eq!(super::unfetchable("git@git.example:fleet.git"), Some("ssh"));
+        for ok in ["file:///srv/fleet.git", "/srv/fleet.git", "fleet", "./a:b", "git://127.0.0.1:9418/fleet.git"] {
+            assert_eq!(super::unfetchable(ok), None, "{ok}");
+        }
     }
 
     #[test]

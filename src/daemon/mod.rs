@@ -12,6 +12,10 @@
 //! reconciler: a changed desired count -> plan -> policies -> apply
 //! ```
 //!
+//! [`follow`] runs that task set on the newest valid revision of a config
+//! source (a watched directory or a git branch): a new revision restarts it
+//! with the new config, and is planned and applied (`auto_apply`) or held.
+//!
 //! Every piece reads and writes the state store through its own
 //! connection, so a `kill -9` at any moment leaves the truth in the store:
 //! trigger states are saved on every transition, a fire and its job are
@@ -37,8 +41,12 @@ use crate::rules::{Engine, Window};
 use crate::store::{Backend, Sample, Selector, StateStore};
 
 mod evaluator;
+mod reload;
+mod source_status;
 
 pub use evaluator::{load_records, step, JobSettings, Step};
+pub use reload::{follow, Follow};
+pub use source_status::{Noted, SourceStatus};
 
 /// How the daemon runs.
 #[derive(Debug)]

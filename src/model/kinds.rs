@@ -138,7 +138,8 @@ pub struct DaemonSettings {
     /// made with it gets 403.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_token: Option<SecretRef>,
-    /// Where the daemon reads config from (default: the directory it runs in).
+    /// Where the daemon reads config from: a git branch, fetched every `poll`
+    /// (default: the directory it runs in, watched for changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<ConfigSource>,
     /// Apply new revisions without approval (default false).
@@ -198,7 +199,8 @@ pub struct TrapSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigSource {
-    /// A git remote URL (`file://`, local path or https).
+    /// A git remote: a local path, `file://` or `git://` URL (this build
+    /// cannot fetch over https or ssh).
     pub git: String,
     /// The branch to follow (default `main`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,7 +1,9 @@
 //! Git repositories in temp dirs with isolated config: no global or system
-//! config, a fixed author and committer, `main` as the default branch.
+//! config, a fixed author and committer, `main` as the default branch; and
+//! `git daemon` serving one of them on loopback ([`GitDaemon`]).
 
 use std::path::Path;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use tempfile::TempDir;
@@ -97,4 +99,58 @@ pub fn git_command(dir: &Path) -> Command {
         .env_remove("GIT_INDEX_FILE")
         .args(["-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"]);
     cmd
+}
+
+/// `git daemon` serving one repository read-only on 127.0.0.1 (the
+/// `git://` transport), stopped when dropped.
+pub struct GitDaemon {
+    child: std::process::Child,
+    /// The URL of the served repository.
+    pub url: String,
+}
+
+impl GitDaemon {
+    /// Serves `repo` (its work tree) at `git://127.0.0.1:PORT/NAME`.
+    pub fn serve(repo: &Path) -> GitDaemon {
+        let parent = repo.parent().expect("a repository below a directory");
+        let name = repo.file_name().expect("a repository name").to_string_lossy().to_string();
+        for _ in 0..5 {
+            let port = super::free_port();
+            // Its own process group: `git` runs `git-daemon` as a child, and
+            // a drop stops both.
+            let mut child = git_command(parent)
+                .process_group(0)
+                .args(["daemon", "--reuseaddr", "--listen=127.0.0.1", &format!("--port={port}"), "--export-all", "--informative-errors"])
+                .arg(format!("--base-path={}", parent.display()))
+                .arg(repo)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run `git daemon`: {e} (install it: `apt-get install -y git`)"));
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::time::Instant::now() < end {
+                if child.try_wait().ok().flatten().is_some() {
+                    break; // the port was taken: try another
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return GitDaemon { child, url: format!("git://127.0.0.1:{port}/{name}") };
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            stop(&mut child);
+        }
+        panic!("`git daemon` did not start on 127.0.0.1");
+    }
+}
+
+fn stop(child: &mut std::process::Child) {
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
 }

@@ -1,6 +1,6 @@
 //! Test harness shared by every integration test module: the built `scaler`
 //! binary with an isolated environment ([`cli`]), git repositories with
-//! isolated config ([`git`]), a real `sshd` on loopback with temp keys
+//! isolated config and `git daemon` ([`git`]), a real `sshd` on loopback with temp keys
 //! ([`sshd`]), `moto_server` for AWS APIs ([`moto`]), free ports and polling with deadlines ([`wait`]).
 //!
 //! A missing server binary fails the test with an install hint; nothing is
@@ -19,7 +19,7 @@ pub mod sshd;
 pub mod wait;
 
 pub use cli::{scaler, scaler_bin, scaler_with_stdin, stderr, stdout, Cli};
-pub use git::GitRepo;
+pub use git::{GitDaemon, GitRepo};
 pub use servers::{HttpServer, HungServer, Server};
 pub use sshd::Sshd;
 pub use wait::{free_port, wait_until};

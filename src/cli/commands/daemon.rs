@@ -7,7 +7,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::cli::workspace::{runtime, warn_ignored, Workspace};
 use crate::cli::{CmdResult, Failure, Ui};
-use crate::daemon::{self, Options};
+use crate::daemon::{self, Follow, Options};
+use crate::gitops::{ConfigSource, DirSource, GitSettings, GitSource};
 
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -36,11 +37,18 @@ Read API on the same listener (JSON; the same token, never in the URL; only /hea
   GET /api/v1/{targets,counters,triggers,jobs,nodes,groups}[/NAME]  (?limit=&after=)
   GET /api/v1/series?counter=NAME&host=H&from=now-1h&to=now&step=1m   (points in [from, to))
 
+Config source: the directory is watched, or with `daemon.source.git` the branch is fetched
+every `poll` (default 60s) into .scaler/source/. Every new valid revision is run at once
+(collectors, triggers, receivers and workers restart on it; trigger states are kept), and is
+applied when `daemon.auto_apply` is true, else planned and logged as held (`scaler apply`
+applies it). An invalid revision is logged with its diagnostics and the last good one keeps
+running; a failed fetch is logged and retried with backoff.
+
 Trigger states are saved on every transition and a fire is saved with its job in one
 transaction, so a restart resumes pending triggers and never fires twice for one instant.
 `scaler status` shows every trigger and recent jobs.
-After the start-up line, one `warning:` line per setting this build ignores (`daemon.source`,
-`daemon.auto_apply`, `provision`, `provider: ec2`, ...); see `scaler validate`.
+After the start-up line, one `warning:` line per setting this build ignores
+(`daemon.source.webhook_secret`, `provision`, `provider: ec2`, ...); see `scaler validate`.
 Exit codes: 0 stopped by Ctrl-C/SIGTERM, 1 error (config, state, a listener could not start).")]
 pub struct Args {
     /// The config repo.
@@ -140,8 +148,9 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     }
     let all = args.role == Role::All;
     let session = ws.session()?;
+    let clock = crate::clock::system();
     let opts = Options {
-        clock: crate::clock::system(),
+        clock: clock.clone(),
         samples: None,
         listen,
         evaluation_interval_ms: interval_ms,
@@ -166,8 +175,16 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         ui.info(&format!("scaler daemon: {} job workers on {}; Ctrl-C stops", opts.workers, session.store.label()));
     }
     warn_ignored(&ws.config, ui);
+    let auto_apply = settings.as_ref().and_then(|d| d.auto_apply).unwrap_or(false);
+    let git = settings.as_ref().and_then(|d| d.source.as_ref()).map(|s| GitSettings::from_model(s, &ws.state_dir.join("source")));
+    let root = ws.config.root.clone();
+    let state_dir = Some(ws.state_dir.clone());
     let rt = runtime()?;
     rt.block_on(async move {
+        let source: Box<dyn ConfigSource> = match git {
+            Some(g) => Box::new(GitSource::new(g, clock.clone())),
+            None => Box::new(DirSource::new(&root, clock.clone())),
+        };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -178,7 +195,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
             tracing::info!("stopping");
             let _ = stop_tx.send(true);
         });
-        daemon::run(session, opts, stop_rx).await
+        daemon::follow(session, opts, Follow { source, auto_apply, state_dir }, stop_rx).await
     })
     .map_err(|e| Failure::new(e.to_string()))?;
     Ok(ExitCode::SUCCESS)

@@ -1,4 +1,5 @@
-//! `scaler status`: every trigger's state, why it last fired, and the job queue.
+//! `scaler status`: every trigger's state, why it last fired, the job queue,
+//! and what the daemon says about its config source.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use serde_json::json;
 
 use crate::cli::workspace::Workspace;
 use crate::cli::{Failure, CmdResult, Ui};
+use crate::daemon::{Noted, SourceStatus};
 use crate::rules::engine::{describe, human_ms};
 use crate::rules::Record;
 use crate::api::views::{rfc3339_ms as time, JobView, TriggerView};
@@ -24,6 +26,9 @@ use crate::store::JobFilter;
 States: inactive, pending (the condition holds; waiting for `for`), firing (fired at the
 last evaluation), cooldown, nodata (an input is missing, or a group's coverage is too low),
 error (an input failed or is not a number); nodata and error carry the reason.
+The source part (the daemon's last word, from .scaler/source.json): what it follows, the
+revision it runs, the last refused revision with its diagnostics, the last plan or apply,
+and a failing fetch.
 Exit codes: 0 shown, 1 error (config or state unreadable).")]
 pub struct Args {
     /// The config repo.
@@ -49,6 +54,41 @@ fn terms_text(terms: &[crate::rules::Term]) -> String {
         .join(", ")
 }
 
+fn noted(what: &str, n: &Noted, now: i64) -> String {
+    let id = if n.revision.is_empty() { String::new() } else { format!("{} ", crate::gitops::short(&n.revision)) };
+    let mut line = format!("  {what}: {id}at {} ({} ago)", time(n.at_ms), human_ms(now - n.at_ms));
+    if let Some(d) = &n.detail {
+        line.push_str(&format!(": {d}"));
+    }
+    line.push('\n');
+    for d in &n.diagnostics {
+        line.push_str(&format!("    {d}\n"));
+    }
+    line
+}
+
+/// The daemon's source, running revision, last refusal, last plan or apply.
+fn source_text(s: &SourceStatus, now: i64) -> String {
+    let mut out = format!(
+        "Source: {} (auto_apply {}; daemon pid {}, last update {} ago)\n",
+        s.source,
+        if s.auto_apply { "on" } else { "off" },
+        s.pid,
+        human_ms(now - s.updated_ms)
+    );
+    match &s.running {
+        Some(n) => out.push_str(&noted("running", n, now)),
+        None => out.push_str("  running: the config the daemon was started with\n"),
+    }
+    for (what, n) in [("last plan", &s.last_settled), ("last refused", &s.last_failed), ("source failing", &s.source_error)] {
+        if let Some(n) = n {
+            out.push_str(&noted(what, n, now));
+        }
+    }
+    out.push('\n');
+    out
+}
+
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
     let ws = Workspace::load(&args.dir, None, ui)?;
@@ -66,10 +106,14 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     if args.json {
         let triggers = TriggerView::all(&ws.config, &records, now);
         let jobs: Vec<JobView> = jobs.iter().map(JobView::from).collect();
-        ui.out(&serde_json::to_string_pretty(&json!({ "now_ms": now, "triggers": triggers, "jobs": jobs, "queue": depth }))?);
+        let source = SourceStatus::read(&ws.state_dir);
+        ui.out(&serde_json::to_string_pretty(&json!({ "now_ms": now, "triggers": triggers, "jobs": jobs, "queue": depth, "source": source }))?);
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = String::new();
+    if let Some(source) = SourceStatus::read(&ws.state_dir) {
+        out.push_str(&source_text(&source, now));
+    }
     if ws.config.triggers.is_empty() {
         out.push_str("No triggers in the config.\n");
     }
