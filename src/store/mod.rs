@@ -21,6 +21,8 @@
 pub mod codec;
 mod handle;
 pub mod jobs;
+mod lease;
+mod rows;
 pub mod samples;
 #[doc(hidden)]
 pub mod sqlite;

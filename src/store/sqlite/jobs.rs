@@ -9,33 +9,13 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{commit_in, corrupt, db_err, parse_json, parse_u32, SqliteStore};
+use super::{commit_in, db_err, parse_json, SqliteStore};
+use crate::store::rows::{lease_ran_out, JobRow};
 use crate::store::jobs::{Enqueued, Job, JobFilter, JobStatus, JobStore, NewJob, TriggerRecord};
 use crate::store::{Mutation, Result, StoreError};
 
 const JOB_COLUMNS: &str = "id, idem_key, trigger_name, fired_at_ms, revision, payload, status, attempts, max_attempts, \
      run_after_ms, lease_owner, lease_expires_ms, actions_done, result, last_error, created_ms, updated_ms";
-
-/// A `jobs` row as stored, before decoding.
-struct JobRow {
-    id: i64,
-    key: String,
-    trigger: String,
-    fired_at_ms: i64,
-    revision: Option<String>,
-    payload: String,
-    status: String,
-    attempts: i64,
-    max_attempts: i64,
-    run_after_ms: i64,
-    lease_owner: Option<String>,
-    lease_expires_ms: Option<i64>,
-    actions_done: i64,
-    result: String,
-    last_error: Option<String>,
-    created_ms: i64,
-    updated_ms: i64,
-}
 
 fn job_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
@@ -59,37 +39,12 @@ fn job_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     })
 }
 
-fn decode(label: &str, row: JobRow) -> Result<Job> {
-    let what = format!("job {}", row.id);
-    let status = JobStatus::parse(&row.status)
-        .ok_or_else(|| corrupt(label, what.clone(), format_args!("unknown status `{}`", row.status)))?;
-    Ok(Job {
-        payload: parse_json(label, what.clone(), &row.payload)?,
-        result: parse_json(label, what.clone(), &row.result)?,
-        attempts: parse_u32(label, what.clone(), row.attempts)?,
-        max_attempts: parse_u32(label, what.clone(), row.max_attempts)?,
-        actions_done: parse_u32(label, what, row.actions_done)?,
-        id: row.id,
-        key: row.key,
-        trigger: row.trigger,
-        fired_at_ms: row.fired_at_ms,
-        revision: row.revision,
-        status,
-        run_after_ms: row.run_after_ms,
-        lease_owner: row.lease_owner,
-        lease_expires_ms: row.lease_expires_ms,
-        last_error: row.last_error,
-        created_ms: row.created_ms,
-        updated_ms: row.updated_ms,
-    })
-}
-
 fn read_job(conn: &Connection, label: &str, id: i64) -> Result<Option<Job>> {
     let row = conn
         .query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_row)
         .optional()
         .map_err(db_err(label))?;
-    row.map(|row| decode(label, row)).transpose()
+    row.map(|row| row.decode(label)).transpose()
 }
 
 /// Inserts `job` unless its key is already enqueued.
@@ -234,8 +189,7 @@ impl JobStore for SqliteStore {
             };
             if due.status == "leased" && due.attempts >= due.max_attempts {
                 // Its worker died (or lost the store) on the last allowed try.
-                let owner = due.lease_owner.unwrap_or_default();
-                let error = format!("the lease of worker `{owner}` ran out on try {} of {} (the worker stopped or lost the store)", due.attempts, due.max_attempts);
+                let error = lease_ran_out(due.lease_owner.as_deref(), due.attempts, due.max_attempts);
                 tx.execute(
                     "UPDATE jobs SET status = 'dead', last_error = ?2, lease_owner = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
                     params![due.id, error, now_ms],
@@ -361,7 +315,7 @@ impl JobStore for SqliteStore {
             .map_err(&db)?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(decode(&self.label, row.map_err(&db)?)?);
+            out.push(row.map_err(&db)?.decode(&self.label)?);
         }
         Ok(out)
     }

@@ -449,11 +449,7 @@ impl crate::store::TraceStore for SqliteStore {
         let mut out = Vec::new();
         for row in rows {
             let (mut task, status) = row.map_err(&db)?;
-            task.status = crate::store::TraceStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
-                path: self.label.clone(),
-                what: format!("trace task {}", task.id),
-                detail: format!("unknown status `{status}`"),
-            })?;
+            task.status = crate::store::rows::parse_trace_status(&self.label, &task.id, &status)?;
             out.push(task);
         }
         Ok(out)
