@@ -15,7 +15,7 @@ use scaler::store::postgres::schema;
 use scaler::store::{self, BackendErrorKind, LockRequest, Location, Mutation, PostgresStore, Store, StoreError};
 use serde_json::json;
 
-use crate::harness::free_port;
+use crate::harness::{free_port, stderr, stdout, Cli};
 use crate::harness::pg::{with_param, PgSchema};
 use crate::store_conformance::node;
 
@@ -179,4 +179,35 @@ fn undecodable_stored_records_are_reported_as_corrupt() {
         }
         other => panic!("expected `Corrupt`, got {other:?}"),
     }
+}
+
+#[test]
+fn a_config_keeps_its_state_on_postgres_with_the_password_given_apart() {
+    let pg = PgSchema::new();
+    let repo = tempfile::tempdir().expect("tempdir");
+    let config = |url: &str| format!("kind: Project\nname: pgtest\nstate:\n  url: \"{url}\"\n  password: {{ env: SCALER_TEST_STATE_PASSWORD }}\n");
+    std::fs::write(repo.path().join("scaler.yaml"), config(&pg.url())).expect("write config");
+    let cli = Cli::new().env("SCALER_TEST_STATE_PASSWORD", "hunter2-sekrit");
+    let out = cli.run(repo.path(), &["apply", "--auto-approve", "."]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let listed: serde_json::Value = serde_json::from_str(&stdout(&cli.run(repo.path(), &["state", "list", "--json", "."]))).expect("state list --json");
+    // the state is in the schema, where a direct connection finds it
+    let snapshot = open(&pg).snapshot().expect("snapshot");
+    assert_eq!(listed["lineage"], json!(snapshot.meta.lineage));
+    assert_eq!(snapshot.objects.iter().map(|o| format!("{}.{}", o.kind, o.name)).collect::<Vec<_>>(), ["project.pgtest"]);
+
+    let unset = Cli::new().run(repo.path(), &["state", "show", "."]);
+    assert!(!unset.status.success());
+    assert!(stderr(&unset).contains("state.password: secret environment variable `SCALER_TEST_STATE_PASSWORD` is not set"), "{}", stderr(&unset));
+
+    let url = pg.url();
+    let (scheme, rest) = url.split_once("://").expect("a url");
+    let (user, host) = rest.split_once('@').unwrap_or(("postgres", rest));
+    let with_password = format!("{scheme}://{user}:hunter2-sekrit@{host}");
+    std::fs::write(repo.path().join("scaler.yaml"), config(&with_password)).expect("write config");
+    let refused = cli.run(repo.path(), &["state", "show", "."]);
+    assert!(!refused.status.success());
+    let err = stderr(&refused);
+    assert!(err.contains(&format!("{user}:***@")) && err.contains("state.password"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
 }
