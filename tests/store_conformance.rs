@@ -108,6 +108,7 @@ macro_rules! store_conformance_suite {
                     retention_downsamples_old_data_into_rollups_and_drops_the_oldest,
                     series_are_told_apart_by_labels,
                     events_are_kept_in_order_per_source,
+                    a_sample_at_an_instant_already_stored_replaces_it,
                 ],
                 traces: [
                     trace_tasks_are_replaced_by_id_and_listed_newest_first,

@@ -168,9 +168,35 @@ impl JobRow {
     }
 }
 
-/// The error a job that ran out of its lease on its last allowed try is
-/// dead-lettered with.
-pub(crate) fn lease_ran_out(owner: Option<&str>, attempts: i64, max_attempts: i64) -> String {
-    let owner = owner.unwrap_or_default();
-    format!("the lease of worker `{owner}` ran out on try {attempts} of {max_attempts} (the worker stopped or lost the store)")
+/// A due job a worker looks at: queued and due, or leased and its lease ran
+/// out.
+pub(crate) struct DueRow {
+    pub id: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub lease_owner: Option<String>,
+}
+
+impl DueRow {
+    /// The error the job is dead-lettered with instead of being leased
+    /// again: its lease ran out on its last allowed try (its worker died
+    /// or lost the store). `None`: lease it (logged when it is taken over
+    /// from such a worker).
+    pub(crate) fn dead_letter(&self, label: &str, worker: &str) -> Option<String> {
+        if self.status != "leased" {
+            return None;
+        }
+        let owner = self.lease_owner.as_deref().unwrap_or_default();
+        if self.attempts >= self.max_attempts {
+            let error = format!(
+                "the lease of worker `{owner}` ran out on try {} of {} (the worker stopped or lost the store)",
+                self.attempts, self.max_attempts
+            );
+            tracing::warn!(path = %label, job = self.id, %error, "job dead-lettered");
+            return Some(error);
+        }
+        tracing::info!(path = %label, job = self.id, previous = %owner, %worker, "taking over a job whose lease ran out");
+        None
+    }
 }

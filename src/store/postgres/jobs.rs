@@ -13,7 +13,7 @@ use postgres::GenericClient;
 
 use super::{col, commit_in, db_err, PostgresStore};
 use crate::store::jobs::{Enqueued, Job, JobFilter, JobStatus, JobStore, NewJob, TriggerRecord};
-use crate::store::rows::{lease_ran_out, parse_json, JobRow};
+use crate::store::rows::{parse_json, DueRow, JobRow};
 use crate::store::{Mutation, Result, StoreError};
 
 const JOB_COLUMNS: &str = "id, idem_key, trigger_name, fired_at_ms, revision, payload::text, status, attempts, max_attempts, \
@@ -95,16 +95,9 @@ fn held(conn: &mut impl GenericClient, label: &str, id: i64, worker: &str) -> Re
     Ok(Held { attempts: col(&row, 0, label)?, max_attempts: col(&row, 1, label)? })
 }
 
-/// A due job found by [`next_due`], locked by this transaction.
-struct Due {
-    id: i64,
-    status: String,
-    attempts: i64,
-    max_attempts: i64,
-    lease_owner: Option<String>,
-}
-
-fn next_due(conn: &mut impl GenericClient, label: &str, now_ms: i64) -> Result<Option<Due>> {
+/// The oldest due job, locked by this transaction (rows other workers are
+/// leasing right now are skipped).
+fn next_due(conn: &mut impl GenericClient, label: &str, now_ms: i64) -> Result<Option<DueRow>> {
     let row = conn
         .query_opt(
             "SELECT id, status, attempts, max_attempts, lease_owner FROM jobs
@@ -114,7 +107,7 @@ fn next_due(conn: &mut impl GenericClient, label: &str, now_ms: i64) -> Result<O
         )
         .map_err(db_err(label))?;
     let Some(row) = row else { return Ok(None) };
-    Ok(Some(Due {
+    Ok(Some(DueRow {
         id: col(&row, 0, label)?,
         status: col(&row, 1, label)?,
         attempts: col(&row, 2, label)?,
@@ -189,19 +182,13 @@ impl JobStore for PostgresStore {
             let Some(due) = next_due(&mut tx, label, now_ms)? else {
                 break None;
             };
-            if due.status == "leased" && due.attempts >= due.max_attempts {
-                // Its worker died (or lost the store) on the last allowed try.
-                let error = lease_ran_out(due.lease_owner.as_deref(), due.attempts, due.max_attempts);
+            if let Some(error) = due.dead_letter(label, worker) {
                 tx.execute(
                     "UPDATE jobs SET status = 'dead', last_error = $2, lease_owner = NULL, lease_expires_ms = NULL, updated_ms = $3 WHERE id = $1",
                     &[&due.id, &error, &now_ms],
                 )
                 .map_err(&db)?;
-                tracing::warn!(path = %label, job = due.id, %error, "job dead-lettered");
                 continue;
-            }
-            if due.status == "leased" {
-                tracing::info!(path = %label, job = due.id, previous = ?due.lease_owner, %worker, "taking over a job whose lease ran out");
             }
             tx.execute(
                 "UPDATE jobs SET status = 'leased', lease_owner = $2, lease_expires_ms = $3, attempts = attempts + 1, updated_ms = $4 WHERE id = $1",

@@ -33,10 +33,9 @@ use chrono::{DateTime, Utc};
 use postgres::types::FromSql;
 use postgres::{GenericClient, NoTls, Row};
 use secrecy::{ExposeSecret, SecretString};
-use uuid::Uuid;
 
-use super::lease::{self, Decision};
-use super::rows::{corrupt, hostname, parse_json, parse_u32, parse_u64, timestamp, LockRow, NodeRow};
+use super::lease;
+use super::rows::{corrupt, parse_json, parse_u32, parse_u64, timestamp, LockRow, NodeRow};
 use super::{BackendErrorKind, LockInfo, LockRequest, Mutation, NodeRecord, Result, SeriesKey, Snapshot, StateMeta, Store, StoreError, StoredObject};
 
 /// How long a statement waits for a row or table lock another transaction
@@ -105,26 +104,7 @@ impl PostgresStore {
             Some(t) => t,
             None => db_now(&mut tx, label)?,
         };
-        match lease::decide(read_lock(&mut tx, label)?, now) {
-            Decision::Refuse(holder) => return Err(StoreError::Locked(Box::new(holder))),
-            Decision::TakeOver(old) => tracing::info!(
-                path = %label,
-                lock = %old.id,
-                holder = %old.who(),
-                expired = %old.expires.to_rfc3339(),
-                "taking over an expired state lock"
-            ),
-            Decision::Take => {}
-        }
-        let taken = LockInfo {
-            id: Uuid::new_v4().simple().to_string(),
-            owner: req.owner.clone(),
-            host: hostname(),
-            pid: std::process::id(),
-            operation: req.operation.clone(),
-            created: now,
-            expires: lease::expiry(now, req.ttl),
-        };
+        let taken = lease::take(label, read_lock(&mut tx, label)?, req, now)?;
         tx.execute(
             "INSERT INTO state_lock (slot, id, owner, host, pid, operation, created, expires) VALUES (1, $1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (slot) DO UPDATE SET id = excluded.id, owner = excluded.owner, host = excluded.host, pid = excluded.pid,

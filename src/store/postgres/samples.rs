@@ -16,7 +16,7 @@ use postgres::GenericClient;
 
 use super::{col, db_err, PostgresStore};
 use crate::store::rows::{corrupt, parse_trace_status, parse_u32};
-use crate::store::samples::{bucketize, Event, Latest, MaintainReport, Points, RangeQuery, Retention, Sample, SampleStore, SampleValue, SeriesKey, SeriesPoints, Selector};
+use crate::store::samples::{bucketize, by_series, Event, Latest, MaintainReport, Points, RangeQuery, Retention, Sample, SampleStore, SampleValue, SeriesKey, SeriesPoints, Selector};
 use crate::store::{Result, TraceStore, TraceTask};
 
 fn labels_json(key: &SeriesKey) -> String {
@@ -70,10 +70,6 @@ fn raw_of(conn: &mut impl GenericClient, label: &str, id: i64, from: i64, to: i6
     rows.iter().map(|r| Ok((col(r, 0, label)?, col(r, 1, label)?))).collect()
 }
 
-/// One series' values and failures within a batch, by time (a later sample
-/// at the same instant replaces an earlier one, as a second append does).
-type Group<'a> = (BTreeMap<i64, f64>, BTreeMap<i64, &'a str>);
-
 impl SampleStore for PostgresStore {
     fn append(&mut self, samples: &[Sample]) -> Result<()> {
         self.append_events(&[], samples)
@@ -83,21 +79,9 @@ impl SampleStore for PostgresStore {
         let PostgresStore { conn, label, series_ids, .. } = self;
         let label = label.as_str();
         let db = db_err(label);
-        let mut groups: BTreeMap<&SeriesKey, Group<'_>> = BTreeMap::new();
-        for s in samples {
-            let g = groups.entry(&s.series).or_default();
-            match &s.value {
-                SampleValue::Value(v) => {
-                    g.0.insert(s.ts_ms, *v);
-                }
-                SampleValue::Error(e) => {
-                    g.1.insert(s.ts_ms, e.as_str());
-                }
-            }
-        }
         let mut fresh = Vec::new();
         let mut tx = conn.get_mut().transaction().map_err(&db)?;
-        for (key, (values, failures)) in groups {
+        for (key, (values, failures)) in by_series(samples) {
             let id = match series_ids.get(key) {
                 Some(id) => *id,
                 None => {
@@ -106,8 +90,10 @@ impl SampleStore for PostgresStore {
                     id
                 }
             };
+            // One row per instant: a later sample at the same instant
+            // replaces an earlier one, as a later append does.
             if !failures.is_empty() {
-                let (ts, errors): (Vec<i64>, Vec<&str>) = failures.into_iter().unzip();
+                let (ts, errors): (Vec<i64>, Vec<&str>) = failures.into_iter().collect::<BTreeMap<_, _>>().into_iter().unzip();
                 tx.execute(
                     "INSERT INTO sample_failures (series, ts, error) SELECT $1, t, e FROM unnest($2::bigint[], $3::text[]) AS u(t, e)
                      ON CONFLICT (series, ts) DO UPDATE SET error = excluded.error",
@@ -116,7 +102,7 @@ impl SampleStore for PostgresStore {
                 .map_err(&db)?;
             }
             if !values.is_empty() {
-                let (ts, vals): (Vec<i64>, Vec<f64>) = values.into_iter().unzip();
+                let (ts, vals): (Vec<i64>, Vec<f64>) = values.into_iter().collect::<BTreeMap<_, _>>().into_iter().unzip();
                 tx.execute(
                     "INSERT INTO samples (series, ts, value) SELECT $1, t, v FROM unnest($2::bigint[], $3::float8[]) AS u(t, v)
                      ON CONFLICT (series, ts) DO UPDATE SET value = excluded.value",

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{commit_in, db_err, parse_json, SqliteStore};
-use crate::store::rows::{lease_ran_out, JobRow};
+use crate::store::rows::{DueRow, JobRow};
 use crate::store::jobs::{Enqueued, Job, JobFilter, JobStatus, JobStore, NewJob, TriggerRecord};
 use crate::store::{Mutation, Result, StoreError};
 
@@ -90,22 +90,13 @@ fn held(conn: &Connection, label: &str, id: i64, worker: &str) -> Result<Held> {
     row.ok_or_else(|| StoreError::LeaseLost { id, worker: worker.to_owned() })
 }
 
-/// A due job found by [`next_due`].
-struct Due {
-    id: i64,
-    status: String,
-    attempts: i64,
-    max_attempts: i64,
-    lease_owner: Option<String>,
-}
-
-fn next_due(conn: &Connection, label: &str, now_ms: i64) -> Result<Option<Due>> {
+fn next_due(conn: &Connection, label: &str, now_ms: i64) -> Result<Option<DueRow>> {
     conn.query_row(
         "SELECT id, status, attempts, max_attempts, lease_owner FROM jobs
          WHERE (status = 'queued' AND run_after_ms <= ?1) OR (status = 'leased' AND lease_expires_ms <= ?1)
          ORDER BY id LIMIT 1",
         [now_ms],
-        |r| Ok(Due { id: r.get(0)?, status: r.get(1)?, attempts: r.get(2)?, max_attempts: r.get(3)?, lease_owner: r.get(4)? }),
+        |r| Ok(DueRow { id: r.get(0)?, status: r.get(1)?, attempts: r.get(2)?, max_attempts: r.get(3)?, lease_owner: r.get(4)? }),
     )
     .optional()
     .map_err(db_err(label))
@@ -187,19 +178,13 @@ impl JobStore for SqliteStore {
             let Some(due) = next_due(&tx, &label, now_ms)? else {
                 break None;
             };
-            if due.status == "leased" && due.attempts >= due.max_attempts {
-                // Its worker died (or lost the store) on the last allowed try.
-                let error = lease_ran_out(due.lease_owner.as_deref(), due.attempts, due.max_attempts);
+            if let Some(error) = due.dead_letter(&label, worker) {
                 tx.execute(
                     "UPDATE jobs SET status = 'dead', last_error = ?2, lease_owner = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
                     params![due.id, error, now_ms],
                 )
                 .map_err(&db)?;
-                tracing::warn!(path = %label, job = due.id, %error, "job dead-lettered");
                 continue;
-            }
-            if due.status == "leased" {
-                tracing::info!(path = %label, job = due.id, previous = ?due.lease_owner, %worker, "taking over a job whose lease ran out");
             }
             tx.execute(
                 "UPDATE jobs SET status = 'leased', lease_owner = ?2, lease_expires_ms = ?3, attempts = attempts + 1, updated_ms = ?4

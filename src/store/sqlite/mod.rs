@@ -22,10 +22,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
-use uuid::Uuid;
 
-use super::lease::{self, Decision};
-use super::rows::{hostname, parse_u64, stored_serial, timestamp, LockRow, NodeRow};
+use super::lease;
+use super::rows::{parse_u64, stored_serial, timestamp, LockRow, NodeRow};
 pub(crate) use super::rows::{corrupt, parse_json, parse_u32};
 use super::{LockInfo, LockRequest, Mutation, NodeRecord, Result, Snapshot, StateMeta, Store, StoreError, StoredObject};
 
@@ -114,26 +113,7 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&db)?;
-        match lease::decide(read_lock(&tx, &self.label)?, now) {
-            Decision::Refuse(holder) => return Err(StoreError::Locked(Box::new(holder))),
-            Decision::TakeOver(old) => tracing::info!(
-                path = %self.label,
-                lock = %old.id,
-                holder = %old.who(),
-                expired = %old.expires.to_rfc3339(),
-                "taking over an expired state lock"
-            ),
-            Decision::Take => {}
-        }
-        let taken = LockInfo {
-            id: Uuid::new_v4().simple().to_string(),
-            owner: req.owner.clone(),
-            host: hostname(),
-            pid: std::process::id(),
-            operation: req.operation.clone(),
-            created: now,
-            expires: lease::expiry(now, req.ttl),
-        };
+        let taken = lease::take(&self.label, read_lock(&tx, &self.label)?, req, now)?;
         tx.execute(
             "INSERT OR REPLACE INTO lock (slot, id, owner, host, pid, operation, created, expires)
              VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
