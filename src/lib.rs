@@ -15,7 +15,7 @@
 //! | [`model`] | the config format: one type per kind, durations, `host[:port]` |
 //! | [`config`] | load a repo, YAML with positions, schema check, compile, diagnostics; read secret references; repo-confined paths; warnings about settings this build ignores |
 //! | [`template`] | minijinja environments (strict undefined, shell-quoting) |
-//! | [`store`] | the `Store` seam and its SQLite backend: state, serial, lineage, lock lease, trigger states, job queue |
+//! | [`store`] | the `Store` seam and its two backends, SQLite (default) and PostgreSQL, run through one conformance suite: state, serial, lineage, lock lease, samples, trigger states, job queue, trace tasks |
 //! | [`fleet`] | which hosts a target names: static `hosts`, or a group's running nodes (one rule, one `host[:port]` parser) |
 //! | [`monitor`] | collection: the `Collector` seam, sources, parsers, scheduler |
 //! | [`provider`] | the `Provider` seam (describe/launch/terminate) and the `local` provider |
