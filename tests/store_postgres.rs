@@ -211,3 +211,25 @@ fn a_config_keeps_its_state_on_postgres_with_the_password_given_apart() {
     assert!(err.contains(&format!("{user}:***@")) && err.contains("state.password"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[test]
+fn the_async_handle_runs_postgres_calls_on_the_blocking_pool() {
+    // The sync client runs a runtime of its own per connection, which tokio
+    // refuses to start inside an async task. Connecting, calling (on the
+    // blocking pool, or blocking right in a task as a receiver's sample
+    // writer does) and dropping the handle all happen inside the runtime here.
+    let pg = PgSchema::new();
+    let location = Location::parse(Some(&pg.url()), std::path::Path::new("/")).expect("a postgres url");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let desired = runtime.block_on(async {
+        let handle = store::open(&location).expect("open");
+        let set = vec![Mutation::SetDesired { group: "web".into(), desired: Some(5), base: None }];
+        let (a, b) = tokio::join!(handle.commit(set.clone()), handle.commit(set));
+        let mut serials = [a.expect("commit"), b.expect("commit")];
+        serials.sort_unstable();
+        assert_eq!(serials, [1, 2]);
+        assert_eq!(handle.run_blocking(|db| db.current_lock()).expect("a blocking call inside a task"), None);
+        handle.snapshot().await.expect("snapshot").desired.get("web").copied()
+    });
+    assert_eq!(desired, Some(5));
+}

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use postgres::GenericClient;
 
-use super::{col, commit_in, db_err, PostgresStore};
+use super::{col, commit_in, db_err, Session};
 use crate::store::jobs::{Enqueued, Job, JobFilter, JobStatus, JobStore, NewJob, TriggerRecord};
 use crate::store::rows::{parse_json, DueRow, JobRow};
 use crate::store::{Mutation, Result, StoreError};
@@ -116,7 +116,7 @@ fn next_due(conn: &mut impl GenericClient, label: &str, now_ms: i64) -> Result<O
     }))
 }
 
-impl JobStore for PostgresStore {
+impl JobStore for Session {
     fn trigger_states(&self) -> Result<Vec<TriggerRecord>> {
         let label = &self.label;
         let rows = self

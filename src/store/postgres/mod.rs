@@ -2,10 +2,11 @@
 //! scaler processes (and later several daemons) share over the network.
 //!
 //! Owns the connection (the synchronous `postgres` client: the store traits
-//! are blocking, and the handle runs them on tokio's blocking pool), the
-//! schema and its migrations ([`schema`]), a consistent [`Snapshot`], atomic
-//! commits, the lock lease, trigger states and the job queue ([`jobs`]),
-//! samples and trace tasks ([`samples`]). It mirrors the SQLite backend's
+//! are blocking, and the handle runs them on tokio's blocking pool), kept on
+//! a thread of its own by [`PostgresStore`] ([`proxy`]), as a [`Session`];
+//! the schema and its migrations ([`schema`]), a consistent [`Snapshot`],
+//! atomic commits, the lock lease, trigger states and the job queue
+//! ([`jobs`]), samples and trace tasks ([`samples`]). It mirrors the SQLite backend's
 //! semantics exactly (one conformance suite runs on both) and knows nothing
 //! of diffing, policy or providers.
 //!
@@ -22,8 +23,11 @@
 //! take the instant from the caller (tests drive expiry with them).
 
 pub mod jobs;
+pub mod proxy;
 pub mod samples;
 pub mod schema;
+
+pub use proxy::PostgresStore;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -45,8 +49,9 @@ pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long connecting may take, unless the URL says (`connect_timeout=`).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The PostgreSQL state store: one connection.
-pub struct PostgresStore {
+/// One connection to the PostgreSQL state store, used on one thread (see
+/// [`proxy`]).
+pub struct Session {
     /// A cell because the read methods of the store traits take `&self` and
     /// the client needs `&mut` for every query; never borrowed twice (each
     /// method borrows it once, helpers take the borrowed client).
@@ -57,20 +62,20 @@ pub struct PostgresStore {
     series_ids: HashMap<SeriesKey, i64>,
 }
 
-impl std::fmt::Debug for PostgresStore {
+impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore").field("url", &self.label).finish()
+        f.debug_struct("Session").field("url", &self.label).finish()
     }
 }
 
-impl PostgresStore {
+impl Session {
     /// Connects to the database at `url` (`postgres://user@host:port/db`,
     /// any libpq-style parameter the `postgres` crate knows; a password in
     /// the URL is used but never shown), with `password` when given, and
     /// migrates it to the current schema. The tables live in the
     /// connection's current schema (`options=-csearch_path=NAME` picks
     /// one). A new database gets a fresh lineage and serial 0.
-    pub fn connect(url: &str, password: Option<&SecretString>) -> Result<PostgresStore> {
+    pub(crate) fn connect(url: &str, password: Option<&SecretString>) -> Result<Session> {
         let label = redact(url);
         let mut config: postgres::Config =
             url.parse().map_err(|e: postgres::Error| StoreError::Url { url: label.clone(), reason: e.to_string() })?;
@@ -86,12 +91,7 @@ impl PostgresStore {
         let mut client = config.connect(NoTls).map_err(db_err(&label))?;
         client.batch_execute(&format!("SET lock_timeout = '{}ms'", LOCK_TIMEOUT.as_millis())).map_err(db_err(&label))?;
         schema::migrate(&mut client, &label)?;
-        Ok(PostgresStore { conn: RefCell::new(client), label, series_ids: HashMap::new() })
-    }
-
-    /// The URL, without a password.
-    pub fn label(&self) -> &str {
-        &self.label
+        Ok(Session { conn: RefCell::new(client), label, series_ids: HashMap::new() })
     }
 
     /// Takes the lock as of `at`, or as of the database's clock.
@@ -139,7 +139,7 @@ impl PostgresStore {
     }
 }
 
-impl Store for PostgresStore {
+impl Store for Session {
     fn snapshot(&self) -> Result<Snapshot> {
         let db = db_err(&self.label);
         let mut conn = self.conn.borrow_mut();

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use postgres::GenericClient;
 
-use super::{col, db_err, PostgresStore};
+use super::{col, db_err, Session};
 use crate::store::rows::{corrupt, parse_trace_status, parse_u32};
 use crate::store::samples::{bucketize, by_series, Event, Latest, MaintainReport, Points, RangeQuery, Retention, Sample, SampleStore, SampleValue, SeriesKey, SeriesPoints, Selector};
 use crate::store::{Result, TraceStore, TraceTask};
@@ -70,13 +70,13 @@ fn raw_of(conn: &mut impl GenericClient, label: &str, id: i64, from: i64, to: i6
     rows.iter().map(|r| Ok((col(r, 0, label)?, col(r, 1, label)?))).collect()
 }
 
-impl SampleStore for PostgresStore {
+impl SampleStore for Session {
     fn append(&mut self, samples: &[Sample]) -> Result<()> {
         self.append_events(&[], samples)
     }
 
     fn append_events(&mut self, events: &[Event], samples: &[Sample]) -> Result<()> {
-        let PostgresStore { conn, label, series_ids, .. } = self;
+        let Session { conn, label, series_ids, .. } = self;
         let label = label.as_str();
         let db = db_err(label);
         let mut fresh = Vec::new();
@@ -255,7 +255,7 @@ impl SampleStore for PostgresStore {
     }
 }
 
-impl TraceStore for PostgresStore {
+impl TraceStore for Session {
     fn put_trace(&mut self, t: &TraceTask) -> Result<()> {
         self.conn
             .get_mut()
