@@ -7,7 +7,14 @@
 # Debian/Ubuntu: missing tools are installed with apt-get (via sudo unless
 # root). Elsewhere, install them yourself: sshd (OpenSSH server), ssh,
 # ssh-keygen, git, python3, sudo, script (util-linux), snmpd and snmptrap (net-snmp),
-# redis-server, a JDK with Jolokia and Jetty jars, and moto[server] (pip).
+# redis-server, PostgreSQL (initdb, pg_ctl, psql), a JDK with Jolokia and Jetty
+# jars, and moto[server] (pip).
+#
+# PostgreSQL: the tests use SCALER_TEST_PG_URL when set, else the machine's
+# server at 127.0.0.1:5432 (user postgres, trust auth) when it answers, else a
+# server of their own that this script starts (initdb + pg_ctl in
+# /tmp/scaler-test-pg-UID, as a non-root user, on a free port) and leaves
+# running for the next run (stop it with `pg_ctl -D /tmp/scaler-test-pg-UID/data stop`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +29,12 @@ as_root() {
     fi
 }
 
+# A PostgreSQL program: on PATH, or in Debian's versioned directory.
+pg_bin() {
+    command -v "$1" 2>/dev/null && return
+    ls -d /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | sort -V | tail -n 1 | grep .
+}
+
 # missing packages, judged by a file each provides
 missing=()
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
@@ -32,6 +45,7 @@ command -v python3 >/dev/null || missing+=(python3)
 # snmptrap/snmpinform send real traps to the trap receiver
 command -v snmptrap >/dev/null || missing+=(snmp)
 command -v redis-server >/dev/null || missing+=(redis-server)
+{ pg_bin initdb && pg_bin pg_ctl && pg_bin psql; } >/dev/null || missing+=(postgresql)
 # a real Jolokia agent: Jolokia's servlet in embedded Jetty, on the JDK
 command -v javac >/dev/null || missing+=(default-jdk-headless)
 [ -f /usr/share/java/jolokia-core.jar ] || missing+=(libjolokia-core-java)
@@ -68,6 +82,60 @@ fi
 
 # sshd needs its privilege separation directory (it lives on a tmpfs).
 [ -d /run/sshd ] || as_root mkdir -p /run/sshd
+
+# PostgreSQL for the state store tests (tests/harness/pg.rs).
+pg_answers() {
+    PGCONNECT_TIMEOUT=3 "$(pg_bin psql)" -X -w -Atq -d "$1" -c 'select 1' >/dev/null 2>&1
+}
+
+start_test_pg() {
+    local dir="/tmp/scaler-test-pg-$(id -u)" user port url
+    url_at() { echo "postgres://postgres@127.0.0.1:$1/postgres"; }
+    # ours from an earlier run, still running
+    if [ -f "$dir/port" ] && pg_answers "$(url_at "$(cat "$dir/port")")"; then
+        SCALER_TEST_PG_URL="$(url_at "$(cat "$dir/port")")"
+        return
+    fi
+    # PostgreSQL refuses to run as root
+    user="$(id -un)"
+    if [ "$(id -u)" -eq 0 ]; then
+        user=nobody
+        id -u postgres >/dev/null 2>&1 && user=postgres
+    fi
+    as_pg_user() {
+        if [ "$(id -u)" -eq 0 ]; then (cd "$dir" && runuser -u "$user" -- "$@"); else (cd "$dir" && "$@"); fi
+    }
+    mkdir -p "$dir"
+    [ "$(id -u)" -eq 0 ] && chown "$user" "$dir"
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        echo "==> creating a test PostgreSQL in $dir/data" >&2
+        as_pg_user rm -rf "$dir/data"
+        as_pg_user "$(pg_bin initdb)" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C --no-sync >"$dir/initdb.log" 2>&1 \
+            || { cat "$dir/initdb.log" >&2; exit 1; }
+    fi
+    # ours, running but not answering at the recorded port: restart it
+    if as_pg_user "$(pg_bin pg_ctl)" -D "$dir/data" status >/dev/null 2>&1; then
+        as_pg_user "$(pg_bin pg_ctl)" -D "$dir/data" -m fast -w stop >/dev/null || true
+    fi
+    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    echo "==> starting the test PostgreSQL on 127.0.0.1:$port" >&2
+    # (a pid file left by a killed server of ours is ignored by pg_ctl)
+    as_pg_user "$(pg_bin pg_ctl)" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off" start >/dev/null \
+        || { tail -n 20 "$dir/server.log" >&2; exit 1; }
+    echo "$port" >"$dir/port"
+    SCALER_TEST_PG_URL="$(url_at "$port")"
+}
+
+if [ -n "${SCALER_TEST_PG_URL:-}" ]; then
+    pg_answers "$SCALER_TEST_PG_URL" || echo "warning: SCALER_TEST_PG_URL does not answer; the PostgreSQL tests will fail" >&2
+elif pg_answers "postgres://postgres@127.0.0.1:5432/postgres"; then
+    SCALER_TEST_PG_URL="postgres://postgres@127.0.0.1:5432/postgres"
+else
+    start_test_pg
+fi
+export SCALER_TEST_PG_URL
+echo "==> PostgreSQL for the tests: $SCALER_TEST_PG_URL" >&2
 
 if [ ! -f Cargo.lock ]; then
     echo "==> generating Cargo.lock" >&2

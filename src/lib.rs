@@ -17,7 +17,7 @@
 //! | [`config`] | load a repo, YAML with positions, schema check, compile, diagnostics; read secret references; repo-confined paths; warnings about settings this build ignores |
 //! | [`gitops`] | config sources yielding revisions: a directory watched with `notify` (+ debouncer), a git branch fetched with `git2` every `poll` |
 //! | [`template`] | minijinja environments (strict undefined, shell-quoting) |
-//! | [`store`] | the store traits, one async handle for any backend (`store::open(&Location) -> StateStore`), the SQLite backend: state, serial, lineage, lock lease, trigger states, job queue, samples, traces |
+//! | [`store`] | the store traits, one async handle for any backend (`store::open(&Location) -> StateStore`), and two backends, SQLite (default) and PostgreSQL, run through one conformance suite: state, serial, lineage, lock lease, samples, trigger states, job queue, trace tasks |
 //! | [`fleet`] | which hosts a target names: static `hosts`, or a group's running nodes (one rule, one `host[:port]` parser) |
 //! | [`monitor`] | collection: the `Collector` seam, sources, parsers, scheduler |
 //! | [`provider`] | the `Provider` seam (describe/launch/terminate) and the `local` provider |

@@ -426,3 +426,38 @@ fn the_start_up_lines_warn_about_settings_this_build_ignores() {
     );
     assert!(!log.contains("`daemon.auto_apply`"), "{log}");
 }
+
+#[test]
+fn a_daemon_with_its_state_on_postgres_fires_once_and_runs_the_job() {
+    let pg = crate::harness::pg::PgSchema::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let hooks = Hooks::start();
+    std::fs::write(dir.join("token.txt"), TOKEN).unwrap();
+    std::fs::write(
+        dir.join("scaler.yaml"),
+        format!(
+            "kind: Project\nname: t\nstate: {{ url: \"{}\" }}\ndaemon:\n  token: {{ file: token.txt }}\n---\nkind: Counter\nname: queue\nsource: {{ push: {{}} }}\n---\n\
+             kind: Trigger\nname: deep\nwhen: last(queue) > 10\ncooldown: 1h\nthen:\n  - notify: {{ webhook: {{ url: \"http://127.0.0.1:{}/hook\" }} }}\n",
+            pg.url(),
+            hooks.port
+        ),
+    )
+    .unwrap();
+    let cli = Cli::new();
+    let d = Daemon::start(&cli, dir, &[]);
+    // the push receiver writes the sample from inside the daemon's runtime
+    assert_eq!(d.push("queue", "50").0, 200);
+    wait_until(Duration::from_secs(20), "the job to be done", || {
+        status(&cli, dir)["jobs"].as_array().is_some_and(|j| j.len() == 1 && j[0]["status"] == "done")
+    });
+    drop(d);
+    assert_eq!(hooks.keys().len(), 1, "{:?}", hooks.keys());
+    // it all went to PostgreSQL, nothing to a SQLite file
+    let store = scaler::store::PostgresStore::connect(&pg.url(), None).unwrap();
+    use scaler::store::{JobStore, SampleStore};
+    assert_eq!(store.jobs(&Default::default()).unwrap().len(), 1);
+    assert_eq!(store.trigger_states().unwrap().iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["deep"]);
+    assert_eq!(store.series(&scaler::store::Selector::counter("queue")).unwrap().len(), 1);
+    assert!(!dir.join(".scaler").join("state.db").exists());
+}

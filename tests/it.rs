@@ -26,6 +26,7 @@ mod plan_apply;
 mod provider_local;
 mod ruletest;
 mod store_conformance;
+mod store_postgres;
 mod store_sqlite;
 mod survey;
 mod trace;

@@ -14,7 +14,8 @@
 //! A backend takes part with a [`Harness`] (a fresh empty store, and
 //! connections to it) and one line: `store_conformance_suite!(name,
 //! Harness)`. What only one backend does (SQLite's WAL mode, schema
-//! versions, file errors) is tested beside it (`store_sqlite`).
+//! versions, file errors) is tested beside it (`store_sqlite`,
+//! `store_postgres`).
 
 // Test helpers (not only `#[test]` fns) fail loudly on purpose.
 #![allow(clippy::expect_used)]
@@ -28,7 +29,7 @@ mod traces;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use scaler::store::{Backend, LockInfo, LockRequest, Mutation, NodeRecord, NodeStatus, SqliteStore, StoreError};
+use scaler::store::{Backend, LockInfo, LockRequest, Mutation, NodeRecord, NodeStatus, PostgresStore, SqliteStore, StoreError};
 use serde_json::json;
 
 /// A backend under test: one fresh, empty store per test, and as many
@@ -107,6 +108,7 @@ macro_rules! store_conformance_suite {
                     retention_downsamples_old_data_into_rollups_and_drops_the_oldest,
                     series_are_told_apart_by_labels,
                     events_are_kept_in_order_per_source,
+                    a_sample_at_an_instant_already_stored_replaces_it,
                 ],
                 traces: [
                     trace_tasks_are_replaced_by_id_and_listed_newest_first,
@@ -132,6 +134,7 @@ macro_rules! store_conformance_suite {
 }
 
 store_conformance_suite!(sqlite, SqliteHarness);
+store_conformance_suite!(postgres, PostgresHarness);
 
 /// SQLite: a database file in a temp dir, under a directory that does not
 /// exist yet (the first connection creates both).
@@ -167,6 +170,42 @@ impl Harness for SqliteHarness {
             raw.execute_batch(&format!(
                 "CREATE TRIGGER refuse_job_key BEFORE INSERT ON jobs WHEN NEW.idem_key = '{key}'
                  BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+            ))
+            .expect("create trigger");
+        }
+    }
+}
+
+/// PostgreSQL: a schema of its own on the test server
+/// (`SCALER_TEST_PG_URL`), empty until the first connection migrates it;
+/// dropped with the harness.
+pub struct PostgresHarness {
+    schema: crate::harness::pg::PgSchema,
+}
+
+impl Harness for PostgresHarness {
+    fn new() -> Self {
+        PostgresHarness { schema: crate::harness::pg::PgSchema::new() }
+    }
+
+    fn address(&self) -> String {
+        self.schema.url()
+    }
+
+    fn connect_to(address: &str) -> Box<dyn Backend> {
+        Box::new(PostgresStore::connect(address, None).expect("connect to the PostgreSQL state store"))
+    }
+
+    fn refuse_job_key(&self, key: Option<&str>) {
+        let mut raw = self.schema.client();
+        raw.batch_execute("DROP TRIGGER IF EXISTS refuse_job_key ON jobs").expect("drop trigger");
+        if let Some(key) = key {
+            // the key as an SQL string literal
+            let key = key.replace('\'', "''");
+            raw.batch_execute(&format!(
+                "CREATE OR REPLACE FUNCTION refuse_job_key() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN IF NEW.idem_key = '{key}' THEN RAISE EXCEPTION 'refused by test'; END IF; RETURN NEW; END $$;
+                 CREATE TRIGGER refuse_job_key BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION refuse_job_key();"
             ))
             .expect("create trigger");
         }

@@ -53,10 +53,18 @@ pub fn warn_ignored(config: &Config, ui: &Ui) {
 }
 
 /// Where the state store of a config lives: `state.url` (`sqlite:PATH`
-/// relative to the root), default `.scaler/state.db`.
+/// relative to the root, or `postgres://...` with `state.password`),
+/// default `.scaler/state.db`.
 pub fn location(config: &Config) -> Result<Location, Failure> {
-    let url = config.project.spec.state.as_ref().and_then(|s| s.url.as_deref());
-    Ok(Location::parse(url, &config.root)?)
+    let state = config.project.spec.state.as_ref();
+    let location = Location::parse(state.and_then(|s| s.url.as_deref()), &config.root)?;
+    match state.and_then(|s| s.password.as_ref()) {
+        Some(r) => {
+            let password = crate::config::read_secret(&config.root, r).map_err(|e| Failure::new(format!("state.password: {e}")))?;
+            Ok(location.with_password(password)?)
+        }
+        None => Ok(location),
+    }
 }
 
 impl Workspace {

@@ -70,9 +70,12 @@ pub struct Project {
 #[serde(deny_unknown_fields)]
 pub struct StateSettings {
     /// `sqlite:PATH` (relative to the repo root; default `sqlite:.scaler/state.db`)
-    /// or `postgres://...`.
+    /// or `postgres://USER@HOST:PORT/DB` (no password in the URL: see `password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The password of a `postgres://` state url, as a secret reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
     /// How long a state lock lives without being renewed (default `2m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_ttl: Option<Duration>,

@@ -11,8 +11,9 @@
 //!
 //! Jobs: the durable job queue and persisted trigger states ([`jobs`]).
 //!
-//! Backends: SQLite (default, embedded). PostgreSQL comes later behind the
-//! same traits. Every backend runs the one conformance suite
+//! Backends: SQLite (default, embedded) and PostgreSQL (a server several
+//! scaler processes share), behind the same traits. Every backend runs the
+//! one conformance suite
 //! (`tests/store_conformance.rs`: a harness and one line per backend).
 //! Everything outside this module opens a store with
 //! [`open`] and uses the one async handle, [`StateStore`]; no other module
@@ -21,6 +22,10 @@
 pub mod codec;
 mod handle;
 pub mod jobs;
+mod lease;
+#[doc(hidden)]
+pub mod postgres;
+mod rows;
 pub mod samples;
 #[doc(hidden)]
 pub mod sqlite;
@@ -34,6 +39,10 @@ use serde::{Deserialize, Serialize};
 pub use jobs::{Enqueued, Job, JobFilter, JobStatus, JobStore, NewJob, TriggerRecord};
 pub use samples::{Agg, Event, Latest, MaintainReport, RangeQuery, Retention, Sample, SampleStore, SampleValue, SeriesKey, SeriesPoints, Selector};
 pub use handle::{open, Backend, Location, StateStore};
+/// The PostgreSQL backend, for its own tests (schema version, the
+/// database's clock); everything else uses [`StateStore`].
+#[doc(hidden)]
+pub use self::postgres::PostgresStore;
 /// The SQLite backend, for its own tests (WAL, schema version, chosen
 /// instants); everything else uses [`StateStore`].
 #[doc(hidden)]
@@ -363,4 +372,9 @@ pub trait Store: Send {
     fn force_unlock(&mut self, id: &str) -> Result<LockInfo>;
     /// The current lease, if any (expired ones included, marked by `expires`).
     fn current_lock(&self) -> Result<Option<LockInfo>>;
+    /// Whether this connection is gone for good (the server closed it), so
+    /// that [`StateStore`] drops it instead of reusing it.
+    fn is_closed(&self) -> bool {
+        false
+    }
 }

@@ -294,6 +294,24 @@ pub trait SampleStore {
     }
 }
 
+/// One series' values and failures within a batch of samples, in the
+/// order given.
+pub type SeriesBatch<'a> = (Vec<(i64, f64)>, Vec<(i64, &'a str)>);
+
+/// Splits a batch of samples by series (sorted by key), for backends that
+/// write a series at a time.
+pub fn by_series(samples: &[Sample]) -> BTreeMap<&SeriesKey, SeriesBatch<'_>> {
+    let mut groups: BTreeMap<&SeriesKey, SeriesBatch<'_>> = BTreeMap::new();
+    for s in samples {
+        let g = groups.entry(&s.series).or_default();
+        match &s.value {
+            SampleValue::Value(v) => g.0.push((s.ts_ms, *v)),
+            SampleValue::Error(e) => g.1.push((s.ts_ms, e.as_str())),
+        }
+    }
+    groups
+}
+
 /// `agg` over one series' samples (sorted by time). `None` when there is
 /// nothing to aggregate (and for a rate, fewer than two samples).
 pub fn aggregate(agg: Agg, pts: &[(i64, f64)]) -> Option<f64> {

@@ -1,7 +1,8 @@
 //! Test harness shared by every integration test module: the built `scaler`
 //! binary with an isolated environment ([`cli`]), git repositories with
 //! isolated config and `git daemon` ([`git`]), a real `sshd` on loopback with temp keys
-//! ([`sshd`]), `moto_server` for AWS APIs ([`moto`]), free ports and polling with deadlines ([`wait`]).
+//! ([`sshd`]), `moto_server` for AWS APIs ([`moto`]), a schema per test on
+//! PostgreSQL ([`pg`]), free ports and polling with deadlines ([`wait`]).
 //!
 //! A missing server binary fails the test with an install hint; nothing is
 //! silently skipped. Tests never sleep to synchronise: they poll an
@@ -14,6 +15,7 @@
 pub mod cli;
 pub mod git;
 pub mod moto;
+pub mod pg;
 pub mod servers;
 pub mod sshd;
 pub mod wait;

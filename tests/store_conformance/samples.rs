@@ -135,3 +135,14 @@ pub(super) fn events_are_kept_in_order_per_source<H: Harness>() {
     assert_eq!(st.events("trace:abc", T0, T0 + 10, 2).unwrap().len(), 2);
     assert!(st.events("trace:other", T0, T0 + 10, 100).unwrap().is_empty());
 }
+
+pub(super) fn a_sample_at_an_instant_already_stored_replaces_it<H: Harness>() {
+    let h = H::new();
+    let mut st = h.connect();
+    let k = key("load", "h1");
+    // within one batch, the later one wins; so does a later batch
+    st.append(&[Sample::value(k.clone(), T0, 1.0), Sample::value(k.clone(), T0 + S, 2.0), Sample::value(k.clone(), T0, 3.0)]).unwrap();
+    st.append(&[Sample::value(k.clone(), T0 + S, 4.0), Sample::error(k.clone(), T0, "first"), Sample::error(k.clone(), T0, "second")]).unwrap();
+    assert_eq!(st.raw(&Selector::counter("load"), T0, T0 + S).unwrap(), vec![(k.clone(), vec![(T0, 3.0), (T0 + S, 4.0)])]);
+    assert_eq!(st.failures(&Selector::counter("load"), T0, T0 + S).unwrap(), vec![(k, T0, "second".to_string())]);
+}

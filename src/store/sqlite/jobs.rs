@@ -9,33 +9,13 @@ use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{commit_in, corrupt, db_err, parse_json, parse_u32, SqliteStore};
+use super::{commit_in, db_err, parse_json, SqliteStore};
+use crate::store::rows::{DueRow, JobRow};
 use crate::store::jobs::{Enqueued, Job, JobFilter, JobStatus, JobStore, NewJob, TriggerRecord};
 use crate::store::{Mutation, Result, StoreError};
 
 const JOB_COLUMNS: &str = "id, idem_key, trigger_name, fired_at_ms, revision, payload, status, attempts, max_attempts, \
      run_after_ms, lease_owner, lease_expires_ms, actions_done, result, last_error, created_ms, updated_ms";
-
-/// A `jobs` row as stored, before decoding.
-struct JobRow {
-    id: i64,
-    key: String,
-    trigger: String,
-    fired_at_ms: i64,
-    revision: Option<String>,
-    payload: String,
-    status: String,
-    attempts: i64,
-    max_attempts: i64,
-    run_after_ms: i64,
-    lease_owner: Option<String>,
-    lease_expires_ms: Option<i64>,
-    actions_done: i64,
-    result: String,
-    last_error: Option<String>,
-    created_ms: i64,
-    updated_ms: i64,
-}
 
 fn job_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
@@ -59,37 +39,12 @@ fn job_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     })
 }
 
-fn decode(label: &str, row: JobRow) -> Result<Job> {
-    let what = format!("job {}", row.id);
-    let status = JobStatus::parse(&row.status)
-        .ok_or_else(|| corrupt(label, what.clone(), format_args!("unknown status `{}`", row.status)))?;
-    Ok(Job {
-        payload: parse_json(label, what.clone(), &row.payload)?,
-        result: parse_json(label, what.clone(), &row.result)?,
-        attempts: parse_u32(label, what.clone(), row.attempts)?,
-        max_attempts: parse_u32(label, what.clone(), row.max_attempts)?,
-        actions_done: parse_u32(label, what, row.actions_done)?,
-        id: row.id,
-        key: row.key,
-        trigger: row.trigger,
-        fired_at_ms: row.fired_at_ms,
-        revision: row.revision,
-        status,
-        run_after_ms: row.run_after_ms,
-        lease_owner: row.lease_owner,
-        lease_expires_ms: row.lease_expires_ms,
-        last_error: row.last_error,
-        created_ms: row.created_ms,
-        updated_ms: row.updated_ms,
-    })
-}
-
 fn read_job(conn: &Connection, label: &str, id: i64) -> Result<Option<Job>> {
     let row = conn
         .query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_row)
         .optional()
         .map_err(db_err(label))?;
-    row.map(|row| decode(label, row)).transpose()
+    row.map(|row| row.decode(label)).transpose()
 }
 
 /// Inserts `job` unless its key is already enqueued.
@@ -135,22 +90,13 @@ fn held(conn: &Connection, label: &str, id: i64, worker: &str) -> Result<Held> {
     row.ok_or_else(|| StoreError::LeaseLost { id, worker: worker.to_owned() })
 }
 
-/// A due job found by [`next_due`].
-struct Due {
-    id: i64,
-    status: String,
-    attempts: i64,
-    max_attempts: i64,
-    lease_owner: Option<String>,
-}
-
-fn next_due(conn: &Connection, label: &str, now_ms: i64) -> Result<Option<Due>> {
+fn next_due(conn: &Connection, label: &str, now_ms: i64) -> Result<Option<DueRow>> {
     conn.query_row(
         "SELECT id, status, attempts, max_attempts, lease_owner FROM jobs
          WHERE (status = 'queued' AND run_after_ms <= ?1) OR (status = 'leased' AND lease_expires_ms <= ?1)
          ORDER BY id LIMIT 1",
         [now_ms],
-        |r| Ok(Due { id: r.get(0)?, status: r.get(1)?, attempts: r.get(2)?, max_attempts: r.get(3)?, lease_owner: r.get(4)? }),
+        |r| Ok(DueRow { id: r.get(0)?, status: r.get(1)?, attempts: r.get(2)?, max_attempts: r.get(3)?, lease_owner: r.get(4)? }),
     )
     .optional()
     .map_err(db_err(label))
@@ -232,20 +178,13 @@ impl JobStore for SqliteStore {
             let Some(due) = next_due(&tx, &label, now_ms)? else {
                 break None;
             };
-            if due.status == "leased" && due.attempts >= due.max_attempts {
-                // Its worker died (or lost the store) on the last allowed try.
-                let owner = due.lease_owner.unwrap_or_default();
-                let error = format!("the lease of worker `{owner}` ran out on try {} of {} (the worker stopped or lost the store)", due.attempts, due.max_attempts);
+            if let Some(error) = due.dead_letter(&label, worker) {
                 tx.execute(
                     "UPDATE jobs SET status = 'dead', last_error = ?2, lease_owner = NULL, lease_expires_ms = NULL, updated_ms = ?3 WHERE id = ?1",
                     params![due.id, error, now_ms],
                 )
                 .map_err(&db)?;
-                tracing::warn!(path = %label, job = due.id, %error, "job dead-lettered");
                 continue;
-            }
-            if due.status == "leased" {
-                tracing::info!(path = %label, job = due.id, previous = ?due.lease_owner, %worker, "taking over a job whose lease ran out");
             }
             tx.execute(
                 "UPDATE jobs SET status = 'leased', lease_owner = ?2, lease_expires_ms = ?3, attempts = attempts + 1, updated_ms = ?4
@@ -362,7 +301,7 @@ impl JobStore for SqliteStore {
             .map_err(&db)?;
         let mut out = Vec::new();
         for row in rows {
-            out.push(decode(&self.label, row.map_err(&db)?)?);
+            out.push(row.map_err(&db)?.decode(&self.label)?);
         }
         Ok(out)
     }

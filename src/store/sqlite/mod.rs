@@ -13,7 +13,6 @@
 //! never blocks nor is blocked by writers (WAL).
 
 pub mod jobs;
-pub mod lease;
 pub mod samples;
 pub mod schema;
 
@@ -21,15 +20,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
-use uuid::Uuid;
 
-use super::{
-    LockInfo, LockRequest, Mutation, NodeRecord, NodeStatus, Result, Snapshot, StateMeta, Store,
-    StoreError, StoredObject,
-};
-use lease::Decision;
+use super::lease;
+use super::rows::{parse_u64, stored_serial, timestamp, LockRow, NodeRow};
+pub(crate) use super::rows::{corrupt, parse_json, parse_u32};
+use super::{LockInfo, LockRequest, Mutation, NodeRecord, Result, Snapshot, StateMeta, Store, StoreError, StoredObject};
 
 /// How long a write waits for another writer before failing with "database is locked".
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -116,26 +113,7 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&db)?;
-        match lease::decide(read_lock(&tx, &self.label)?, now) {
-            Decision::Refuse(holder) => return Err(StoreError::Locked(Box::new(holder))),
-            Decision::TakeOver(old) => tracing::info!(
-                path = %self.label,
-                lock = %old.id,
-                holder = %old.who(),
-                expired = %old.expires.to_rfc3339(),
-                "taking over an expired state lock"
-            ),
-            Decision::Take => {}
-        }
-        let taken = LockInfo {
-            id: Uuid::new_v4().simple().to_string(),
-            owner: req.owner.clone(),
-            host: hostname(),
-            pid: std::process::id(),
-            operation: req.operation.clone(),
-            created: now,
-            expires: lease::expiry(now, req.ttl),
-        };
+        let taken = lease::take(&self.label, read_lock(&tx, &self.label)?, req, now)?;
         tx.execute(
             "INSERT OR REPLACE INTO lock (slot, id, owner, host, pid, operation, created, expires)
              VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -278,69 +256,13 @@ pub(crate) fn db_err(label: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_
     }
 }
 
-fn corrupt(label: &str, what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        path: label.to_owned(),
-        what: what.into(),
-        detail: detail.to_string(),
-    }
-}
-
-/// The stored form of an instant: RFC 3339 UTC with nine fraction digits,
-/// fixed width so text order is time order and every instant round-trips.
-fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
-fn parse_timestamp(label: &str, what: impl Into<String>, text: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| corrupt(label, what, format_args!("timestamp `{text}`: {e}")))
-}
-
-fn parse_json(label: &str, what: impl Into<String>, text: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(text).map_err(|e| corrupt(label, what, format_args!("JSON: {e}")))
-}
-
-fn parse_u64(label: &str, what: impl Into<String>, value: i64) -> Result<u64> {
-    u64::try_from(value).map_err(|_| corrupt(label, what, format_args!("negative value {value}")))
-}
-
-fn parse_u32(label: &str, what: impl Into<String>, value: i64) -> Result<u32> {
-    u32::try_from(value)
-        .map_err(|_| corrupt(label, what, format_args!("value {value} out of range")))
-}
-
-fn parse_status(label: &str, what: impl Into<String>, text: &str) -> Result<NodeStatus> {
-    match text {
-        "creating" => Ok(NodeStatus::Creating),
-        "running" => Ok(NodeStatus::Running),
-        "terminating" => Ok(NodeStatus::Terminating),
-        other => Err(corrupt(
-            label,
-            what,
-            format_args!("unknown status `{other}`"),
-        )),
-    }
-}
-
-fn hostname() -> String {
-    nix::unistd::gethostname()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
-
 /// Applies `mutations` and bumps the serial inside the caller's write
 /// transaction (the body of [`Store::commit`], shared with job progress);
 /// returns the new serial. The caller ensures `mutations` is not empty.
 pub(crate) fn commit_in(tx: &Connection, label: &str, mutations: &[Mutation]) -> Result<u64> {
     let db = db_err(label);
     let serial = read_meta(tx, label)?.serial + 1;
-    let stored = i64::try_from(serial).map_err(|_| StoreError::Corrupt {
-        path: label.to_owned(),
-        what: "meta.serial".into(),
-        detail: format!("serial {serial} out of range"),
-    })?;
+    let stored = stored_serial(label, serial)?;
     for mutation in mutations {
         apply(tx, mutation, stored).map_err(&db)?;
     }
@@ -468,20 +390,6 @@ fn read_objects(conn: &Connection, label: &str) -> Result<Vec<StoredObject>> {
     Ok(objects)
 }
 
-/// A `nodes` row as stored, before decoding.
-struct NodeRow {
-    name: String,
-    group: String,
-    idx: i64,
-    provider: String,
-    provider_id: Option<String>,
-    status: String,
-    created_at: String,
-    template_digest: String,
-    address: Option<String>,
-    attrs: String,
-}
-
 fn read_nodes(conn: &Connection, label: &str) -> Result<Vec<NodeRecord>> {
     let db = db_err(label);
     let mut stmt = conn
@@ -509,20 +417,7 @@ fn read_nodes(conn: &Connection, label: &str) -> Result<Vec<NodeRecord>> {
         .map_err(&db)?;
     let mut nodes = Vec::new();
     for row in rows {
-        let row = row.map_err(&db)?;
-        let what = format!("node {}", row.name);
-        nodes.push(NodeRecord {
-            index: parse_u32(label, what.clone(), row.idx)?,
-            status: parse_status(label, what.clone(), &row.status)?,
-            created_at: parse_timestamp(label, what.clone(), &row.created_at)?,
-            attrs: parse_json(label, what, &row.attrs)?,
-            name: row.name,
-            group: row.group,
-            provider: row.provider,
-            provider_id: row.provider_id,
-            template_digest: row.template_digest,
-            address: row.address,
-        });
+        nodes.push(row.map_err(&db)?.decode(label)?);
     }
     Ok(nodes)
 }
@@ -555,34 +450,18 @@ fn read_desired(conn: &Connection, label: &str) -> Result<DesiredRows> {
 
 fn read_lock(conn: &Connection, label: &str) -> Result<Option<LockInfo>> {
     let row = conn
-        .query_row(
-            "SELECT id, owner, host, pid, operation, created, expires FROM lock WHERE slot = 1",
-            [],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, i64>(3)?,
-                    row.get::<_, String>(4)?,
-                    row.get::<_, String>(5)?,
-                    row.get::<_, String>(6)?,
-                ))
-            },
-        )
+        .query_row("SELECT id, owner, host, pid, operation, created, expires FROM lock WHERE slot = 1", [], |row| {
+            Ok(LockRow {
+                id: row.get(0)?,
+                owner: row.get(1)?,
+                host: row.get(2)?,
+                pid: row.get(3)?,
+                operation: row.get(4)?,
+                created: row.get(5)?,
+                expires: row.get(6)?,
+            })
+        })
         .optional()
         .map_err(db_err(label))?;
-    let Some((id, owner, host, pid, operation, created, expires)) = row else {
-        return Ok(None);
-    };
-    let what = format!("lock {id}");
-    Ok(Some(LockInfo {
-        pid: parse_u32(label, what.clone(), pid)?,
-        created: parse_timestamp(label, what.clone(), &created)?,
-        expires: parse_timestamp(label, what, &expires)?,
-        id,
-        owner,
-        host,
-        operation,
-    }))
+    row.map(|row| row.decode(label)).transpose()
 }

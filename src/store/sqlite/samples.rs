@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use super::{db_err, SqliteStore};
 use crate::store::codec;
-use crate::store::samples::{bucketize, Event, Latest, MaintainReport, RangeQuery, Retention, Sample, SampleStore, SampleValue, SeriesKey, SeriesPoints, Selector};
+use crate::store::samples::{bucketize, by_series, Event, Latest, MaintainReport, RangeQuery, Retention, Sample, SampleStore, SampleValue, SeriesKey, SeriesPoints, Selector};
 use crate::store::{Result, StoreError};
 
 /// Samples per sealed chunk (at most).
@@ -125,9 +125,6 @@ fn raw_of(conn: &Connection, label: &str, id: i64, from: i64, to: i64) -> Result
     Ok(out)
 }
 
-/// One series' values and failures within a batch.
-type Group<'a> = (Vec<(i64, f64)>, Vec<(i64, &'a str)>);
-
 fn write_chunks(tx: &Transaction<'_>, label: &str, id: i64, pts: &[(i64, f64)]) -> Result<()> {
     let db = db_err(label);
     let cerr = codec_err(label);
@@ -153,14 +150,7 @@ impl SampleStore for SqliteStore {
         let SqliteStore { conn, label, series_ids, last_ts, .. } = self;
         let label = label.as_str();
         let db = db_err(label);
-        let mut groups: BTreeMap<&SeriesKey, Group<'_>> = BTreeMap::new();
-        for s in samples {
-            let g = groups.entry(&s.series).or_default();
-            match &s.value {
-                SampleValue::Value(v) => g.0.push((s.ts_ms, *v)),
-                SampleValue::Error(e) => g.1.push((s.ts_ms, e.as_str())),
-            }
-        }
+        let groups = by_series(samples);
         let mut fresh = HashMap::new();
         let mut last = HashMap::new();
         {
@@ -450,11 +440,7 @@ impl crate::store::TraceStore for SqliteStore {
         let mut out = Vec::new();
         for row in rows {
             let (mut task, status) = row.map_err(&db)?;
-            task.status = crate::store::TraceStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
-                path: self.label.clone(),
-                what: format!("trace task {}", task.id),
-                detail: format!("unknown status `{status}`"),
-            })?;
+            task.status = crate::store::rows::parse_trace_status(&self.label, &task.id, &status)?;
             out.push(task);
         }
         Ok(out)

@@ -1,14 +1,17 @@
 //! The pure rules of the state lock lease: whether a lease still holds, when a
 //! new one ends, and which lease a `scaler unlock ID` argument names.
 //!
-//! No IO and no clock: `now` is always a parameter, so tests drive expiry by
-//! passing instants instead of sleeping.
+//! No clock: `now` is always a parameter, so tests drive expiry by passing
+//! instants instead of sleeping. Shared by every backend (each reads and
+//! writes the lease row in its own transaction).
 
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use uuid::Uuid;
 
-use crate::store::LockInfo;
+use crate::store::rows::hostname;
+use crate::store::{LockInfo, LockRequest, Result, StoreError};
 
 /// The shortest id prefix `force_unlock` accepts (the full id is always accepted).
 pub const MIN_PREFIX: usize = 8;
@@ -39,6 +42,33 @@ pub fn decide(current: Option<LockInfo>, now: DateTime<Utc>) -> Decision {
         Some(lease) if lease.expires <= now => Decision::TakeOver(lease),
         Some(lease) => Decision::Refuse(lease),
     }
+}
+
+/// The lease `req` takes at `now` (a fresh id, held by this process) given
+/// the `current` one, or [`StoreError::Locked`] naming a live holder; the
+/// caller records it in the transaction it read `current` in. `label` names
+/// the store in the log.
+pub fn take(label: &str, current: Option<LockInfo>, req: &LockRequest, now: DateTime<Utc>) -> Result<LockInfo> {
+    match decide(current, now) {
+        Decision::Refuse(holder) => return Err(StoreError::Locked(Box::new(holder))),
+        Decision::TakeOver(old) => tracing::info!(
+            path = %label,
+            lock = %old.id,
+            holder = %old.who(),
+            expired = %old.expires.to_rfc3339(),
+            "taking over an expired state lock"
+        ),
+        Decision::Take => {}
+    }
+    Ok(LockInfo {
+        id: Uuid::new_v4().simple().to_string(),
+        owner: req.owner.clone(),
+        host: hostname(),
+        pid: std::process::id(),
+        operation: req.operation.clone(),
+        created: now,
+        expires: expiry(now, req.ttl),
+    })
 }
 
 /// `now + ttl`, saturating at the latest instant that can be recorded.
