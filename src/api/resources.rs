@@ -188,31 +188,11 @@ fn parse_step(text: &str) -> Result<i64, ApiError> {
 }
 
 /// Points at `from`, `from + step`, ... before `to`, each the mean of the
-/// samples in `[t, min(t + step, to))`: the range is half-open, so a
-/// sample at `to` is never counted, also when `to - from` is not a
+/// samples in `[t, min(t + step, to))`: the store's ranges are half-open, so
+/// a sample at `to` is never counted, also when `to - from` is not a
 /// multiple of `step` (the last bucket is then cut at `to`).
 fn half_open(db: &mut dyn Backend, selector: &Selector, from: i64, to: i64, step: i64) -> crate::store::Result<Vec<SeriesPoints>> {
-    let n = (to - from + step - 1) / step;
-    let last = from + (n - 1) * step;
-    let mut points: BTreeMap<SeriesKey, Vec<(i64, Option<f64>)>> = BTreeMap::new();
-    let mut fill = |found: Vec<SeriesPoints>| {
-        for s in found {
-            let slots = points.entry(s.series).or_insert_with(|| (0..n).map(|i| (from + i * step, None)).collect());
-            for (t, v) in s.points {
-                if let Some(slot) = usize::try_from((t - from) / step).ok().and_then(|i| slots.get_mut(i)) {
-                    slot.1 = v;
-                }
-            }
-        }
-    };
-    let full_last = if last + step <= to { last } else { last - step };
-    if full_last >= from {
-        fill(db.range(&RangeQuery { selector: selector.clone(), from_ms: from, to_ms: full_last, step_ms: step })?);
-    }
-    if full_last < last {
-        fill(db.range(&RangeQuery { selector: selector.clone(), from_ms: last, to_ms: last, step_ms: to - last })?);
-    }
-    Ok(points.into_iter().map(|(series, points)| SeriesPoints { series, points }).collect())
+    db.range(&RangeQuery { selector: selector.clone(), from_ms: from, to_ms: to, step_ms: step })
 }
 
 /// The answer of `/api/v1/series`.

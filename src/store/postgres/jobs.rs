@@ -294,9 +294,10 @@ impl JobStore for Session {
             .query(
                 &format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR trigger_name = $2)
+                     AND ($4::text IS NULL OR idem_key = $4) AND ($5::bigint IS NULL OR id < $5)
                      ORDER BY id DESC LIMIT $3"
                 ),
-                &[&filter.status.map(JobStatus::as_str), &filter.trigger, &limit],
+                &[&filter.status.map(JobStatus::as_str), &filter.trigger, &limit, &filter.key, &filter.before_id],
             )
             .map_err(db_err(label))?;
         rows.iter().map(|row| job_row(row, label)?.decode(label)).collect()
