@@ -253,8 +253,12 @@ impl Provider for LocalProvider {
         let (mut child, pid) = match started {
             Ok(s) => s,
             Err(e) => {
-                // Nothing runs: leave no trace of a slot that never ran.
-                if fresh && !lock::is_held(&dir.join(meta::LOCK)).unwrap_or(true) {
+                // Nothing runs: leave no trace of a slot that never ran. A
+                // process forked elsewhere in scaler at this instant holds a
+                // copy of the lock until it execs, so a held lock is probed
+                // again for a moment before the directory is kept.
+                let lock_path = dir.join(meta::LOCK);
+                if fresh && poll_until(PROBE_RETRY, || lock::is_held(&lock_path).map(|held| !held)).await.unwrap_or(false) {
                     let _ = std::fs::remove_dir_all(&dir);
                 }
                 return Err(e);
