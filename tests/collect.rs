@@ -111,6 +111,10 @@ parse: { regex: 'load average: (?P<load1>[\d.]+), (?P<load5>[\d.]+)' }
     assert_eq!(points(&["--from", "now-24h", "--step", "1m"]), 1_440);
     assert_eq!(points(&[]), 60);
     assert_eq!(points(&["--from", "0", "--to", "3000", "--step", "1s"]), 3);
+    // An unknown counter is an error with a suggestion, not "no series".
+    let out = scaler(dir.path(), &["query", "nmu", "."]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("no counter `nmu` in the config; did you mean `num`?"), "{}", stderr(&out));
     // --counter picks one
     let s = collect_once(dir.path(), &["--counter", "num"]);
     assert_eq!(s.len(), 1);

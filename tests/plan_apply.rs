@@ -453,6 +453,17 @@ fn validate_names_an_undefined_template_variable_before_apply_can_hit_it() {
 }
 
 #[test]
+fn plan_out_refuses_a_format_name_for_a_file() {
+    let repo = fleet("outjson", 1);
+    let out = repo.scaler(&["plan", "-o", "json", "."]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("looks like an output format") && text(&out.stderr).contains("--json"), "{}", text(&out.stderr));
+    assert!(!repo.path().join("json").exists(), "no file named `json` was written");
+    repo.ok(&["plan", "-o", "./json", "."]);
+    assert!(repo.path().join("json").exists());
+}
+
+#[test]
 fn a_node_left_creating_is_unfinished_work_not_no_changes() {
     let repo = fleet("unfinished", 1);
     repo.ok(&["apply", "--auto-approve", "."]);

@@ -74,6 +74,15 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     if !args.json {
         warn_ignored(&ws.config, ui);
     }
+    if let Some(path) = &args.out {
+        // `-o json` is a habit from other tools: a format, not a file name.
+        if let Some(word) = path.to_str().filter(|p| matches!(*p, "json" | "yaml" | "yml" | "text" | "wide")) {
+            return Err(Failure {
+                code: 2,
+                message: format!("`-o {word}` looks like an output format; `-o`/`--out` saves the plan to a FILE (use `--json` for JSON on stdout, or `-o ./{word}` for a file of that name)"),
+            });
+        }
+    }
     let plan = make_plan(&ws, operation, &args.flags)?;
     if let Some(path) = &args.out {
         plan::save(&plan, path).map_err(|e| Failure::new(format!("cannot save the plan to `{}`: {e}", path.display())))?;

@@ -96,7 +96,17 @@ fn render(series: &[SeriesPoints], chart: bool) -> String {
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
     let at = match &args.state {
         Some(p) => Location::Sqlite(p.clone()),
-        None => Workspace::load(&args.dir, None, ui)?.location,
+        None => {
+            let ws = Workspace::load(&args.dir, None, ui)?;
+            // An unknown counter is an error, not an empty answer.
+            if !ws.config.counters.contains_key(&args.counter) {
+                let hint = crate::config::did_you_mean(&args.counter, ws.config.counters.keys().map(String::as_str))
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                return Err(Failure::new(format!("no counter `{}` in the config{hint}", args.counter)));
+            }
+            ws.location
+        }
     };
     if !at.exists() {
         return Err(Failure::new(format!("no state at `{}` yet; `scaler collect` creates it", at.label())));
