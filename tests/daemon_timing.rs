@@ -75,6 +75,15 @@ impl Running {
     }
 }
 
+/// A daemon on paused time at T0 whose trigger notifies a webhook.
+fn notifying_daemon(dir: &Path) -> (Session, SharedClock, Running) {
+    write_config(dir, "  - notify: { webhook: { url: \"http://127.0.0.1:9/\" } }");
+    let s = session(dir);
+    let clock: SharedClock = Arc::new(TokioClock::starting_at(T0));
+    let d = start(&s, &clock, 0);
+    (s, clock, d)
+}
+
 /// Waits (on the virtual clock) until `t`.
 async fn until(clock: &SharedClock, t: i64) {
     clock.sleep_until_ms(t).await;
@@ -90,12 +99,10 @@ async fn fires(session: &Session) -> Vec<i64> {
 #[tokio::test(start_paused = true)]
 async fn a_trigger_fires_at_the_tick_that_completes_for_and_the_cooldown_holds() {
     let tmp = tempfile::tempdir().unwrap();
-    write_config(tmp.path(), "  - notify: { webhook: { url: \"http://127.0.0.1:9/\" } }");
-    let s = session(tmp.path());
-    let clock: SharedClock = Arc::new(TokioClock::starting_at(T0));
-    let d = start(&s, &clock, 0);
+    let (s, clock, d) = notifying_daemon(tmp.path());
     d.push(T0 + 1_000, 50.0).await;
-    // pending from the tick at T0+10s; `for: 30s` completes at T0+40s.
+    // pending from the receipt at T0+1s; `for: 30s` completes at T0+31s,
+    // and the first evaluation after it is the tick at T0+40s.
     until(&clock, T0 + 39_999).await;
     assert_eq!(fires(&s).await, Vec::<i64>::new());
     until(&clock, T0 + 40_001).await;
@@ -144,5 +151,23 @@ async fn a_scale_job_runs_on_a_worker_and_records_the_desired_count() {
     let snap = s.store.snapshot().await.unwrap();
     assert_eq!(snap.desired.get("web"), Some(&3));
     assert_eq!(snap.desired_base.get("web"), Some(&1), "the scale remembers the config value it was made against");
+    d.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pushed_dip_between_two_ticks_resets_pending_at_its_receipt_instant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, clock, d) = notifying_daemon(tmp.path());
+    // 50 at 1s, a dip to 1 at 12s, 50 again at 15s: on the 10 s ticks alone
+    // the dip is never seen (the fire would be at 40s). Judged at each
+    // receipt instant, pending restarts at 15s: `for: 30s` ends at 45s,
+    // and the fire is at the first evaluation after it, the tick at 50s.
+    d.push(T0 + 1_000, 50.0).await;
+    d.push(T0 + 12_000, 1.0).await;
+    d.push(T0 + 15_000, 50.0).await;
+    until(&clock, T0 + 45_001).await;
+    assert_eq!(fires(&s).await, Vec::<i64>::new());
+    until(&clock, T0 + 50_001).await;
+    assert_eq!(fires(&s).await, vec![T0 + 50_000]);
     d.stop().await;
 }

@@ -91,7 +91,7 @@ fn timing_fixtures_pass_with_the_stated_fire_instants() {
             ("dip.test.yaml".into(), vec![t("dip", &[120_000])]),
             ("error.test.yaml".into(), vec![t("flaky", &[70_000])]),
             ("group.test.yaml".into(), vec![t("any-hot", &[70_000]), vec![], t("any-hot", &[20_000])]),
-            ("push.test.yaml".into(), vec![t("backlog", &[60_000])]),
+            ("push.test.yaml".into(), vec![t("backlog", &[55_000])]),
             ("zero-for.test.yaml".into(), vec![t("instant", &[10_000, 30_000, 50_000])]),
         ]
     );
@@ -166,7 +166,8 @@ fn config_is_found_relative_to_the_test_file() {
         "kind: Project\nname: p\n---\nkind: Counter\nname: q\nsource: { push: {} }\n---\nkind: Trigger\nname: any-q\nwhen: last(q) > 0\nthen:\n  - notify: { webhook: { url: \"https://hooks.example.com/x\" } }\n",
     )
     .unwrap();
-    let body = "pushes:\n  - { counter: q, at: 15s, value: 1 }\nexpect:\n  fires:\n    - { trigger: any-q, at: 20s, actions: [\"notify webhook hooks.example.com\"] }\n";
+    // Judged at the receipt instant (15s), not at the next tick.
+    let body = "pushes:\n  - { counter: q, at: 15s, value: 1 }\nexpect:\n  fires:\n    - { trigger: any-q, at: 15s, actions: [\"notify webhook hooks.example.com\"] }\n";
     // Nearest parent holding scaler.yaml.
     std::fs::write(cfg.join("deep/er/a.test.yaml"), body).unwrap();
     // `config:` relative to the test file.
@@ -200,4 +201,23 @@ fn a_sample_counts_toward_one_fire_only_in_scaler_test() {
     let out = scaler(dir.path(), &["test", "sparse.test.yaml"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("1 passed, 0 failed"), "{}", stdout(&out));
+}
+
+#[test]
+fn scaler_test_judges_pushes_at_their_receipt_instants_as_the_daemon_does() {
+    // The same inputs as daemon_timing's dip test: the dip at 12s resets
+    // pending, so the fire is at 50s, not at 40s.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("scaler.yaml"),
+        "kind: Project\nname: p\n---\nkind: Counter\nname: queue\nsource: { push: {} }\n---\nkind: Trigger\nname: deep\nwhen: last(queue) > 10\nfor: 30s\ncooldown: 5m\nthen:\n  - notify: { webhook: { url: \"https://hooks.example.com/x\" } }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("dip.test.yaml"),
+        "evaluation_interval: 10s\nduration: 1m\npushes:\n  - { counter: queue, at: 1s, value: 50 }\n  - { counter: queue, at: 12s, value: 1 }\n  - { counter: queue, at: 15s, value: 50 }\nexpect:\n  fires:\n    - { trigger: deep, at: 50s }\n",
+    )
+    .unwrap();
+    let out = scaler(dir.path(), &["test", "dip.test.yaml"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }

@@ -153,6 +153,7 @@ pub struct Held {
     store: StateStore,
     lock: LockInfo,
     heartbeat: Heartbeat,
+    released: bool,
 }
 
 impl Held {
@@ -162,7 +163,7 @@ impl Held {
         let store = opts.store.clone();
         let lock = take_lock(&store, opts, operation).await?;
         let heartbeat = Heartbeat::start(store.clone(), lock.id.clone(), opts.lock_ttl);
-        Ok(Held { store, lock, heartbeat })
+        Ok(Held { store, lock, heartbeat, released: false })
     }
 
     /// The lock's id.
@@ -171,10 +172,27 @@ impl Held {
     }
 
     /// Releases the lock (a failure is logged: the lease expires by itself).
-    pub async fn release(self) {
-        drop(self.heartbeat);
+    pub async fn release(mut self) {
+        self.released = true;
+        self.heartbeat.task.abort();
         let id = self.lock.id.clone();
         if let Err(e) = self.store.run(move |db| db.unlock(&id)).await {
+            tracing::warn!(error = %e, lock = %self.lock.id, "could not release the state lock; it expires by itself");
+        }
+    }
+}
+
+impl Drop for Held {
+    /// A holder cancelled before [`Held::release`] (a daemon stopping
+    /// mid-reconcile) still gives the lock back, so the next apply does not
+    /// wait for the lease to expire.
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        self.heartbeat.task.abort();
+        let id = self.lock.id.clone();
+        if let Err(e) = self.store.run_blocking(|db| db.unlock(&id)) {
             tracing::warn!(error = %e, lock = %self.lock.id, "could not release the state lock; it expires by itself");
         }
     }

@@ -1,16 +1,17 @@
-//! The trigger evaluator: on every tick of the evaluation interval, one
-//! pure [`step`] (records + window + now -> new records, states to save,
-//! jobs to enqueue), then one store transaction that saves the states with
-//! the jobs of the fires.
+//! The trigger evaluator: on every tick of the evaluation interval, and at
+//! every receipt instant of a passive sample (for the triggers that read
+//! one), one pure [`step`] (records + window + now -> new records, states to
+//! save, jobs to enqueue), then one store transaction that saves the states
+//! with the jobs of the fires.
 //!
 //! Time comes from the injected [`crate::clock::Clock`], so the loop runs
 //! on paused tokio time in tests.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::{next_tick, DaemonError, SharedWindow};
 use crate::clock::SharedClock;
@@ -42,8 +43,21 @@ pub struct Step {
 /// Evaluates every trigger at `now` over `window`, from `records` (the
 /// last saved state). Pure: no IO, no clock.
 pub fn step(engine: &Engine, window: &Arc<Window>, records: &HashMap<String, Record>, now: i64, job: &JobSettings) -> Step {
+    step_where(engine, window, records, now, job, |_| true)
+}
+
+/// [`step`] for the triggers `which` picks (at a receipt instant: those that
+/// read a passive counter).
+pub fn step_where(
+    engine: &Engine,
+    window: &Arc<Window>,
+    records: &HashMap<String, Record>,
+    now: i64,
+    job: &JobSettings,
+    which: impl Fn(&crate::rules::CompiledTrigger) -> bool,
+) -> Step {
     let mut out = Step::default();
-    for ev in engine.evaluate(now, window, records) {
+    for ev in engine.evaluate_where(now, window, records, which) {
         let t = &engine.triggers[ev.index];
         let saved_before = records.contains_key(&t.name);
         if ev.changed || ev.fire.is_some() || !saved_before {
@@ -90,11 +104,14 @@ pub(super) struct Evaluator {
     pub job: JobSettings,
     pub keep_ms: i64,
     pub config: Arc<Config>,
+    /// Receipt instants of passive samples: the triggers that read them are
+    /// evaluated at each, in order, between the ticks (DESIGN §3).
+    pub receipts: mpsc::UnboundedReceiver<i64>,
     pub metrics: Arc<crate::api::Metrics>,
 }
 
 impl Evaluator {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
         let names: Vec<String> = self.engine.triggers.iter().map(|t| t.name.clone()).collect();
         let store = self.store.clone();
         let mut records = store
@@ -107,37 +124,46 @@ impl Evaluator {
                 Ok(records)
             })
             .await?;
-        tracing::info!(triggers = self.engine.triggers.len(), resumed = records.len(), interval_ms = self.interval_ms, "trigger evaluator started");
+        let passive = self.engine.passive_triggers(&self.window.snapshot());
+        tracing::info!(triggers = self.engine.triggers.len(), passive = passive.len(), resumed = records.len(), interval_ms = self.interval_ms, "trigger evaluator started");
         let mut tick = next_tick(self.clock.now_ms(), self.interval_ms);
         let mut ticks: u64 = 0;
+        // The last instant evaluated: evaluations never go back in time.
+        let mut last = i64::MIN;
+        let mut pending: BTreeSet<i64> = BTreeSet::new();
+        let mut receipts_open = true;
         loop {
-            tokio::select! {
-                _ = self.clock.sleep_until_ms(tick) => {}
-                _ = stop.wait_for(|s| *s) => return Ok(()),
-            }
-            let window = self.window.snapshot();
-            let out = step(&self.engine, &window, &records, tick, &self.job);
-            drop(window);
-            for j in &out.jobs {
-                tracing::info!(trigger = %j.trigger, at_ms = j.fired_at_ms, "trigger fired");
-            }
-            let fired: Vec<String> = out.jobs.iter().map(|j| j.trigger.clone()).collect();
-            let saved = if out.states.is_empty() {
-                Ok(())
-            } else {
-                let (states, jobs) = (out.states, out.jobs);
-                store.run(move |db| db.save_evaluation(&states, &jobs, tick).map(|_| ())).await
-            };
-            self.metrics.evaluated(saved.is_ok());
-            match saved {
-                Ok(()) => {
-                    fired.iter().for_each(|t| self.metrics.fired(t));
-                    records.extend(out.records);
+            let at_tick = tokio::select! {
+                _ = self.clock.sleep_until_ms(tick) => true,
+                r = self.receipts.recv(), if receipts_open => {
+                    match r {
+                        Some(r) => {
+                            pending.insert(r);
+                            while let Ok(r) = self.receipts.try_recv() {
+                                pending.insert(r);
+                            }
+                        }
+                        None => receipts_open = false,
+                    }
+                    false
                 }
-                // Not saved: the records stay as they were, so the next tick
-                // evaluates from the last saved state (nothing fires unsaved).
-                Err(e) => tracing::error!(error = %e, "cannot save trigger states; will retry at the next tick"),
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            };
+            // Receipts before the tick, in receipt order, then the tick.
+            while let Some(r) = pending.first().copied().filter(|r| *r < tick) {
+                pending.remove(&r);
+                if passive.is_empty() {
+                    continue;
+                }
+                let at = r.max(last);
+                self.evaluate(&mut records, at, |t| passive.contains(&t.name)).await;
+                last = at;
             }
+            if !at_tick {
+                continue;
+            }
+            self.evaluate(&mut records, tick, |_| true).await;
+            last = tick;
             ticks += 1;
             if ticks % 60 == 0 {
                 let keep = self.keep_ms;
@@ -150,6 +176,34 @@ impl Evaluator {
                 }
             }
             tick = next_tick(self.clock.now_ms().max(tick + 1), self.interval_ms);
+        }
+    }
+
+    /// One evaluation at `at` of the triggers `which` picks, saved with the
+    /// jobs of its fires in one transaction.
+    async fn evaluate(&self, records: &mut HashMap<String, Record>, at: i64, which: impl Fn(&crate::rules::CompiledTrigger) -> bool) {
+        let window = self.window.snapshot();
+        let out = step_where(&self.engine, &window, records, at, &self.job, which);
+        drop(window);
+        for j in &out.jobs {
+            tracing::info!(trigger = %j.trigger, at_ms = j.fired_at_ms, "trigger fired");
+        }
+        let fired: Vec<String> = out.jobs.iter().map(|j| j.trigger.clone()).collect();
+        let saved = if out.states.is_empty() {
+            Ok(())
+        } else {
+            let (states, jobs) = (out.states, out.jobs);
+            self.store.run(move |db| db.save_evaluation(&states, &jobs, at).map(|_| ())).await
+        };
+        self.metrics.evaluated(saved.is_ok());
+        match saved {
+            Ok(()) => {
+                fired.iter().for_each(|t| self.metrics.fired(t));
+                records.extend(out.records);
+            }
+            // Not saved: the records stay as they were, so the next
+            // evaluation starts from the last saved state (nothing fires unsaved).
+            Err(e) => tracing::error!(error = %e, "cannot save trigger states; will retry at the next evaluation"),
         }
     }
 }

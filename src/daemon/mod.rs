@@ -134,6 +134,11 @@ struct SampleWriter {
     store: StateStore,
     window: SharedWindow,
     metrics: Arc<Metrics>,
+    /// Receipt instants of passive samples, for the evaluator (`None`: no
+    /// evaluator runs).
+    receipts: Option<mpsc::UnboundedSender<i64>>,
+    /// The passive counters (push, Alertmanager, traps).
+    passive: std::collections::HashSet<String>,
 }
 
 impl SampleWriter {
@@ -147,6 +152,11 @@ impl SampleWriter {
         }
         self.metrics.stored(samples);
         self.window.insert(samples);
+        if let Some(tx) = &self.receipts {
+            for s in samples.iter().filter(|s| self.passive.contains(&s.series.counter)) {
+                let _ = tx.send(s.ts_ms);
+            }
+        }
         Ok(())
     }
 }
@@ -253,7 +263,16 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
     tracing::info!(samples = seeded, "window seeded from the store");
     let window = SharedWindow(Arc::new(Mutex::new(Arc::new(window))));
     let metrics = Arc::new(Metrics::default());
-    let writer = Arc::new(SampleWriter { store: store.clone(), window: window.clone(), metrics: metrics.clone() });
+    let passive: std::collections::HashSet<String> =
+        lookbacks(&config).filter(|(_, lookback)| lookback.is_none()).map(|(name, _)| name.to_string()).collect();
+    let (receipts_tx, receipts_rx) = mpsc::unbounded_channel();
+    let writer = Arc::new(SampleWriter {
+        store: store.clone(),
+        window: window.clone(),
+        metrics: metrics.clone(),
+        receipts: opts.evaluate.then_some(receipts_tx),
+        passive,
+    });
 
     let mut tasks: JoinSet<Result<(), DaemonError>> = JoinSet::new();
 
@@ -343,6 +362,7 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
             keep_ms: keep,
             config: config.clone(),
             metrics: metrics.clone(),
+            receipts: receipts_rx,
         };
         let stop_e = stop.clone();
         tasks.spawn(async move { ev.run(stop_e).await });

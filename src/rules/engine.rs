@@ -144,11 +144,29 @@ impl Engine {
     /// Evaluates every trigger at `now_ms`. `prev` holds the records by
     /// trigger name (missing: a fresh trigger).
     pub fn evaluate(&self, now_ms: i64, window: &Arc<Window>, prev: &HashMap<String, Record>) -> Vec<Evaluation> {
+        self.evaluate_where(now_ms, window, prev, |_| true)
+    }
+
+    /// Like [`Engine::evaluate`], for the triggers `which` picks (at a
+    /// receipt instant: those that read a passive counter).
+    pub fn evaluate_where(&self, now_ms: i64, window: &Arc<Window>, prev: &HashMap<String, Record>, which: impl Fn(&CompiledTrigger) -> bool) -> Vec<Evaluation> {
         let empty = Record::default();
         self.triggers
             .iter()
             .enumerate()
+            .filter(|(_, t)| which(t))
             .map(|(index, t)| evaluate_one(index, t, now_ms, window, prev.get(&t.name).unwrap_or(&empty)))
+            .collect()
+    }
+
+    /// The triggers that read a passive counter (one whose value holds until
+    /// replaced: push, Alertmanager, traps): they are also evaluated at every
+    /// receipt instant.
+    pub fn passive_triggers(&self, window: &Window) -> std::collections::BTreeSet<String> {
+        self.triggers
+            .iter()
+            .filter(|t| t.inputs.iter().any(|i| window.counter(i).is_some_and(|c| c.lookback_ms.is_none())))
+            .map(|t| t.name.clone())
             .collect()
     }
 }

@@ -200,9 +200,28 @@ pub fn run_case(config: &Config, engine: &Engine, case: &Case) -> Result<CaseRun
     let wanted: BTreeSet<(i64, &str)> = case.states.iter().map(|s| (s.at_ms, s.trigger.as_str())).collect();
     let mut run = CaseRun { duration_ms, ..CaseRun::default() };
     let mut prev: HashMap<String, Record> = HashMap::new();
+    // Pushed values are judged at their receipt instants too (DESIGN §3),
+    // as the daemon does: the triggers that read a passive counter are
+    // evaluated at every push instant between two ticks, in order.
+    let passive = engine.passive_triggers(&window);
+    let receipts: BTreeSet<i64> = case.pushes.iter().map(|p| p.at_ms).filter(|t| *t % tick != 0 && *t <= duration_ms).collect();
+    let mut receipts = receipts.into_iter().peekable();
     let mut next = 0;
     let mut now = 0;
     while now <= duration_ms {
+        while let Some(r) = receipts.next_if(|r| *r < now) {
+            let w = Arc::make_mut(&mut window);
+            while let Some(i) = inputs.get(next).filter(|i| i.ts_ms <= r) {
+                w.insert_point(&i.key, i.ts_ms, i.point.clone());
+                next += 1;
+            }
+            for ev in engine.evaluate_where(r, &window, &prev, |t| passive.contains(&t.name)) {
+                let t = &engine.triggers[ev.index];
+                record_fire(&mut run, config, t, &ev);
+                prev.insert(t.name.clone(), ev.record);
+            }
+            run.evaluations += 1;
+        }
         if next < inputs.len() && inputs[next].ts_ms <= now {
             let w = Arc::make_mut(&mut window);
             while let Some(i) = inputs.get(next).filter(|i| i.ts_ms <= now) {
@@ -212,15 +231,7 @@ pub fn run_case(config: &Config, engine: &Engine, case: &Case) -> Result<CaseRun
         }
         for ev in engine.evaluate(now, &window, &prev) {
             let t = &engine.triggers[ev.index];
-            if let Some(f) = &ev.fire {
-                run.fires.push(GotFire {
-                    trigger: t.name.clone(),
-                    at_ms: f.at_ms,
-                    pending_since_ms: f.pending_since_ms,
-                    actions: t.spec.then.iter().map(|a| action_summary(config, a)).collect(),
-                    terms: f.terms.clone(),
-                });
-            }
+            record_fire(&mut run, config, t, &ev);
             if wanted.contains(&(now, t.name.as_str())) {
                 let s = &ev.record.state;
                 run.states.push(GotState { at_ms: now, trigger: t.name.clone(), state: state_word(s.state), reason: s.reason.clone(), kind: s.state });
@@ -234,6 +245,19 @@ pub fn run_case(config: &Config, engine: &Engine, case: &Case) -> Result<CaseRun
         };
     }
     Ok(run)
+}
+
+/// Keeps the fire of an evaluation, if it fired.
+fn record_fire(run: &mut CaseRun, config: &Config, t: &crate::rules::CompiledTrigger, ev: &crate::rules::Evaluation) {
+    if let Some(f) = &ev.fire {
+        run.fires.push(GotFire {
+            trigger: t.name.clone(),
+            at_ms: f.at_ms,
+            pending_since_ms: f.pending_since_ms,
+            actions: t.spec.then.iter().map(|a| action_summary(config, a)).collect(),
+            terms: f.terms.clone(),
+        });
+    }
 }
 
 /// Series items and pushes as points, sorted by time (series first at
