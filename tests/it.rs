@@ -9,6 +9,7 @@ mod harness;
 mod actions;
 mod architecture;
 mod collect;
+mod collect_secrets;
 mod config_fixtures;
 mod daemon;
 mod daemon_timing;

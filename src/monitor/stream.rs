@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::parse::RateTracker;
 use crate::clock::Clock;
 use crate::fleet::HostPort;
-use super::{to_samples, CollectError, CounterSpec, Job, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
+use super::{no_secrets, to_samples, CollectError, CounterSpec, Job, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
 use crate::store::{Event, Sample};
 
 /// Starts `command` with `sh -c` in its own process group, stdout piped.
@@ -60,7 +60,7 @@ impl LineParser {
     /// A parser for `counter` on `host`, events tagged `source`.
     pub fn new(counter: Arc<CounterSpec>, host: &str, source: &str) -> LineParser {
         LineParser {
-            job: Job { counters: vec![counter], host: host.to_string(), address: HostPort { host: host.to_string(), port: None }, target: None, interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT, ssh: None },
+            job: Job { counters: vec![counter], host: host.to_string(), address: HostPort { host: host.to_string(), port: None }, target: None, interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT, ssh: None, credentials: no_secrets() },
             source: source.to_string(),
             rates: RateTracker::new(),
         }

@@ -171,6 +171,21 @@ impl Sshd {
     }
 }
 
+/// `n` sshd that all also accept the first one's client key, and a
+/// known_hosts text listing every one (`[127.0.0.1]:PORT key`).
+pub fn fleet(n: usize) -> (Vec<Sshd>, String) {
+    let sshds: Vec<Sshd> = (0..n).map(|_| Sshd::start()).collect();
+    let key_pub = read(&pub_path(sshds[0].client_key()));
+    let mut known = String::new();
+    for s in &sshds {
+        let ak = s.dir().join("authorized_keys");
+        let text = read(&ak) + &key_pub;
+        std::fs::write(&ak, text).expect("write authorized_keys");
+        known.push_str(&format!("[127.0.0.1]:{} {}\n", s.port(), s.host_public_key()));
+    }
+    (sshds, known)
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
