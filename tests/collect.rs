@@ -430,47 +430,31 @@ targets: [jvm]
 #[test]
 fn ssh_counters_share_one_connection_per_host() {
     let (sshds, known) = crate::harness::sshd::fleet(2);
-    let hosts: Vec<String> = sshds.iter().map(|s| format!("\"127.0.0.1:{}\"", s.port())).collect();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("known_hosts"), known).unwrap();
-    std::fs::write(
-        dir.path().join("scaler.yaml"),
-        format!(
-            r#"kind: Project
-name: t
-defaults:
-  ssh: {{ user: {user}, key: {key}, known_hosts: known_hosts }}
----
-kind: Target
-name: web
-hosts: [{hosts}]
----
+    let dir = crate::harness::sshd::web_repo(
+        &sshds,
+        &known,
+        r#"---
 kind: Counter
 name: seven
-source: {{ ssh: {{ command: "echo 7" }} }}
+source: { ssh: { command: "echo 7" } }
 targets: [web]
 ---
 kind: Counter
 name: host-echo
-source: {{ ssh: {{ command: "echo {{{{ host }}}} | cut -d: -f2" }} }}
+source: { ssh: { command: "echo {{ host }} | cut -d: -f2" } }
 targets: [web]
 ---
 kind: Counter
 name: broken
-source: {{ ssh: {{ command: "echo 1; exit 3" }} }}
+source: { ssh: { command: "echo 1; exit 3" } }
 targets: [web]
 ---
 kind: Counter
 name: words
-source: {{ ssh: {{ command: "echo twelve" }} }}
+source: { ssh: { command: "echo twelve" } }
 targets: [web]
 "#,
-            user = sshds[0].user(),
-            key = sshds[0].client_key().display(),
-            hosts = hosts.join(", ")
-        ),
-    )
-    .unwrap();
+    );
     let s = collect_once(dir.path(), &[]);
     for sshd in &sshds {
         let host = format!("127.0.0.1:{}", sshd.port());

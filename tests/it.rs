@@ -28,3 +28,4 @@ mod store_conformance;
 mod store_sqlite;
 mod survey;
 mod trace;
+mod trace_ssh;

@@ -28,6 +28,7 @@ pub mod scheduler;
 pub mod snmp;
 pub mod ssh;
 pub mod stream;
+pub mod stream_ssh;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

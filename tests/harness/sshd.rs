@@ -186,6 +186,24 @@ pub fn fleet(n: usize) -> (Vec<Sshd>, String) {
     (sshds, known)
 }
 
+/// A config repo for a [`fleet`]: its `known_hosts`, a Project whose
+/// `defaults.ssh` log in with the first sshd's client key, a Target `web`
+/// listing every sshd (`127.0.0.1:PORT`), then `documents` (YAML documents,
+/// each starting with `---`).
+pub fn web_repo(sshds: &[Sshd], known_hosts: &str, documents: &str) -> TempDir {
+    let dir = tempfile::tempdir().expect("temp repo");
+    std::fs::write(dir.path().join("known_hosts"), known_hosts).expect("write known_hosts");
+    let hosts: Vec<String> = sshds.iter().map(|s| format!("\"127.0.0.1:{}\"", s.port())).collect();
+    let project = format!(
+        "kind: Project\nname: t\ndefaults:\n  ssh: {{ user: {}, key: {}, known_hosts: known_hosts }}\n---\nkind: Target\nname: web\nhosts: [{}]\n",
+        sshds[0].user(),
+        sshds[0].client_key().display(),
+        hosts.join(", ")
+    );
+    std::fs::write(dir.path().join("scaler.yaml"), project + documents).expect("write scaler.yaml");
+    dir
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
