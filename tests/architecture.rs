@@ -58,7 +58,7 @@ const RULES: &[Rule] = &[
         .except(&[("src/exec/runner/prompt.rs", "std::io::stderr")]),
 
     // monitoring: collect -> rules -> jobs -> actions
-    rule("monitor", &["clock", "config", "exec", "fleet", "model", "store", "template", "tls"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
+    rule("monitor", &["clock", "config", "exec", "fleet", "model", "redact", "store", "template", "tls"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
     rule("inputs", &["clock", "config", "model", "monitor", "store"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
     // debt: pure `rules` takes `Sample`/`SeriesKey`/`Agg` and calls `store::samples::aggregate` from the store module
     rule("rules", &["model", "store", "template"]).forbid(&[IO, PRINT, STORE_BACKEND, PROVIDER_IMPL]),

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::harness::{scaler, stderr, stdout, Cli, HttpServer, HungServer, Server};
 
-fn repo(yaml: &str) -> tempfile::TempDir {
+pub(crate) fn repo(yaml: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("scaler.yaml"), format!("kind: Project\nname: t\n---\n{yaml}")).unwrap();
     dir
@@ -18,24 +18,29 @@ fn repo(yaml: &str) -> tempfile::TempDir {
 
 /// `collect --once --json`: one JSON object per sample.
 fn collect_once(dir: &std::path::Path, extra: &[&str]) -> Vec<Value> {
-    let mut args = vec!["collect", "--once", "--json", "."];
-    args.extend_from_slice(extra);
-    let out = scaler(dir, &args);
-    assert!(out.status.success(), "collect failed: {}\n{}", stderr(&out), stdout(&out));
-    stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    collect_once_with(&Cli::new(), dir, extra).0
 }
 
-fn find<'a>(samples: &'a [Value], counter: &str, host: &str) -> Vec<&'a Value> {
+/// [`collect_once`] through `cli` (its environment); also returns stderr.
+pub(crate) fn collect_once_with(cli: &Cli, dir: &std::path::Path, extra: &[&str]) -> (Vec<Value>, String) {
+    let mut args = vec!["collect", "--once", "--json", "."];
+    args.extend_from_slice(extra);
+    let out = cli.run(dir, &args);
+    assert!(out.status.success(), "collect failed: {}\n{}", stderr(&out), stdout(&out));
+    (stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect(), stderr(&out))
+}
+
+pub(crate) fn find<'a>(samples: &'a [Value], counter: &str, host: &str) -> Vec<&'a Value> {
     samples.iter().filter(|s| s["counter"] == counter && s["host"] == host).collect()
 }
 
-fn value(samples: &[Value], counter: &str, host: &str) -> Value {
+pub(crate) fn value(samples: &[Value], counter: &str, host: &str) -> Value {
     let found = find(samples, counter, host);
     assert_eq!(found.len(), 1, "{counter}@{host}: {found:?}");
     found[0]["value"].clone()
 }
 
-fn error(samples: &[Value], counter: &str, host: &str) -> String {
+pub(crate) fn error(samples: &[Value], counter: &str, host: &str) -> String {
     let found = find(samples, counter, host);
     assert_eq!(found.len(), 1, "{counter}@{host}: {found:?}");
     assert!(found[0]["value"].is_null(), "a failure is never a number: {:?}", found[0]);
@@ -428,57 +433,32 @@ targets: [jvm]
 
 #[test]
 fn ssh_counters_share_one_connection_per_host() {
-    use crate::harness::Sshd;
-    let sshds: Vec<Sshd> = (0..2).map(|_| Sshd::start()).collect();
-    let key_pub = std::fs::read_to_string(format!("{}.pub", sshds[0].client_key().display())).unwrap();
-    let mut known = String::new();
-    for s in &sshds {
-        let ak = s.dir().join("authorized_keys");
-        let text = std::fs::read_to_string(&ak).unwrap() + &key_pub;
-        std::fs::write(&ak, text).unwrap();
-        known.push_str(&format!("[127.0.0.1]:{} {}\n", s.port(), s.host_public_key()));
-    }
-    let hosts: Vec<String> = sshds.iter().map(|s| format!("\"127.0.0.1:{}\"", s.port())).collect();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("known_hosts"), known).unwrap();
-    std::fs::write(
-        dir.path().join("scaler.yaml"),
-        format!(
-            r#"kind: Project
-name: t
-defaults:
-  ssh: {{ user: {user}, key: {key}, known_hosts: known_hosts }}
----
-kind: Target
-name: web
-hosts: [{hosts}]
----
+    let (sshds, known) = crate::harness::sshd::fleet(2);
+    let dir = crate::harness::sshd::web_repo(
+        &sshds,
+        &known,
+        r#"---
 kind: Counter
 name: seven
-source: {{ ssh: {{ command: "echo 7" }} }}
+source: { ssh: { command: "echo 7" } }
 targets: [web]
 ---
 kind: Counter
 name: host-echo
-source: {{ ssh: {{ command: "echo {{{{ host }}}} | cut -d: -f2" }} }}
+source: { ssh: { command: "echo {{ host }} | cut -d: -f2" } }
 targets: [web]
 ---
 kind: Counter
 name: broken
-source: {{ ssh: {{ command: "echo 1; exit 3" }} }}
+source: { ssh: { command: "echo 1; exit 3" } }
 targets: [web]
 ---
 kind: Counter
 name: words
-source: {{ ssh: {{ command: "echo twelve" }} }}
+source: { ssh: { command: "echo twelve" } }
 targets: [web]
 "#,
-            user = sshds[0].user(),
-            key = sshds[0].client_key().display(),
-            hosts = hosts.join(", ")
-        ),
-    )
-    .unwrap();
+    );
     let s = collect_once(dir.path(), &[]);
     for sshd in &sshds {
         let host = format!("127.0.0.1:{}", sshd.port());

@@ -38,13 +38,13 @@ hosts: [h1]
     dir
 }
 
-fn tasks(dir: &std::path::Path) -> Vec<Value> {
+pub(crate) fn tasks(dir: &std::path::Path) -> Vec<Value> {
     let out = scaler(dir, &["trace", "list", "--json", "."]);
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_str(&stdout(&out)).unwrap()
 }
 
-fn start(dir: &std::path::Path, counter: &str) -> Value {
+pub(crate) fn start(dir: &std::path::Path, counter: &str) -> Value {
     let out = scaler(dir, &["trace", "start", "--json", counter, "."]);
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_str(&stdout(&out)).unwrap()
@@ -83,7 +83,7 @@ fn kill_9_of_the_worker_keeps_every_line_read_so_far() {
     assert_eq!(tasks(dir.path())[0]["status"], "stopped");
 }
 
-fn alive(pid: i64) -> bool {
+pub(crate) fn alive(pid: i64) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')),
         Err(_) => false,
@@ -158,9 +158,12 @@ fn task_lookup_errors_are_clear() {
     let out = scaler(dir.path(), &["trace", "stop", "00000000", "."]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no trace task `00000000`; see `scaler trace list`"), "{}", stderr(&out));
-    let out = scaler(dir.path(), &["trace", "start", "remote", "."]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("streams over ssh are not part of this build"), "{}", stderr(&out));
     let out = scaler(dir.path(), &["trace", "list", "."]);
     assert!(stdout(&out).contains("(no trace tasks)"));
+    // `via: ssh` (the default) on a host that cannot be reached: the task fails, naming the host
+    let id = start(dir.path(), "remote")["id"].as_str().unwrap().to_string();
+    wait_until(Duration::from_secs(20), "the task to fail", || tasks(dir.path())[0]["status"] == "failed");
+    let t = &tasks(dir.path())[0];
+    assert_eq!((t["id"].as_str(), t["host"].as_str()), (Some(id.as_str()), Some("h1")));
+    assert!(t["detail"].as_str().unwrap().starts_with("`h1`: cannot connect to `h1`: "), "{t}");
 }

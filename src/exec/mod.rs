@@ -1,7 +1,8 @@
 //! Remote execution: playbook steps, their rendering (strict, shell-quoted
 //! templates), and the [`Transport`] seam that runs commands and moves
-//! files on one host, over SSH ([`SshTransport`]) or on the scaler host
-//! ([`LocalTransport`]).
+//! files on one host, over SSH ([`SshTransport`], which also streams a
+//! long-running command's output line by line: [`OutputStream`]) or on the
+//! scaler host ([`LocalTransport`]).
 //!
 //! ```text
 //! fleet::Fleet (config + recorded nodes) + selector -> target::resolve -> [HostSpec]
@@ -21,6 +22,7 @@ mod local;
 mod result;
 mod runner;
 mod ssh;
+mod stream;
 pub mod target;
 mod transport;
 
@@ -29,5 +31,6 @@ pub use local::LocalTransport;
 pub use result::{exit_code_for, HostResult, RunResult, Status, StepResult};
 pub use runner::{NoProgress, Progress, Prompter, RunOptions, Runner, TerminalPrompter};
 pub use ssh::{SshParams, SshTransport};
+pub use stream::{OutputStream, StreamEvent};
 pub use target::{resolve, HostSpec, SshOverrides, TargetSelection};
 pub use transport::{wrap_command, CommandOutput, CommandRequest, PromptAnswer, PutOptions, Transport};

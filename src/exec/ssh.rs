@@ -1,7 +1,8 @@
 //! The SSH transport (russh): one connection per host, opened on first use
 //! and reused by every step; known_hosts verification; key-file or agent
-//! authentication; commands with a timeout; SFTP transfers with an atomic
-//! replace.
+//! authentication; commands with a timeout; long-running commands whose
+//! output is read as it arrives ([`SshTransport::exec_stream`]); SFTP
+//! transfers with an atomic replace.
 //!
 //! Defaults (see `docs/decisions.md`): `curve25519-sha256` key exchange
 //! first (the post-quantum hybrid costs ~8x the client CPU per handshake,
@@ -22,6 +23,7 @@ use secrecy::ExposeSecret;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
+use super::stream::{stream_line, OutputStream};
 use super::transport::{strip_marker, temp_path_for, wrap_command};
 use super::error::{known_hosts_name, HostKeyOffer};
 use super::{CommandOutput, CommandRequest, ExecError, PutOptions, Transport};
@@ -357,6 +359,19 @@ impl SshTransport {
             strip_marker(&mut err, &a.marker);
         }
         Ok(CommandOutput { exit_code, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr: err })
+    }
+
+    /// Starts a long-running command (`req.command` with its `env` and
+    /// `cwd`; `timeout` and `answer` do not apply) and returns its output as
+    /// it arrives. The command is killed, with its process group, when the
+    /// stream is stopped or dropped, or the connection ends (see
+    /// [`super::stream`]).
+    pub async fn exec_stream(&self, req: &CommandRequest) -> Result<OutputStream, ExecError> {
+        let line = stream_line(&wrap_command(req)?);
+        let h = self.handle().await?;
+        let ch = h.channel_open_session().await.map_err(|e| self.session_err(e))?;
+        ch.exec(true, line.as_bytes()).await.map_err(|e| self.session_err(e))?;
+        Ok(OutputStream::new(self.name.clone(), ch))
     }
 
     async fn simple(&self, command: String, path: &str) -> Result<(), ExecError> {

@@ -2,7 +2,9 @@
 //!
 //! The URL is a template (default `{scheme}://{address}:{port}/status`, where
 //! the port is the host's own, else the target's `http.port`, else the
-//! scheme's). A 4xx/5xx status or a body that is not JSON is a failure.
+//! scheme's). The target's `http.headers` are sent with every request; secret
+//! values were read when the job was planned and are sent marked sensitive.
+//! A 4xx/5xx status or a body that is not JSON is a failure.
 //! Connect failures are retried (twice, at once); nothing else is, since the
 //! request may have reached the server. One client (connection pool, with
 //! keep-alive) serves every host.
@@ -13,7 +15,10 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::{CollectError, Collector, Job, Outcome};
-use crate::model::{HttpScheme, Source, ValueOrSecret};
+use secrecy::ExposeSecret;
+
+use super::credentials::Header;
+use crate::model::{HttpScheme, Source};
 
 /// Connect attempts after the first one fails to connect.
 pub const CONNECT_RETRIES: u32 = 2;
@@ -30,13 +35,16 @@ impl HttpCollector {
         Ok(HttpCollector { client: collector_client()? })
     }
 
-    /// GETs `url` and returns the body if the status is a success.
-    pub async fn get(&self, url: &str, headers: &[(String, String)], timeout: Duration) -> Result<String, CollectError> {
+    /// GETs `url` with `headers` and returns the body if the status is a success.
+    pub async fn get(&self, url: &str, headers: &[Header], timeout: Duration) -> Result<String, CollectError> {
         let mut attempt = 0;
         loop {
             let mut req = self.client.get(url).timeout(timeout);
-            for (k, v) in headers {
-                req = req.header(k, v);
+            for h in headers {
+                let mut value = reqwest::header::HeaderValue::from_str(h.value.expose_secret())
+                    .map_err(|_| CollectError::Config(format!("http header `{}`: the value is not a valid header value", h.name)))?;
+                value.set_sensitive(h.secret);
+                req = req.header(h.name.as_str(), value);
             }
             match req.send().await {
                 Ok(resp) => {
@@ -105,18 +113,10 @@ pub fn url_of(job: &Job, template: Option<&str>) -> Result<String, CollectError>
 #[async_trait]
 impl Collector for HttpCollector {
     async fn collect(&self, job: &Job) -> Vec<Outcome> {
-        let mut headers = Vec::new();
-        if let Some(h) = job.target.as_ref().and_then(|t| t.http.as_ref()) {
-            for (k, v) in &h.headers {
-                match v {
-                    ValueOrSecret::Value(v) => headers.push((k.clone(), v.clone())),
-                    ValueOrSecret::Secret(_) => {
-                        let e = CollectError::Config(format!("http header `{k}` is a secret, which this build does not read; write it inline"));
-                        return job.counters.iter().map(|_| Err(e.clone())).collect();
-                    }
-                }
-            }
-        }
+        let headers = match job.credentials() {
+            Ok(c) => &c.http_headers,
+            Err(e) => return job.counters.iter().map(|_| Err(e.clone())).collect(),
+        };
         let mut outcomes = Vec::with_capacity(job.counters.len());
         for spec in &job.counters {
             let Source::Http(src) = &spec.counter.source else {
@@ -125,7 +125,7 @@ impl Collector for HttpCollector {
             };
             let outcome = async {
                 let url = url_of(job, src.url.as_deref())?;
-                let body = self.get(&url, &headers, job.timeout).await?;
+                let body = self.get(&url, headers, job.timeout).await?;
                 Ok(spec.parser.parse(&body)?)
             }
             .await;

@@ -2,13 +2,16 @@
 //! protocol (an HTTP agent in or beside the JVM).
 //!
 //! Every `jmx` counter of a host with the same interval is one job, read with
-//! one bulk POST (a JSON array of `read` requests); `path` selects a key
+//! one bulk POST (a JSON array of `read` requests), with basic auth when the
+//! target has `jmx.user` (and `jmx.password`, a secret read when the job was
+//! planned); `path` selects a key
 //! inside a composite attribute (`HeapMemoryUsage` / `used`). Each request
 //! has its own status, so an unknown MBean fails only its counter. Numbers
 //! are values; strings, booleans and composites (without `path`) are
 //! failures.
 
 use async_trait::async_trait;
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use super::parse::{describe_json, Reading};
@@ -77,17 +80,19 @@ impl Collector for JmxCollector {
     async fn collect(&self, job: &Job) -> Vec<Outcome> {
         let all = |e: CollectError| job.counters.iter().map(|_| Err(e.clone())).collect::<Vec<_>>();
         let settings = job.target.as_ref().and_then(|t| t.jmx.as_ref());
-        if settings.is_some_and(|s| s.password.is_some()) {
-            return all(CollectError::Config("jmx passwords (secrets) are not read by this build".into()));
-        }
+        let password = match job.credentials() {
+            Ok(c) => c.jmx_password.as_ref().map(|p| p.expose_secret()),
+            Err(e) => return all(e),
+        };
         let body = match bulk_request(job) {
             Ok(b) => b,
             Err(e) => return all(e),
         };
         let url = url_of(job);
         let mut req = self.client.post(&url).timeout(job.timeout).header("Content-Type", "application/json").body(body.to_string());
-        if let Some(user) = settings.and_then(|s| s.user.as_ref()) {
-            req = req.basic_auth(user, None::<&str>);
+        let user = settings.and_then(|s| s.user.as_deref());
+        if user.is_some() || password.is_some() {
+            req = req.basic_auth(user.unwrap_or_default(), password);
         }
         let resp = match req.send().await {
             Ok(r) => r,

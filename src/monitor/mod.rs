@@ -8,13 +8,17 @@
 //! ```
 //!
 //! A [`Job`] is one counter on one host, except `jmx`, where every counter of
-//! a host with the same interval is one job (one bulk Jolokia POST). Each job
+//! a host with the same interval is one job (one bulk Jolokia POST). The
+//! secrets a job needs from its target ([`credentials`]) are read once, when
+//! the jobs are planned; one that cannot be read makes every collection of
+//! the job a failure that names it. Each job
 //! runs on its own task, so a slow, dead or hanging host only ever delays
 //! itself; a collection that fails or times out becomes a failure sample,
 //! never a number.
 //!
 //! Must not depend on: rules, triggers, the CLI.
 
+pub mod credentials;
 pub mod http;
 pub mod jmx;
 pub mod local;
@@ -24,6 +28,7 @@ pub mod scheduler;
 pub mod snmp;
 pub mod ssh;
 pub mod stream;
+pub mod stream_ssh;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -141,6 +146,17 @@ pub struct Job {
     pub timeout: Duration,
     /// How to reach the host over SSH (`ssh` sources).
     pub ssh: Option<crate::exec::SshParams>,
+    /// The target's secrets the source needs, read when the job was planned
+    /// (or why they could not be).
+    pub credentials: Secrets,
+}
+
+/// A job's [`credentials::Credentials`], or why one could not be read.
+pub type Secrets = Result<Arc<credentials::Credentials>, CollectError>;
+
+/// No credentials (a job whose source needs none).
+pub fn no_secrets() -> Secrets {
+    Ok(Arc::default())
 }
 
 impl Job {
@@ -148,6 +164,11 @@ impl Job {
     pub fn describe(&self) -> String {
         let names: Vec<&str> = self.counters.iter().map(|c| c.name()).collect();
         format!("{}@{}", names.join(","), self.host)
+    }
+
+    /// The job's credentials, or the error that fails each of its counters.
+    pub fn credentials(&self) -> Result<&credentials::Credentials, CollectError> {
+        self.credentials.as_deref().map_err(Clone::clone)
     }
 
     /// Labels of the counter's series: target labels, then counter labels.
@@ -221,6 +242,8 @@ pub fn plan_jobs(fleet: &Fleet<'_>, filter: &JobFilter) -> (Vec<Job>, Vec<Skippe
     let default_timeout = defaults.and_then(|d| d.timeout.as_ref()).map(|d| d.get()).unwrap_or(DEFAULT_TIMEOUT);
     let mut jobs: Vec<Job> = Vec::new();
     let mut skipped = Vec::new();
+    // Each target's secrets are read once per source kind, whatever the number of counters.
+    let mut secrets: BTreeMap<(String, &'static str), Secrets> = BTreeMap::new();
     for located in config.counters.values() {
         let counter = &located.spec;
         if filter.counter.as_ref().is_some_and(|c| c != &counter.name) {
@@ -250,6 +273,10 @@ pub fn plan_jobs(fleet: &Fleet<'_>, filter: &JobFilter) -> (Vec<Job>, Vec<Skippe
             }
             let Some(target) = config.targets.get(name) else { continue };
             let target = Arc::new(target.spec.clone());
+            let credentials = secrets
+                .entry((name.clone(), counter.source.name()))
+                .or_insert_with(|| credentials::resolve(&config.root, &target, &counter.source).map(Arc::new))
+                .clone();
             if matches!(counter.source, Source::Ssh(_)) {
                 match crate::exec::resolve(fleet, name, &crate::exec::SshOverrides::default()) {
                     Ok(hosts) => {
@@ -258,7 +285,7 @@ pub fn plan_jobs(fleet: &Fleet<'_>, filter: &JobFilter) -> (Vec<Job>, Vec<Skippe
                                 Some(p) => HostPort { host: p.address.clone(), port: Some(p.port) },
                                 None => local_address(),
                             };
-                            jobs.push(Job { counters: vec![spec.clone()], host: h.name, address, target: Some(target.clone()), interval, timeout, ssh: h.ssh });
+                            jobs.push(Job { counters: vec![spec.clone()], host: h.name, address, target: Some(target.clone()), interval, timeout, ssh: h.ssh, credentials: credentials.clone() });
                         }
                     }
                     Err(e) => skipped.push(Skipped { counter: counter.name.clone(), reason: e }),
@@ -268,14 +295,14 @@ pub fn plan_jobs(fleet: &Fleet<'_>, filter: &JobFilter) -> (Vec<Job>, Vec<Skippe
             match fleet.hosts_of(name) {
                 Ok(hosts) => {
                     for h in hosts {
-                        jobs.push(Job { counters: vec![spec.clone()], host: h.address, address: h.endpoint, target: Some(target.clone()), interval, timeout, ssh: None });
+                        jobs.push(Job { counters: vec![spec.clone()], host: h.address, address: h.endpoint, target: Some(target.clone()), interval, timeout, ssh: None, credentials: credentials.clone() });
                     }
                 }
                 Err(e) => skipped.push(Skipped { counter: counter.name.clone(), reason: e.to_string() }),
             }
         }
         if counter.targets.is_empty() && matches!(counter.source, Source::Local(_)) && filter.target.is_none() {
-            jobs.push(Job { counters: vec![spec.clone()], host: LOCAL_HOST.into(), address: local_address(), target: None, interval, timeout, ssh: None });
+            jobs.push(Job { counters: vec![spec.clone()], host: LOCAL_HOST.into(), address: local_address(), target: None, interval, timeout, ssh: None, credentials: no_secrets() });
         }
     }
     (merge_bulk(jobs), skipped)
@@ -336,7 +363,8 @@ pub fn to_samples(job: &Job, ts_ms: i64, outcomes: Vec<Outcome>, rates: &mut Rat
                     }
                 }
             }
-            Err(e) => out.push(Sample::error(base, ts_ms, e.to_string())),
+            // An error may quote what a server answered: a secret it echoes is masked.
+            Err(e) => out.push(Sample::error(base, ts_ms, crate::redact::scrub(&e.to_string()))),
         }
     }
     out
@@ -401,7 +429,7 @@ mod tests {
             "name": "req", "source": {"local": {"command": "x"}}, "rate": rate, "labels": {"env": "prod"}
         }))
         .unwrap();
-        Job { counters: vec![Arc::new(CounterSpec::compile(&counter).unwrap())], host: "h1".into(), address: HostPort { host: "h1".into(), port: None }, target: None, interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT, ssh: None }
+        Job { counters: vec![Arc::new(CounterSpec::compile(&counter).unwrap())], host: "h1".into(), address: HostPort { host: "h1".into(), port: None }, target: None, interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT, ssh: None, credentials: no_secrets() }
     }
 
     #[test]
@@ -422,7 +450,7 @@ mod tests {
             let c: Counter = serde_json::from_value(serde_json::json!({"name": name, "source": {"jmx": {"mbean": "m:type=X", "attribute": "A"}}})).unwrap();
             Arc::new(CounterSpec::compile(&c).unwrap())
         };
-        let j = |c: Arc<CounterSpec>, host: &str, secs: u64| Job { counters: vec![c], host: host.into(), address: HostPort { host: host.into(), port: None }, target: None, interval: Duration::from_secs(secs), timeout: Duration::from_secs(secs), ssh: None };
+        let j = |c: Arc<CounterSpec>, host: &str, secs: u64| Job { counters: vec![c], host: host.into(), address: HostPort { host: host.into(), port: None }, target: None, interval: Duration::from_secs(secs), timeout: Duration::from_secs(secs), ssh: None, credentials: no_secrets() };
         let merged = merge_bulk(vec![j(jmx("a"), "h1", 10), job(false), j(jmx("b"), "h1", 10), j(jmx("c"), "h2", 10), j(jmx("d"), "h1", 30)]);
         let shape: Vec<(String, usize)> = merged.iter().map(|m| (m.host.clone(), m.counters.len())).collect();
         assert_eq!(shape, vec![("h1".to_string(), 2), ("h1".to_string(), 1), ("h2".to_string(), 1), ("h1".to_string(), 1)]);

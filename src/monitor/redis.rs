@@ -2,7 +2,8 @@
 //!
 //! One multiplexed connection per host (and database) is kept and shared by
 //! every counter of that host; a broken one is dropped and reopened on the
-//! next collection. Integer and double replies are numbers; a bulk or simple
+//! next collection. A `redis.password` (read when the job was planned) is
+//! sent with `AUTH` when the connection opens. Integer and double replies are numbers; a bulk or simple
 //! string reply must be a number as a whole (strict, like the `number`
 //! parser); nil, arrays and errors are failures.
 
@@ -10,6 +11,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
+use redis::IntoConnectionInfo;
+use secrecy::ExposeSecret;
 use tokio::sync::Mutex;
 
 use super::parse::{number, Reading};
@@ -31,6 +34,14 @@ fn url_of(job: &Job) -> (String, String) {
     (format!("redis://{addr}/{db}"), addr)
 }
 
+/// The connection pool's key: the URL, and the password the connection
+/// authenticated with (kept in memory only), so a changed password opens a
+/// new connection.
+fn pool_key(job: &Job) -> String {
+    let password = job.credentials().ok().and_then(|c| c.redis_password.as_ref()).map(|p| p.expose_secret()).unwrap_or_default();
+    format!("{}|{password}", url_of(job).0)
+}
+
 /// A reply as a number.
 pub fn reply_number(value: &redis::Value) -> Result<f64, CollectError> {
     match value {
@@ -46,24 +57,29 @@ pub fn reply_number(value: &redis::Value) -> Result<f64, CollectError> {
 
 impl RedisCollector {
     async fn connection(&self, job: &Job) -> Result<MultiplexedConnection, CollectError> {
-        if job.target.as_ref().and_then(|t| t.redis.as_ref()).is_some_and(|r| r.password.is_some()) {
-            return Err(CollectError::Config("redis passwords (secrets) are not read by this build".into()));
-        }
+        let password = job.credentials()?.redis_password.as_ref().map(|p| p.expose_secret());
         let (url, addr) = url_of(job);
-        if let Some(c) = self.connections.lock().await.get(&url) {
+        let key = pool_key(job);
+        if let Some(c) = self.connections.lock().await.get(&key) {
             return Ok(c.clone());
         }
-        let client = redis::Client::open(url.as_str()).map_err(|e| CollectError::Config(format!("redis url `{url}`: {e}")))?;
-        let conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| CollectError::Connect { addr, detail: e.to_string() })?;
-        self.connections.lock().await.insert(url, conn.clone());
+        let mut info = url.as_str().into_connection_info().map_err(|e| CollectError::Config(format!("redis url `{url}`: {e}")))?;
+        if let Some(p) = password {
+            let settings = info.redis_settings().clone().set_password(p);
+            info = info.set_redis_settings(settings);
+        }
+        let client = redis::Client::open(info).map_err(|e| CollectError::Config(format!("redis url `{url}`: {e}")))?;
+        let conn = client.get_multiplexed_async_connection().await.map_err(|e| match e.kind() {
+            // a refused AUTH is not a reachability problem
+            redis::ErrorKind::AuthenticationFailed => CollectError::Protocol(format!("redis `{addr}`: {e}")),
+            _ => CollectError::Connect { addr, detail: e.to_string() },
+        })?;
+        self.connections.lock().await.insert(key, conn.clone());
         Ok(conn)
     }
 
     async fn forget(&self, job: &Job) {
-        self.connections.lock().await.remove(&url_of(job).0);
+        self.connections.lock().await.remove(&pool_key(job));
     }
 }
 

@@ -166,6 +166,7 @@ mod tests {
             interval: Duration::from_millis(interval_ms),
             timeout: Duration::from_millis(timeout_ms),
             ssh: None,
+            credentials: crate::monitor::no_secrets(),
         }
     }
 

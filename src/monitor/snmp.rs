@@ -5,7 +5,8 @@
 //! TimeTicks are numbers; an OCTET STRING (even `"42"`), an OID, an address
 //! or `noSuchObject`/`noSuchInstance` is a failure, so a string is never
 //! compared as a number. One UDP client per host, version and community is
-//! kept and reused.
+//! kept and reused. The community is `snmp.community`, inline or a secret
+//! (read when the job was planned), default `public`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tokio::sync::Mutex;
 
 use super::parse::Reading;
 use super::{CollectError, Collector, Job, Outcome};
-use crate::model::{SnmpVersion, Source, ValueOrSecret};
+use crate::model::{SnmpVersion, Source};
 
 type SnmpClient = Client<async_snmp::transport::UdpHandle>;
 
@@ -46,19 +47,15 @@ impl SnmpCollector {
         let settings = job.target.as_ref().and_then(|t| t.snmp.as_ref());
         let (address, own_port) = (&job.address.host, job.address.port);
         let port = own_port.or(settings.and_then(|s| s.port)).unwrap_or(161);
-        let community = match settings.and_then(|s| s.community.as_ref()) {
-            None => "public".to_string(),
-            Some(ValueOrSecret::Value(v)) => v.clone(),
-            Some(ValueOrSecret::Secret(_)) => return Err(CollectError::Config("secret SNMP communities are not read by this build; write the community inline".into())),
-        };
+        let community = job.credentials()?.community();
         let version = settings.and_then(|s| s.version).unwrap_or(SnmpVersion::V2c);
         let key = format!("{address}:{port}/{version:?}/{community}");
         if let Some(c) = self.clients.lock().await.get(&key) {
             return Ok(c.clone());
         }
         let auth = match version {
-            SnmpVersion::V1 => Auth::v1(community.as_str()),
-            SnmpVersion::V2c => Auth::v2c(community.as_str()),
+            SnmpVersion::V1 => Auth::v1(community),
+            SnmpVersion::V2c => Auth::v2c(community),
         };
         let retry = Retry::fixed(1, Duration::ZERO).map_err(|e| CollectError::Config(format!("snmp retry: {e}")))?;
         let client = Client::builder((address.to_string(), port), auth)

@@ -6,8 +6,8 @@
 //! caller commits it (so a `kill -9` keeps every line read so far). A line
 //! the parser refuses is a failure sample (the raw line is still kept). With
 //! `rate: true` each line is a reading of a monotonic counter and the first
-//! one only sets the baseline. Runs `via: local` commands; `via: ssh`
-//! streams are not part of this build.
+//! one only sets the baseline. This file runs `via: local` commands;
+//! [`super::stream_ssh`] runs `via: ssh` ones, with the same [`LineParser`].
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::parse::RateTracker;
 use crate::clock::Clock;
 use crate::fleet::HostPort;
-use super::{to_samples, CollectError, CounterSpec, Job, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
+use super::{no_secrets, to_samples, CollectError, CounterSpec, Job, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
 use crate::store::{Event, Sample};
 
 /// Starts `command` with `sh -c` in its own process group, stdout piped.
@@ -54,16 +54,27 @@ pub struct LineParser {
     job: Job,
     source: String,
     rates: RateTracker,
+    last_ts: i64,
 }
 
 impl LineParser {
     /// A parser for `counter` on `host`, events tagged `source`.
     pub fn new(counter: Arc<CounterSpec>, host: &str, source: &str) -> LineParser {
         LineParser {
-            job: Job { counters: vec![counter], host: host.to_string(), address: HostPort { host: host.to_string(), port: None }, target: None, interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT, ssh: None },
+            job: Job { counters: vec![counter], host: host.to_string(), address: HostPort { host: host.to_string(), port: None }, target: None, interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT, ssh: None, credentials: no_secrets() },
             source: source.to_string(),
             rates: RateTracker::new(),
+            last_ts: i64::MIN,
         }
+    }
+
+    /// The timestamp of a line read at `now_ms`: a series holds one point
+    /// per millisecond, so a line read within the same millisecond as the
+    /// one before gets the next millisecond (a burst is shifted by at most
+    /// its length in milliseconds, and every line is stored).
+    pub fn stamp(&mut self, now_ms: i64) -> i64 {
+        self.last_ts = now_ms.max(self.last_ts.saturating_add(1));
+        self.last_ts
     }
 
     /// Parses one line read at `ts_ms`.
@@ -79,17 +90,11 @@ impl LineParser {
 
 /// Reads `stdout` line by line until it ends, handing every line to `sink`
 /// (which must make it durable) before reading the next. Returns the number
-/// of lines read, or the sink's first error.
-///
-/// A series holds one point per millisecond, so lines read within the same
-/// millisecond get consecutive timestamps (each line 1 ms after the one
-/// before): every line is stored, and a burst is shifted by at most its
-/// length in milliseconds.
+/// of lines read, or the sink's first error. Timestamps: [`LineParser::stamp`].
 pub fn follow<E>(stdout: impl Read, parser: &mut LineParser, clock: &dyn Clock, mut sink: impl FnMut(&Line) -> Result<(), E>) -> Result<u64, E> {
     let mut reader = BufReader::new(stdout);
     let mut buf = Vec::new();
     let mut n = 0;
-    let mut last = i64::MIN;
     loop {
         buf.clear();
         match reader.read_until(b'\n', &mut buf) {
@@ -98,8 +103,7 @@ pub fn follow<E>(stdout: impl Read, parser: &mut LineParser, clock: &dyn Clock, 
         }
         let text = String::from_utf8_lossy(&buf);
         let text = text.trim_end_matches(['\n', '\r']);
-        let ts = clock.now_ms().max(last.saturating_add(1));
-        last = ts;
+        let ts = parser.stamp(clock.now_ms());
         let line = parser.line(text, ts);
         sink(&line)?;
         n += 1;

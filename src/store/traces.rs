@@ -53,13 +53,14 @@ pub struct TraceTask {
     pub id: String,
     /// The stream counter.
     pub counter: String,
-    /// Where the command runs.
+    /// Where the command runs: `local`, or the hosts of a `via: ssh` stream (`a,b`).
     pub host: String,
-    /// The rendered command.
+    /// The rendered command (`via: ssh`: as written; each host renders its own).
     pub command: String,
     /// The worker process (a `scaler` that reads the lines).
     pub worker_pid: Option<u32>,
-    /// The command's process (and process group).
+    /// The command's process (and process group); for a `via: ssh` stream,
+    /// the worker, which holds the connections and stops the remote commands.
     pub pid: Option<u32>,
     /// When it was started (ms).
     pub started_ms: i64,

@@ -171,6 +171,39 @@ impl Sshd {
     }
 }
 
+/// `n` sshd that all also accept the first one's client key, and a
+/// known_hosts text listing every one (`[127.0.0.1]:PORT key`).
+pub fn fleet(n: usize) -> (Vec<Sshd>, String) {
+    let sshds: Vec<Sshd> = (0..n).map(|_| Sshd::start()).collect();
+    let key_pub = read(&pub_path(sshds[0].client_key()));
+    let mut known = String::new();
+    for s in &sshds {
+        let ak = s.dir().join("authorized_keys");
+        let text = read(&ak) + &key_pub;
+        std::fs::write(&ak, text).expect("write authorized_keys");
+        known.push_str(&format!("[127.0.0.1]:{} {}\n", s.port(), s.host_public_key()));
+    }
+    (sshds, known)
+}
+
+/// A config repo for a [`fleet`]: its `known_hosts`, a Project whose
+/// `defaults.ssh` log in with the first sshd's client key, a Target `web`
+/// listing every sshd (`127.0.0.1:PORT`), then `documents` (YAML documents,
+/// each starting with `---`).
+pub fn web_repo(sshds: &[Sshd], known_hosts: &str, documents: &str) -> TempDir {
+    let dir = tempfile::tempdir().expect("temp repo");
+    std::fs::write(dir.path().join("known_hosts"), known_hosts).expect("write known_hosts");
+    let hosts: Vec<String> = sshds.iter().map(|s| format!("\"127.0.0.1:{}\"", s.port())).collect();
+    let project = format!(
+        "kind: Project\nname: t\ndefaults:\n  ssh: {{ user: {}, key: {}, known_hosts: known_hosts }}\n---\nkind: Target\nname: web\nhosts: [{}]\n",
+        sshds[0].user(),
+        sshds[0].client_key().display(),
+        hosts.join(", ")
+    );
+    std::fs::write(dir.path().join("scaler.yaml"), project + documents).expect("write scaler.yaml");
+    dir
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -12,6 +12,7 @@ use crate::cli::{CmdResult, Failure, Ui};
 use crate::model::{Source, StreamVia};
 use crate::clock::SystemClock;
 use crate::monitor::stream::{follow, spawn, LineParser};
+use crate::monitor::stream_ssh::{self, HostEnd, RemoteHost};
 use crate::monitor::CounterSpec;
 use crate::store::{Backend, TraceStatus, TraceTask};
 
@@ -117,10 +118,11 @@ fn stream_spec(ws: &Workspace, name: &str) -> Result<(Arc<CounterSpec>, String),
     let Source::Stream(src) = &counter.spec.source else {
         return Err(Failure::new(format!("counter `{name}` is not a `stream` counter; `scaler collect` collects it")));
     };
-    if src.via != Some(StreamVia::Local) {
-        return Err(Failure::new(format!("counter `{name}`: streams over ssh are not part of this build; use `via: local`")));
-    }
-    let command = crate::template::render_command(&src.command, &json!({ "host": crate::monitor::LOCAL_HOST })).map_err(|e| Failure::new(format!("command of `{name}`: {e}")))?;
+    let command = match src.via {
+        Some(StreamVia::Local) => crate::template::render_command(&src.command, &json!({ "host": crate::monitor::LOCAL_HOST })).map_err(|e| Failure::new(format!("command of `{name}`: {e}")))?,
+        // `via: ssh` (the default): as written; each host renders its own (`remote_hosts`)
+        _ => src.command.clone(),
+    };
     let spec = CounterSpec::compile(&counter.spec).map_err(|e| Failure::new(e.to_string()))?;
     Ok((Arc::new(spec), command))
 }
@@ -178,7 +180,7 @@ fn start_one(ws: &Workspace, store: &crate::store::StateStore, counter: &str, co
     let mut task = TraceTask {
         id: id.clone(),
         counter: counter.to_string(),
-        host: crate::monitor::LOCAL_HOST.into(),
+        host: task_host(ws, store, counter)?,
         command,
         worker_pid: None,
         pid: None,
@@ -296,7 +298,10 @@ fn worker(args: WorkerArgs, ui: &Ui) -> CmdResult {
     store.run_blocking_as(|store| -> CmdResult {
     let mut task = store.find_trace(&args.id)?;
     let (spec, _) = stream_spec(&ws, &task.counter)?;
-    let result = run_task(store, &mut task, spec, &label);
+    let result = match remote_hosts(&ws, store, &task.counter)? {
+        Some(hosts) => run_remote(store, &mut task, spec, hosts, &label),
+        None => run_task(store, &mut task, spec, &label),
+    };
     let mut latest = store.find_trace(&task.id)?;
     if latest.status == TraceStatus::Running {
         latest.ended_ms = Some(now_ms());
@@ -314,6 +319,61 @@ fn worker(args: WorkerArgs, ui: &Ui) -> CmdResult {
     }
     result.map(|_| ExitCode::SUCCESS)
     })
+}
+
+/// The hosts of a `via: ssh` stream counter (the fleet as recorded now);
+/// `None` for `via: local`.
+fn remote_hosts(ws: &Workspace, store: &mut dyn Backend, counter: &str) -> Result<Option<Vec<RemoteHost>>, Failure> {
+    let Some(c) = ws.config.counters.get(counter) else { return Ok(None) };
+    if matches!(&c.spec.source, Source::Stream(s) if s.via == Some(StreamVia::Local)) {
+        return Ok(None);
+    }
+    let nodes = store.snapshot()?.nodes;
+    let fleet = crate::fleet::Fleet::new(&ws.config, &nodes);
+    stream_ssh::remote_hosts(&fleet, &c.spec).map(Some).map_err(Failure::new)
+}
+
+/// Where a task's command runs: `local`, or its hosts (`a,b`).
+fn task_host(ws: &Workspace, store: &mut dyn Backend, counter: &str) -> Result<String, Failure> {
+    Ok(match remote_hosts(ws, store, counter)? {
+        Some(hosts) => hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(","),
+        None => crate::monitor::LOCAL_HOST.into(),
+    })
+}
+
+/// Runs a `via: ssh` stream on every host and commits every line; returns
+/// how each host ended (an error when none could run). The worker holds the
+/// connections, so it is the task's process: `trace stop` sends it SIGTERM,
+/// and it stops every remote command.
+fn run_remote(store: &mut dyn Backend, task: &mut TraceTask, spec: Arc<CounterSpec>, hosts: Vec<RemoteHost>, label: &str) -> Result<String, Failure> {
+    let mut current = store.find_trace(&task.id)?;
+    current.pid = Some(std::process::id());
+    current.worker_pid = Some(std::process::id());
+    store.put_trace(&current)?;
+    if current.status != TraceStatus::Running {
+        return Ok("stopped before it started".into());
+    }
+    *task = current;
+    let rt = crate::cli::workspace::runtime()?;
+    let stop = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    let source = format!("trace:{}", task.id);
+    let ends = stream_ssh::follow_ssh(&rt, hosts, spec, &source, Arc::new(SystemClock), stop, |line| {
+        store.append_events(std::slice::from_ref(&line.event), &line.samples)
+    })
+    .map_err(|e| Failure::new(format!("`{label}`: {e}")))?;
+    let detail = ends.iter().map(HostEnd::describe).collect::<Vec<_>>().join("; ");
+    if ends.iter().all(|e| e.result.is_err()) {
+        return Err(Failure::new(detail));
+    }
+    Ok(detail)
 }
 
 /// Runs the command and commits every line; returns how it ended.
