@@ -1,6 +1,7 @@
 //! `scaler survey` (issue 3) against real HTTP servers on loopback: mixed
 //! answers, exact QoS boundaries, retries counted server-side, keep-alive,
-//! 1,000 hosts, exact `aggregate.csv`, usage errors, `--json`.
+//! 1,000 hosts, exact `aggregate.csv`, usage errors, `--json`; numeric
+//! versions kept as sent.
 
 mod server;
 
@@ -323,4 +324,23 @@ fn host_names_are_resolved() {
     let out = survey(dir.path(), &format!("localhost:{}\n", fleet.endpoints[0].port), &["--qos", "100"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     assert_eq!(fleet.endpoints[0].requests(), 1);
+}
+
+/// A numeric `Version` keeps its text: `1.10` and `1.1` are two versions,
+/// in the aggregate, the report and the raw responses.
+#[test]
+fn a_numeric_version_keeps_the_text_it_was_sent_as() {
+    let body = |v: &str, good: u64| format!("{{\"Application\": \"web\", \"Version\": {v}, \"Success_Count\": {good}, \"Request_Count\": 10, \"Error_Count\": 0}}");
+    let fleet = Fleet::start(vec![Behaviour::Body(body("1.10", 10)), Behaviour::Body(body("1.1", 9)), Behaviour::Body(body(" 1.10 ", 10))]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = survey(dir.path(), &fleet.inventory(), &["--qos", "100"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let csv = std::fs::read_to_string(dir.path().join("out/aggregate.csv")).unwrap();
+    assert_eq!(csv, "Application,Version,hosts,Success_Count,Request_Count,Error_Count,success_rate\nweb,1.1,1,9,10,0,0.900000\nweb,1.10,2,20,20,0,1.000000\n");
+    let rows = &report(dir.path())["aggregate"]["rows"];
+    assert_eq!(rows[1]["values"], serde_json::json!(["web", "1.10"]));
+    assert!(stdout(&out).contains("  web          1.10     2      20             1.000000\n"), "{}", explain(&out));
+    let ndjson = std::fs::read_to_string(dir.path().join("out/responses.ndjson")).unwrap();
+    assert_eq!(ndjson.matches("\"Version\":1.10,").count(), 2, "{ndjson}");
+    assert_eq!(ndjson.matches("\"Version\":1.1,").count(), 1, "{ndjson}");
 }

@@ -30,11 +30,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 pub use fetch::{default_concurrency, raise_fd_limit, FdLimit};
 pub use inventory::{Target, UrlDefaults};
-pub use qos::{Fields, Qos};
+pub use qos::{Fields, Qos, StatusBody};
 pub use report::{FailureRow, Report, Status};
 
 /// Default per-attempt timeout.
@@ -165,8 +164,8 @@ pub struct Outcome {
     pub latency: Duration,
     /// Attempts made (1 + retries used).
     pub attempts: u32,
-    /// The status object, or why there is none.
-    pub result: Result<Map<String, Value>, Failure>,
+    /// The status answer, or why there is none.
+    pub result: Result<StatusBody, Failure>,
 }
 
 /// Everything a survey needs besides the targets.
