@@ -1,7 +1,7 @@
 //! `scaler survey` (issue 3) against real HTTP servers on loopback: mixed
 //! answers, exact QoS boundaries, retries counted server-side, keep-alive,
 //! 1,000 hosts, exact `aggregate.csv`, usage errors, `--json`; numeric
-//! versions kept as sent.
+//! versions kept as sent, repeated inventory lines merged.
 
 mod server;
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use server::{ok, refused_port, Behaviour, Fleet};
 
-use crate::harness::{scaler, stderr, stdout, wait_until};
+use crate::harness::{scaler, stderr, stdout, wait_until, HungServer};
 
 /// Slow handlers answer after this; every client timeout in these tests is far shorter.
 const SLOW: Duration = Duration::from_secs(30);
@@ -343,4 +343,28 @@ fn a_numeric_version_keeps_the_text_it_was_sent_as() {
     let ndjson = std::fs::read_to_string(dir.path().join("out/responses.ndjson")).unwrap();
     assert_eq!(ndjson.matches("\"Version\":1.10,").count(), 2, "{ndjson}");
     assert_eq!(ndjson.matches("\"Version\":1.1,").count(), 1, "{ndjson}");
+}
+
+/// One hanging host listed 20 times is queried once: the server sees the
+/// connections of one query's attempts, not of 20, and each repeated line
+/// is a warning.
+#[test]
+fn repeated_inventory_lines_are_merged_with_a_warning() {
+    let hung = HungServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!("127.0.0.1:{}", hung.port);
+    let inventory = format!("# the same host, 20 times\n{}\n", vec![line.as_str(); 20].join("\n"));
+    let out = survey(dir.path(), &inventory, &["--timeout", "300ms", "--retries", "1"]);
+    assert_eq!(code(&out), 1, "{}", explain(&out));
+    let r = report(dir.path());
+    assert_eq!((r["total"].as_u64(), r["failed"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(r["failures"][0]["attempts"], 2);
+    assert_eq!(r["failures"][0]["reason"], "timeout");
+    wait_until(Duration::from_secs(5), "the two attempts' connections", || hung.accepted() >= 2);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(hung.accepted(), 2, "one query (an attempt and a retry), not 20");
+    let err = stderr(&out);
+    assert_eq!(err.matches(": merged\n").count(), 19, "{err}");
+    assert!(err.contains(&format!("warning: inventory line 3 repeats line 2 ({line}): merged\n")), "{err}");
+    assert!(err.contains(&format!("warning: inventory line 21 repeats line 2 ({line}): merged\n")), "{err}");
 }

@@ -19,7 +19,8 @@ Examples:
   scaler survey -i fleet.txt --json | jq '.failures_by_reason'
 
 Inventory: one `host`, `host:port` or `http://host[:port]/path` per line; blank lines,
-surrounding whitespace and `#` comments are ignored. `--path`/`--scheme` apply to bare hosts.
+surrounding whitespace and `#` comments are ignored; a line that repeats an earlier one is
+merged into it (queried once, with a warning). `--path`/`--scheme` apply to bare hosts.
 Only plain http is supported (no https).
 A query succeeds on HTTP 200 with a JSON object that has every aggregate field. Otherwise it
 fails with a reason: timeout, connect_refused, connection, dns, protocol, http_status,
@@ -161,8 +162,10 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         return Err(Failure { code: 2, message: format!("field names must not be empty (got `{bad}`)") });
     }
     let defaults = UrlDefaults { scheme: args.scheme.clone(), path: args.path.clone() };
-    let targets = survey::load_inventory(&args.inventory, &defaults).map_err(usage)?;
+    let inventory = survey::load_inventory(&args.inventory, &defaults).map_err(usage)?;
     survey::prepare_output(&args.output).map_err(usage)?;
+    warn_repeats(&inventory.repeats, ui);
+    let targets = inventory.targets;
     let fd = survey::raise_fd_limit();
     let cap = fd.max_in_flight();
     let concurrency = match args.concurrency {
@@ -207,6 +210,18 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         Status::Ok => ExitCode::SUCCESS,
         Status::Failed => ExitCode::from(1),
     })
+}
+
+/// Repeated inventory lines warned about one by one; past this, in one line.
+const REPEATS_SHOWN: usize = 20;
+
+fn warn_repeats(repeats: &[survey::Repeat], ui: &Ui) {
+    for r in repeats.iter().take(REPEATS_SHOWN) {
+        ui.warn(&r.to_string());
+    }
+    if repeats.len() > REPEATS_SHOWN {
+        ui.warn(&format!("{} more inventory lines repeat earlier lines: merged", repeats.len() - REPEATS_SHOWN));
+    }
 }
 
 fn summary(r: &Report, ui: &Ui) -> String {
