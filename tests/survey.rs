@@ -1,7 +1,8 @@
 //! `scaler survey` (issue 3) against real HTTP servers on loopback: mixed
 //! answers, exact QoS boundaries, retries counted server-side, keep-alive,
 //! 1,000 hosts, exact `aggregate.csv`, usage errors, `--json`; numeric
-//! versions kept as sent, repeated inventory lines merged.
+//! versions kept as sent, repeated inventory lines merged, the summary lines
+//! scripts grep for.
 
 mod server;
 
@@ -367,4 +368,25 @@ fn repeated_inventory_lines_are_merged_with_a_warning() {
     assert_eq!(err.matches(": merged\n").count(), 19, "{err}");
     assert!(err.contains(&format!("warning: inventory line 3 repeats line 2 ({line}): merged\n")), "{err}");
     assert!(err.contains(&format!("warning: inventory line 21 repeats line 2 ({line}): merged\n")), "{err}");
+}
+
+/// The lines users of the old tool grep for, in report.md and on stdout.
+#[test]
+fn summary_lines_are_in_the_report_and_on_stdout() {
+    let mut behaviours: Vec<Behaviour> = (0..199).map(|i| ok("app", "1", i, 200)).collect();
+    behaviours.push(Behaviour::Status(500));
+    let fleet = Fleet::start(behaviours);
+    let dir = tempfile::tempdir().unwrap();
+    let out = survey(dir.path(), &fleet.inventory(), &["--qos", "99"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let lines = "Status: PASS\nTotal queries: 200\nSuccessful queries: 199\nExpected QoS: 99.00%\nActual QoS: 99.50%\n";
+    let md = std::fs::read_to_string(dir.path().join("out/report.md")).unwrap();
+    assert!(md.contains(lines), "{md}");
+    assert!(stdout(&out).contains(lines), "{}", explain(&out));
+
+    let out = survey(dir.path(), &fleet.inventory(), &["--qos", "99.75"]);
+    assert_eq!(code(&out), 1, "{}", explain(&out));
+    let lines = "Status: FAIL\nTotal queries: 200\nSuccessful queries: 199\nExpected QoS: 99.75%\nActual QoS: 99.50%\n";
+    assert!(std::fs::read_to_string(dir.path().join("out/report.md")).unwrap().contains(lines));
+    assert!(stdout(&out).contains(lines), "{}", explain(&out));
 }

@@ -79,6 +79,17 @@ impl fmt::Display for Qos {
     }
 }
 
+impl Qos {
+    /// The QoS as a percentage with at least two decimals, exactly:
+    /// `99.00%`, `99.50%`, `33.333333333%`.
+    pub fn percent(&self) -> String {
+        let scale = self.scale.max(2);
+        let units = u128::from(self.units) * pow10(scale - self.scale);
+        let p = pow10(scale);
+        format!("{}.{:0width$}%", units / p, units % p, width = scale as usize)
+    }
+}
+
 impl Serialize for Qos {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -383,6 +394,15 @@ mod tests {
         let e = StatusBody::parse(b"[1]").unwrap_err();
         assert_eq!((e.reason, e.detail.as_str()), (Reason::BadJson, "expected a JSON object, got an array"));
         assert!(StatusBody::parse(b"{").unwrap_err().detail.starts_with("invalid JSON: "));
+    }
+
+    #[test]
+    fn percent_has_two_decimals_at_least_and_stays_exact() {
+        assert_eq!(q("99").percent(), "99.00%");
+        assert_eq!(q("99.5").percent(), "99.50%");
+        assert_eq!(q("100").percent(), "100.00%");
+        assert_eq!(q("33.333333333").percent(), "33.333333333%");
+        assert_eq!(q("0.001").percent(), "0.001%");
     }
 
     #[test]

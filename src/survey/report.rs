@@ -3,7 +3,7 @@
 //! | file | content |
 //! |---|---|
 //! | `report.json` | [`Report`], format 1 (stable: fields are only ever added) |
-//! | `report.md` | the same for people |
+//! | `report.md` | the same for people, opening with [`Report::summary_lines`] |
 //! | `failures.csv` | `url,reason,status,attempts,error`, one row per failed query, inventory order |
 //! | `aggregate.csv` | group-by fields, `hosts`, the three sums, `success_rate`; only when QoS is met |
 //! | `responses.ndjson` | one line per query in completion order: `index` (inventory order), `url`, `status` (`null` without an answer), `latency_ms` (the last attempt), `attempts`, then `body` (the status object, top-level numbers as sent) or `reason` + `error` (+ `body` for `missing_field`) |
@@ -52,6 +52,13 @@ impl Status {
         }
     }
 
+    /// `PASS` or `FAIL`, as the summary lines say it.
+    pub fn verdict(self) -> &'static str {
+        match self {
+            Status::Ok => "PASS",
+            Status::Failed => "FAIL",
+        }
+    }
 }
 
 /// One failed query.
@@ -124,6 +131,30 @@ pub struct Report {
     pub elapsed_ms: u64,
     /// Where the files are.
     pub output_dir: String,
+}
+
+impl Report {
+    /// The summary lines scripts grep for, in `report.md` and on stdout:
+    ///
+    /// ```text
+    /// Status: PASS
+    /// Total queries: 1000
+    /// Successful queries: 995
+    /// Expected QoS: 99.00%
+    /// Actual QoS: 99.50%
+    /// ```
+    ///
+    /// `Status` is `PASS` when QoS is met, `FAIL` when not; the expected QoS
+    /// is exact (at least two decimals), the actual one rounded down to two.
+    pub fn summary_lines(&self) -> Vec<String> {
+        vec![
+            format!("Status: {}", self.status.verdict()),
+            format!("Total queries: {}", self.total),
+            format!("Successful queries: {}", self.successful),
+            format!("Expected QoS: {}", self.expected_qos.percent()),
+            format!("Actual QoS: {}%", self.actual_qos),
+        ]
+    }
 }
 
 /// Writes one `responses.ndjson` line. `kept_body` is the body of a query
@@ -246,14 +277,10 @@ fn md(s: &str) -> String {
 /// `report.md`.
 pub fn markdown(r: &Report) -> String {
     let mut out = format!("# Fleet survey: {}\n\n", r.status.as_str());
+    out.push_str(&format!("```text\n{}\n```\n\n", r.summary_lines().join("\n")));
     out.push_str("| | |\n|---|---|\n");
     for (k, v) in [
-        ("status", r.status.as_str().to_string()),
-        ("total queries", r.total.to_string()),
-        ("successful", r.successful.to_string()),
-        ("failed", r.failed.to_string()),
-        ("expected QoS", format!("{} %", r.expected_qos)),
-        ("actual QoS", format!("{} %", r.actual_qos)),
+        ("failed queries", r.failed.to_string()),
         ("started", r.started_at.clone()),
         ("elapsed", format!("{:.3} s", r.elapsed_ms as f64 / 1000.0)),
         ("timeout / retries / concurrency", format!("{} ms / {} / {}", r.settings.timeout_ms, r.settings.retries, r.settings.concurrency)),

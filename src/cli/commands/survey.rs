@@ -28,7 +28,8 @@ too_large, bad_json, missing_field. Only connection failures and timeouts are re
 (backoff 20, 40, 80 ms ...); one keep-alive connection per host serves all of its URLs.
 QoS is met when successful x 100 >= qos x total, in exact decimal arithmetic.
 Files in DIR: report.md, report.json, failures.csv, responses.ndjson, and aggregate.csv
-(only when QoS is met).
+(only when QoS is met). report.md and stdout have the lines `Status: PASS` (or `FAIL`),
+`Total queries: N`, `Successful queries: N`, `Expected QoS: 99.00%`, `Actual QoS: 99.50%`.
 
 Exit codes: 0 QoS met, 1 QoS not met (or a file could not be written), 2 usage error.";
 
@@ -238,6 +239,10 @@ fn summary(r: &Report, ui: &Ui) -> String {
         r.expected_qos,
         r.elapsed_ms as f64 / 1000.0
     );
+    for line in r.summary_lines() {
+        out.push_str(&line);
+        out.push('\n');
+    }
     if !r.failures_by_reason.is_empty() {
         let parts: Vec<String> = r.failures_by_reason.iter().map(|(k, v)| format!("{k} {v}")).collect();
         out.push_str(&format!("failures: {}\n", parts.join(", ")));
