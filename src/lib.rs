@@ -29,7 +29,7 @@
 //! | [`daemon`] | `scaler daemon`: one loaded config run by the collectors, receivers, evaluator (a pure step on the clock), job workers and reconciler |
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |
 //! | [`actions`] | what a fired trigger does: scale (a desired-count mutation), run a playbook, notify (webhook, SNS) |
-//! | [`import`] | converting older tools' exports (monscale) into scaler YAML, written all or nothing |
+//! | [`import`] | converting older tools' exports (monscale) into scaler YAML, with the groups and project the repo lacks, written all or nothing |
 //! | [`ruletest`] | `scaler test`: rule unit tests on a virtual clock (test files, runner, diff) |
 //! | [`survey`] | one-shot fleet survey: poll `/status` on many hosts, exact QoS verdict, aggregate, report files |
 //! | [`redact`] | secret scrubbing: every secret read is masked (raw and encoded) in output, errors and logs |
