@@ -32,7 +32,7 @@
 //! | [`api`] | the daemon's read API: `/healthz`, `/metrics` (Prometheus text, the daemon's own counters), REST/JSON views under `/api/v1`; bearer token, query-string tokens refused |
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |
 //! | [`actions`] | what a fired trigger does: scale (a desired-count mutation), run a playbook, notify (webhook, SNS) |
-//! | [`import`] | converting older tools' exports (monscale) into scaler YAML, written all or nothing |
+//! | [`import`] | converting older tools' exports (monscale) into scaler YAML, with the groups and project the repo lacks, written all or nothing |
 //! | [`ruletest`] | `scaler test`: rule unit tests on a virtual clock (test files, runner, diff) |
 //! | [`survey`] | one-shot fleet survey: poll `/status` on many hosts, exact QoS verdict, aggregate, report files |
 //! | [`redact`] | secret scrubbing: every secret read is masked (raw and encoded) in output, errors and logs |

@@ -75,17 +75,81 @@ fn a_monscale_export_becomes_yaml_that_validates() {
     assert_eq!(report["objects"], 16, "{report}");
 }
 
+/// A repo that lacks the group the triggers scale gets it (with a
+/// placeholder template) from the import; the playbook it lacks is named as
+/// a document to add, and validate reports that one only.
 #[test]
-fn references_the_repo_lacks_are_reported_by_validate() {
+fn references_the_repo_lacks_are_written_or_named_to_add() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("scaler.yaml"), "kind: Project\nname: bare\n").unwrap();
     let out = import(dir.path(), &fixture("export.json"), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let v = scaler(dir.path(), &["validate", "."]);
+    assert!(stdout(&out).contains("wrote monitoring/monscale-logstash.group.yaml\n"), "{}", stdout(&out));
+    assert!(!dir.path().join("monitoring/scaler.yaml").exists(), "the repo has a Project: none is written");
+    assert!(
+        stderr(&out).contains("warning: add Playbook `f5-add-pool-members` (used by Trigger `indexer-cpu`) to the config repo: the import does not write it"),
+        "{}",
+        stderr(&out)
+    );
+    let v = scaler(dir.path(), &["validate", "--json", "."]);
     assert_eq!(v.status.code(), Some(1), "{}", stdout(&v));
-    let err = stderr(&v);
-    assert!(err.contains("unknown group `logstash`"), "{err}");
-    assert!(err.contains("unknown playbook `f5-add-pool-members`"), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&stdout(&v)).unwrap();
+    let messages: Vec<&str> = report["diagnostics"].as_array().unwrap().iter().map(|d| d["message"].as_str().unwrap()).collect();
+    assert!(!messages.iter().any(|m| m.contains("unknown group")), "{messages:?}");
+    assert!(!messages.is_empty() && messages.iter().all(|m| m.contains("unknown playbook `f5-add-pool-members`")), "{messages:?}");
+}
+
+/// The shipped example, imported into an empty directory, is a config
+/// repo that validates: the group its scale actions scale and a Project
+/// are written with it. Counts per kind are printed, as text and as JSON.
+#[test]
+fn the_example_export_imported_into_an_empty_dir_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monscale/export.json");
+    let out = scaler(dir.path(), &["import", "monscale", example.to_str().unwrap(), "--out", "fleet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Read 2 actions, 3 thresholds, 1 infrastructure, 3 services from 9 objects.\n"), "{text}");
+    assert!(text.contains("wrote fleet/monscale-logstash.group.yaml\nwrote fleet/scaler.yaml\n"), "{text}");
+    let group = std::fs::read_to_string(dir.path().join("fleet/monscale-logstash.group.yaml")).unwrap();
+    assert!(group.contains("kind: Group\nname: \"logstash\"\n"), "{group}");
+    assert!(group.contains("template: \"logstash-node\"\nmin: 2\nmax: 8\n"), "{group}");
+    let v = scaler(dir.path(), &["validate", "--json", "fleet"]);
+    assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&v)).unwrap();
+    // Project, NodeTemplate, Group + 3 services x (Target, Counter, Trigger).
+    assert_eq!(report["objects"], 12, "{report}");
+
+    let again = tempfile::tempdir().unwrap();
+    let out = scaler(again.path(), &["import", "monscale", example.to_str().unwrap(), "--out", ".", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(summary["counts"], serde_json::json!({"actions": 2, "thresholds": 3, "infrastructures": 1, "services": 3}));
+    assert_eq!(summary["support"], serde_json::json!(["./monscale-logstash.group.yaml", "./scaler.yaml"]));
+    assert_eq!(summary["to_add"], serde_json::json!([]));
+    assert!(scaler(again.path(), &["validate", "."]).status.success());
+}
+
+/// monscale's releases (0.5 to 0.12) export `assesment` and have no
+/// ServiceInfrastructure: a CloudForms action scales the VMs tagged with
+/// its `monitoredservice`, which becomes the group.
+#[test]
+fn an_export_of_a_monscale_release_imports_and_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = scaler(dir.path(), &["import", "monscale", fixture("export-0.12.json").to_str().unwrap(), "--out", "."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Read 2 actions, 3 thresholds, 0 infrastructures, 3 services from 8 objects.\n"), "{}", stdout(&out));
+    let sessions = std::fs::read_to_string(dir.path().join("monscale-web-sessions.yaml")).unwrap();
+    assert!(sessions.contains("# Thresholds (ANDed): `sessions queued` (object 2).\n"), "{sessions}");
+    assert!(sessions.contains("  - scale: { group: \"web-front\", by: 1 }   # ScaleAction `add web node`\n"), "{sessions}");
+    assert!(sessions.contains("tagged `monitoredservice/web-front`"), "{sessions}");
+    let idle = std::fs::read_to_string(dir.path().join("monscale-web-sessions-idle.yaml")).unwrap();
+    assert!(idle.contains("  - scale: { group: \"web-front\", by: -1 }"), "{idle}");
+    let group = std::fs::read_to_string(dir.path().join("monscale-web-front.group.yaml")).unwrap();
+    assert!(group.contains("min: 1\nmax: 8\n"), "{group}");
+    assert!(group.contains("tags: { cores: \"2\", megabytes: \"2048\""), "{group}");
+    let v = scaler(dir.path(), &["validate", "."]);
+    assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
 }
 
 #[test]

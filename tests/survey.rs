@@ -1,6 +1,8 @@
 //! `scaler survey` (issue 3) against real HTTP servers on loopback: mixed
 //! answers, exact QoS boundaries, retries counted server-side, keep-alive,
-//! 1,000 hosts, exact `aggregate.csv`, usage errors, `--json`.
+//! 1,000 hosts, exact `aggregate.csv`, usage errors, `--json`; numeric
+//! versions kept as sent, repeated inventory lines merged, the summary lines
+//! scripts grep for.
 
 mod server;
 
@@ -11,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use server::{ok, refused_port, Behaviour, Fleet};
 
-use crate::harness::{scaler, stderr, stdout, wait_until};
+use crate::harness::{scaler, stderr, stdout, wait_until, HungServer};
 
 /// Slow handlers answer after this; every client timeout in these tests is far shorter.
 const SLOW: Duration = Duration::from_secs(30);
@@ -323,4 +325,68 @@ fn host_names_are_resolved() {
     let out = survey(dir.path(), &format!("localhost:{}\n", fleet.endpoints[0].port), &["--qos", "100"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     assert_eq!(fleet.endpoints[0].requests(), 1);
+}
+
+/// A numeric `Version` keeps its text: `1.10` and `1.1` are two versions,
+/// in the aggregate, the report and the raw responses.
+#[test]
+fn a_numeric_version_keeps_the_text_it_was_sent_as() {
+    let body = |v: &str, good: u64| format!("{{\"Application\": \"web\", \"Version\": {v}, \"Success_Count\": {good}, \"Request_Count\": 10, \"Error_Count\": 0}}");
+    let fleet = Fleet::start(vec![Behaviour::Body(body("1.10", 10)), Behaviour::Body(body("1.1", 9)), Behaviour::Body(body(" 1.10 ", 10))]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = survey(dir.path(), &fleet.inventory(), &["--qos", "100"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let csv = std::fs::read_to_string(dir.path().join("out/aggregate.csv")).unwrap();
+    assert_eq!(csv, "Application,Version,hosts,Success_Count,Request_Count,Error_Count,success_rate\nweb,1.1,1,9,10,0,0.900000\nweb,1.10,2,20,20,0,1.000000\n");
+    let rows = &report(dir.path())["aggregate"]["rows"];
+    assert_eq!(rows[1]["values"], serde_json::json!(["web", "1.10"]));
+    assert!(stdout(&out).contains("  web          1.10     2      20             1.000000\n"), "{}", explain(&out));
+    let ndjson = std::fs::read_to_string(dir.path().join("out/responses.ndjson")).unwrap();
+    assert_eq!(ndjson.matches("\"Version\":1.10,").count(), 2, "{ndjson}");
+    assert_eq!(ndjson.matches("\"Version\":1.1,").count(), 1, "{ndjson}");
+}
+
+/// One hanging host listed 20 times is queried once: the server sees the
+/// connections of one query's attempts, not of 20, and each repeated line
+/// is a warning.
+#[test]
+fn repeated_inventory_lines_are_merged_with_a_warning() {
+    let hung = HungServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!("127.0.0.1:{}", hung.port);
+    let inventory = format!("# the same host, 20 times\n{}\n", vec![line.as_str(); 20].join("\n"));
+    let out = survey(dir.path(), &inventory, &["--timeout", "300ms", "--retries", "1"]);
+    assert_eq!(code(&out), 1, "{}", explain(&out));
+    let r = report(dir.path());
+    assert_eq!((r["total"].as_u64(), r["failed"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(r["failures"][0]["attempts"], 2);
+    assert_eq!(r["failures"][0]["reason"], "timeout");
+    wait_until(Duration::from_secs(5), "the two attempts' connections", || hung.accepted() >= 2);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(hung.accepted(), 2, "one query (an attempt and a retry), not 20");
+    let err = stderr(&out);
+    assert_eq!(err.matches(": merged\n").count(), 19, "{err}");
+    assert!(err.contains(&format!("warning: inventory line 3 repeats line 2 ({line}): merged\n")), "{err}");
+    assert!(err.contains(&format!("warning: inventory line 21 repeats line 2 ({line}): merged\n")), "{err}");
+}
+
+/// The lines users of the old tool grep for, in report.md and on stdout.
+#[test]
+fn summary_lines_are_in_the_report_and_on_stdout() {
+    let mut behaviours: Vec<Behaviour> = (0..199).map(|i| ok("app", "1", i, 200)).collect();
+    behaviours.push(Behaviour::Status(500));
+    let fleet = Fleet::start(behaviours);
+    let dir = tempfile::tempdir().unwrap();
+    let out = survey(dir.path(), &fleet.inventory(), &["--qos", "99"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let lines = "Status: PASS\nTotal queries: 200\nSuccessful queries: 199\nExpected QoS: 99.00%\nActual QoS: 99.50%\n";
+    let md = std::fs::read_to_string(dir.path().join("out/report.md")).unwrap();
+    assert!(md.contains(lines), "{md}");
+    assert!(stdout(&out).contains(lines), "{}", explain(&out));
+
+    let out = survey(dir.path(), &fleet.inventory(), &["--qos", "99.75"]);
+    assert_eq!(code(&out), 1, "{}", explain(&out));
+    let lines = "Status: FAIL\nTotal queries: 200\nSuccessful queries: 199\nExpected QoS: 99.75%\nActual QoS: 99.50%\n";
+    assert!(std::fs::read_to_string(dir.path().join("out/report.md")).unwrap().contains(lines));
+    assert!(stdout(&out).contains(lines), "{}", explain(&out));
 }

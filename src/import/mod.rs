@@ -5,12 +5,20 @@
 //!   -> write::check (refuse a second import) -> write::write_all (temp files + rename)
 //! ```
 //!
+//!
+//! Between the two, [`repo::complete`] looks at the config repository the
+//! files go into and adds what the imported documents need that it lacks:
+//! a Group (and its NodeTemplate) for every group a scale action scales, a
+//! Project when there is none; a playbook it cannot write is listed to add.
+//!
 //! Owns: [`Conversion`], [`OutFile`], [`ImportError`], [`sanitize_name`], the
-//! monscale converter ([`monscale`]) and the all-or-nothing writer ([`write`]).
+//! monscale converter ([`monscale`]), the repository side ([`repo`]) and the
+//! all-or-nothing writer ([`write`]).
 //! Must not depend on: the CLI, printing (the caller reports), the store.
 
 pub mod monscale;
 mod render;
+pub mod repo;
 pub mod write;
 
 use std::fmt;
@@ -31,10 +39,68 @@ impl fmt::Display for Problem {
     }
 }
 
+/// How many objects of each kind an export held (`2 actions, 3 thresholds,
+/// 1 infrastructure, 3 services`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Counts {
+    /// ScaleAction objects.
+    pub actions: usize,
+    /// Threshold objects.
+    pub thresholds: usize,
+    /// ServiceInfrastructure objects.
+    pub infrastructures: usize,
+    /// MonitoredService objects (active or not).
+    pub services: usize,
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = |count: usize, one: &str, many: &str| format!("{count} {}", if count == 1 { one } else { many });
+        write!(
+            f,
+            "{}, {}, {}, {}",
+            n(self.actions, "action", "actions"),
+            n(self.thresholds, "threshold", "thresholds"),
+            n(self.infrastructures, "infrastructure", "infrastructures"),
+            n(self.services, "service", "services")
+        )
+    }
+}
+
+/// A Group that imported documents use (a scale action scales it, a Target
+/// reads its nodes): the repository must declare it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupNeed {
+    /// The group's name.
+    pub name: String,
+    /// Fewest nodes.
+    pub min: u64,
+    /// Most nodes.
+    pub max: u64,
+    /// Where the group comes from in the export (`ServiceInfrastructure `logstash` (object 5)`).
+    pub origin: String,
+    /// The launch parameters of the first action that adds nodes to it, if any.
+    pub launch: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The generated documents that use it (`Trigger `logstash-backlog``).
+    pub users: Vec<String>,
+}
+
+/// A document the imported ones refer to but the import does not write
+/// (a Playbook): the repository must declare it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    /// `Playbook`.
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
+    /// The generated documents that use it.
+    pub users: Vec<String>,
+}
+
 /// A generated config document: its kind and name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocName {
-    /// `Target`, `Counter` or `Trigger`.
+    /// `Target`, `Counter`, `Trigger`, `Group`, `NodeTemplate` or `Project`.
     pub kind: &'static str,
     /// The document's name.
     pub name: String,
@@ -56,12 +122,35 @@ pub struct OutFile {
 /// What an import produces: files as text, nothing written yet.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Conversion {
+    /// The export's file name, as the generated files' headers name it.
+    pub export: String,
     /// One file per imported service, in export order.
     pub files: Vec<OutFile>,
     /// How many objects the export holds.
     pub objects: usize,
     /// Services not imported, with the reason (`` `web` (object 3): inactive ``).
     pub skipped: Vec<String>,
+    /// How many objects of each kind the export held.
+    pub counts: Counts,
+    /// Groups the generated documents use, in order of first use.
+    pub groups: Vec<GroupNeed>,
+    /// Other documents the generated ones refer to (playbooks).
+    pub refers_to: Vec<Need>,
+    /// Files for the documents the generated ones need and the repository
+    /// lacks (Groups, NodeTemplates, a Project), written with them; filled
+    /// by [`repo::complete`].
+    pub support: Vec<OutFile>,
+    /// Documents the generated ones need, that the repository lacks and the
+    /// import cannot write (`Playbook `f5-add-pool-members` (run by Trigger `web`)`);
+    /// filled by [`repo::complete`].
+    pub to_add: Vec<String>,
+}
+
+impl Conversion {
+    /// Every file to write: one per service, then the support files.
+    pub fn all_files(&self) -> impl Iterator<Item = &OutFile> {
+        self.files.iter().chain(&self.support)
+    }
 }
 
 /// Why an import failed. Nothing was written.

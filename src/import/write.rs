@@ -6,28 +6,30 @@
 //! Owns: [`check`], [`write_all`].
 //! Must not depend on: the CLI, printing.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{Conversion, ImportError};
-use crate::config::yaml;
+use super::repo::declared_names;
+use super::{Conversion, ImportError, OutFile};
 
 /// Finds everything that makes `conv` a second import into `out`: a file to
-/// be written that exists, or a Target, Counter or Trigger of a generated
-/// name already declared by a YAML file below `out`. Reads only.
+/// be written (a service's or a support file) that exists, or a document of
+/// a generated kind and name already declared by a YAML file below `out`.
+/// Reads only.
 pub fn check(out: &Path, conv: &Conversion) -> Result<(), ImportError> {
     let mut conflicts = Vec::new();
-    for f in &conv.files {
+    let files: Vec<(&OutFile, String)> =
+        conv.files.iter().map(|f| (f, format!("service `{}`", f.source))).chain(conv.support.iter().map(|f| (f, f.source.clone()))).collect();
+    for (f, what) in &files {
         let path = out.join(&f.file_name);
         if path.exists() {
-            conflicts.push(format!("`{}` already exists (service `{}`)", path.display(), f.source));
+            conflicts.push(format!("`{}` already exists ({what})", path.display()));
         }
     }
     let declared = declared_names(out);
-    for f in &conv.files {
+    for (f, what) in &files {
         for d in &f.docs {
             if let Some(file) = declared.get(&(d.kind.to_string(), d.name.clone())) {
-                conflicts.push(format!("{} `{}` is already declared in `{}` (service `{}`)", d.kind, d.name, file.display(), f.source));
+                conflicts.push(format!("{} `{}` is already declared in `{}` ({what})", d.kind, d.name, file.display()));
             }
         }
     }
@@ -38,39 +40,6 @@ pub fn check(out: &Path, conv: &Conversion) -> Result<(), ImportError> {
     }
 }
 
-/// `(kind, name)` of every document in the `*.yaml`/`*.yml` files below
-/// `dir` (hidden paths skipped), with the file that declares it. Files that
-/// cannot be read or parsed are skipped: `scaler validate` reports them.
-fn declared_names(dir: &Path) -> HashMap<(String, String), PathBuf> {
-    let mut out = HashMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let yaml_ext = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-            let Some(text) = yaml_ext.then(|| std::fs::read_to_string(&path).ok()).flatten() else { continue };
-            for doc in yaml::parse(&text).docs {
-                let field = |k: &str| match doc.root.get(k) {
-                    Some((_, yaml::Node { value: yaml::Value::String(s), .. })) => Some(s.clone()),
-                    _ => None,
-                };
-                if let (Some(kind), Some(name)) = (field("kind"), field("name")) {
-                    out.entry((kind, name)).or_insert_with(|| path.clone());
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Checks (see [`check`]) and writes every file of `conv` into `out`
 /// (created when missing). Returns the paths written. On any failure,
 /// files written by this call are removed again.
@@ -79,7 +48,7 @@ pub fn write_all(out: &Path, conv: &Conversion) -> Result<Vec<PathBuf>, ImportEr
     std::fs::create_dir_all(out).map_err(|source| ImportError::Write { path: out.to_path_buf(), source })?;
     let mut temps: Vec<(PathBuf, PathBuf)> = Vec::new();
     let pid = std::process::id();
-    for f in &conv.files {
+    for f in conv.all_files() {
         let tmp = out.join(format!(".{}.tmp-{pid}", f.file_name));
         if let Err(source) = std::fs::write(&tmp, &f.text) {
             remove_all(temps.iter().map(|(t, _)| t));
@@ -125,7 +94,7 @@ mod tests {
                 })
                 .collect(),
             objects: files.len(),
-            skipped: Vec::new(),
+            ..Conversion::default()
         }
     }
 

@@ -16,10 +16,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use serde_json::{Map, Value};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use super::qos::StatusBody;
 use super::{Failure, Options, Outcome, Reason, Target};
 
 /// File descriptors kept back for everything but sockets (files, stdio, runtime).
@@ -90,7 +90,7 @@ struct Settings {
 }
 
 type Sender = SendRequest<Empty<Bytes>>;
-type Attempt = Result<Map<String, Value>, (Option<u16>, Failure)>;
+type Attempt = Result<StatusBody, (Option<u16>, Failure)>;
 
 /// Starts querying every target on the current tokio runtime; outcomes
 /// arrive on the receiver in completion order, one per target.
@@ -217,7 +217,7 @@ async fn attempt(host: &Host, path: &str, s: &Settings, conn: &mut Option<Sender
     }
 }
 
-async fn read_body(response: hyper::Response<hyper::body::Incoming>, max: usize) -> Result<Map<String, Value>, Failure> {
+async fn read_body(response: hyper::Response<hyper::body::Incoming>, max: usize) -> Result<StatusBody, Failure> {
     let status = response.status();
     if status != hyper::StatusCode::OK {
         return Err(Failure { reason: Reason::HttpStatus, detail: format!("HTTP {status}") });
@@ -241,14 +241,8 @@ async fn read_body(response: hyper::Response<hyper::body::Incoming>, max: usize)
             })
         }
     };
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(Failure { reason: Reason::BadJson, detail: format!("expected a JSON object, got {}", kind(&other)) }),
-        Err(e) => Err(Failure { reason: Reason::BadJson, detail: format!("invalid JSON: {e}") }),
-    }
+    StatusBody::parse(&bytes)
 }
-
-use crate::model::json_type as kind;
 
 async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
     if let Ok(ip) = host.parse::<IpAddr>() {

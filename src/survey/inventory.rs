@@ -1,5 +1,6 @@
 //! The inventory: one host per line (`host`, `host:port` or a full `http://`
-//! URL), blank lines, surrounding whitespace and `#` comments ignored.
+//! URL), blank lines, surrounding whitespace and `#` comments ignored. A
+//! line that repeats an earlier one is merged with it ([`merge_repeats`]).
 //!
 //! Pure: parses text into [`Target`]s. Reading the file is the caller's job.
 
@@ -40,6 +41,8 @@ pub struct Target {
     pub authority: String,
     /// Path and query sent in the request line.
     pub path: String,
+    /// The line's entry as written (comment and surrounding whitespace removed).
+    pub entry: String,
 }
 
 impl Target {
@@ -47,6 +50,53 @@ impl Target {
     pub fn host_key(&self) -> (String, u16) {
         (self.host.to_ascii_lowercase(), self.port)
     }
+
+    /// `host:port` (`[::1]:81` for an IPv6 address).
+    pub fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// An inventory line that repeats an earlier one: it is queried once, as the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repeat {
+    /// The repeating line (1-based).
+    pub line: usize,
+    /// The first line with the same entry.
+    pub first: usize,
+    /// The host, as `host:port`.
+    pub host_port: String,
+}
+
+impl fmt::Display for Repeat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "inventory line {} repeats line {} ({}): merged", self.line, self.first, self.host_port)
+    }
+}
+
+/// Drops every target whose entry is the same text as an earlier one's
+/// and renumbers the rest (`index` stays the position among the targets).
+/// Lines that spell one URL differently (`web` and `http://web/status`) are
+/// not repeats: each is queried, as written.
+pub fn merge_repeats(targets: Vec<Target>) -> (Vec<Target>, Vec<Repeat>) {
+    let mut first: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut kept = Vec::with_capacity(targets.len());
+    let mut repeats = Vec::new();
+    for mut t in targets {
+        match first.get(&t.entry) {
+            Some(&line) => repeats.push(Repeat { line: t.line, first: line, host_port: t.host_port() }),
+            None => {
+                first.insert(t.entry.clone(), t.line);
+                t.index = kept.len();
+                kept.push(t);
+            }
+        }
+    }
+    (kept, repeats)
 }
 
 /// A line that is not a host, `host:port` or URL.
@@ -85,6 +135,7 @@ pub fn parse(text: &str, defaults: &UrlDefaults) -> Result<Vec<Target>, Vec<Line
             Ok(mut t) => {
                 t.index = targets.len();
                 t.line = n + 1;
+                t.entry = entry.to_string();
                 targets.push(t);
             }
             Err(message) => errors.push(LineError { line: n + 1, message }),
@@ -161,6 +212,7 @@ fn target(authority: &Authority, scheme: &str, path: &str) -> Result<Target, Str
         port,
         authority: text.to_string(),
         path: path.to_string(),
+        entry: String::new(),
     })
 }
 
@@ -224,6 +276,23 @@ mod tests {
         assert_eq!(t[0].host_key(), t[1].host_key());
         assert_eq!(t[1].host_key(), t[2].host_key());
         assert_ne!(t[2].host_key(), t[3].host_key());
+    }
+
+    #[test]
+    fn repeated_lines_are_merged_into_the_first() {
+        let text = "web:81\nhttp://web:81/status\n  web:81   # again\n[::1]:82\nweb:81\n[::1]:82\nother\n";
+        let (targets, repeats) = merge_repeats(parse(text, &UrlDefaults::default()).unwrap());
+        let kept: Vec<(usize, usize, &str)> = targets.iter().map(|t| (t.index, t.line, t.entry.as_str())).collect();
+        assert_eq!(kept, [(0, 1, "web:81"), (1, 2, "http://web:81/status"), (2, 4, "[::1]:82"), (3, 7, "other")]);
+        let lines: Vec<String> = repeats.iter().map(Repeat::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "inventory line 3 repeats line 1 (web:81): merged",
+                "inventory line 5 repeats line 1 (web:81): merged",
+                "inventory line 6 repeats line 4 ([::1]:82): merged",
+            ]
+        );
     }
 
     #[test]

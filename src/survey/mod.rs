@@ -3,7 +3,7 @@
 //! arithmetic, aggregate the status JSON by fields, and write a report.
 //!
 //! ```text
-//! inventory::parse -> fetch::survey (one task per host, a semaphore bounds the
+//! inventory::parse + merge_repeats -> fetch::survey (one task per host, a semaphore bounds the
 //! hosts in flight, keep-alive per host, retries on connection failures and
 //! timeouts) -> Outcome stream -> responses.ndjson + qos::extract/Aggregator
 //! -> Report (verdict, failures by reason, aggregate) -> report::write
@@ -30,11 +30,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 pub use fetch::{default_concurrency, raise_fd_limit, FdLimit};
-pub use inventory::{Target, UrlDefaults};
-pub use qos::{Fields, Qos};
+pub use inventory::{Repeat, Target, UrlDefaults};
+pub use qos::{Fields, Qos, StatusBody};
 pub use report::{FailureRow, Report, Status};
 
 /// Default per-attempt timeout.
@@ -165,8 +164,8 @@ pub struct Outcome {
     pub latency: Duration,
     /// Attempts made (1 + retries used).
     pub attempts: u32,
-    /// The status object, or why there is none.
-    pub result: Result<Map<String, Value>, Failure>,
+    /// The status answer, or why there is none.
+    pub result: Result<StatusBody, Failure>,
 }
 
 /// Everything a survey needs besides the targets.
@@ -201,15 +200,27 @@ pub trait Progress {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
-/// Reads and parses an inventory file; an empty one is an error.
-pub fn load_inventory(path: &Path, defaults: &UrlDefaults) -> Result<Vec<Target>, SurveyError> {
+/// An inventory read: the targets, each line queried once, and the lines
+/// merged into an earlier one.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// What to query, in inventory order.
+    pub targets: Vec<Target>,
+    /// Lines that repeat an earlier line (the caller warns about each).
+    pub repeats: Vec<Repeat>,
+}
+
+/// Reads and parses an inventory file, merging repeated lines; an empty
+/// one is an error.
+pub fn load_inventory(path: &Path, defaults: &UrlDefaults) -> Result<Inventory, SurveyError> {
     let bytes = std::fs::read(path).map_err(|source| SurveyError::ReadInventory { path: path.to_path_buf(), source })?;
     let text = String::from_utf8_lossy(&bytes);
     let targets = inventory::parse(&text, defaults).map_err(|lines| SurveyError::BadInventory { path: path.to_path_buf(), lines })?;
     if targets.is_empty() {
         return Err(SurveyError::EmptyInventory { path: path.to_path_buf() });
     }
-    Ok(targets)
+    let (targets, repeats) = inventory::merge_repeats(targets);
+    Ok(Inventory { targets, repeats })
 }
 
 /// Creates the output directory and checks that it takes files.

@@ -1,13 +1,18 @@
-//! The QoS verdict in exact arithmetic and the aggregate of status fields.
+//! The QoS verdict in exact arithmetic, status answers as sent, and the
+//! aggregate of status fields.
 //!
 //! Pure: no IO. A QoS such as `99.5` is an exact decimal (`995 / 10`), and
 //! "met" means `ok × 100 ≥ qos × total` computed in integers, never floats.
+//! A number in a status answer keeps the text it was sent as (`1.10` stays
+//! `1.10`, which a float would make `1.1`).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use serde::ser::SerializeMap;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{Failure, Reason};
@@ -74,6 +79,17 @@ impl fmt::Display for Qos {
     }
 }
 
+impl Qos {
+    /// The QoS as a percentage with at least two decimals, exactly:
+    /// `99.00%`, `99.50%`, `33.333333333%`.
+    pub fn percent(&self) -> String {
+        let scale = self.scale.max(2);
+        let units = u128::from(self.units) * pow10(scale - self.scale);
+        let p = pow10(scale);
+        format!("{}.{:0width$}%", units / p, units % p, width = scale as usize)
+    }
+}
+
 impl Serialize for Qos {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
@@ -137,20 +153,90 @@ pub struct Sample {
     pub errors: u64,
 }
 
-/// Reads the fields from a status object; a missing or mistyped field fails the host.
-pub fn extract(body: &Map<String, Value>, fields: &Fields) -> Result<Sample, Failure> {
+/// A status answer: its JSON object, and the text each top-level number was
+/// sent as. serde_json reads a number without an exponent or fraction that
+/// fits as an integer exactly, but any other as an `f64`, which loses text
+/// (`1.10` becomes `1.1`, `1e3` becomes `1000.0`); the text is read from the
+/// body itself ([`RawValue`]), for this field only, without changing how
+/// numbers are read anywhere else.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StatusBody {
+    /// The object, as serde_json reads it.
+    pub object: Map<String, Value>,
+    /// Top-level number fields -> their text in the body.
+    pub number_text: BTreeMap<String, String>,
+}
+
+impl StatusBody {
+    /// Parses a body that must be a JSON object.
+    pub fn parse(bytes: &[u8]) -> Result<StatusBody, Failure> {
+        let bad = |detail: String| Failure { reason: Reason::BadJson, detail };
+        let object = match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(map)) => map,
+            Ok(other) => return Err(bad(format!("expected a JSON object, got {}", crate::model::json_type(&other)))),
+            Err(e) => return Err(bad(format!("invalid JSON: {e}"))),
+        };
+        let mut number_text = BTreeMap::new();
+        if object.values().any(Value::is_number) {
+            // The body parsed as an object above, so it parses as this too.
+            if let Ok(raw) = serde_json::from_slice::<BTreeMap<String, &RawValue>>(bytes) {
+                for (k, v) in raw {
+                    if object.get(&k).is_some_and(Value::is_number) {
+                        number_text.insert(k, v.get().to_string());
+                    }
+                }
+            }
+        }
+        Ok(StatusBody { object, number_text })
+    }
+
+    /// The text of a field for grouping: a string as is, a number as sent,
+    /// `true`/`false`; `None` for a missing field, null, an array or an object.
+    fn group_text(&self, name: &str) -> Option<Result<String, &Value>> {
+        let v = self.object.get(name)?;
+        Some(match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Number(n) => Ok(self.number_text.get(name).cloned().unwrap_or_else(|| n.to_string())),
+            Value::Bool(b) => Ok(b.to_string()),
+            other => Err(other),
+        })
+    }
+}
+
+impl From<Map<String, Value>> for StatusBody {
+    /// An object without the text of its numbers (they print as serde_json reads them).
+    fn from(object: Map<String, Value>) -> StatusBody {
+        StatusBody { object, number_text: BTreeMap::new() }
+    }
+}
+
+impl Serialize for StatusBody {
+    /// The object, its top-level numbers written as they were sent.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.object.len()))?;
+        for (k, v) in &self.object {
+            match self.number_text.get(k).and_then(|t| RawValue::from_string(t.clone()).ok()) {
+                Some(raw) => map.serialize_entry(k, &raw)?,
+                None => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// Reads the fields from a status answer; a missing or mistyped field fails the host.
+pub fn extract(body: &StatusBody, fields: &Fields) -> Result<Sample, Failure> {
     let mut key = Vec::with_capacity(fields.group_by.len());
     for name in &fields.group_by {
-        let text = match body.get(name) {
-            Some(Value::String(s)) => s.clone(),
-            Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
-            Some(other) => return Err(missing(format!("`{name}` is not a string: {}", short(other)))),
+        let text = match body.group_text(name) {
+            Some(Ok(text)) => text,
+            Some(Err(other)) => return Err(missing(format!("`{name}` is not a string: {}", short(other)))),
             None => return Err(missing(format!("`{name}` is missing"))),
         };
         key.push(text);
     }
     let number = |name: &str| -> Result<u64, Failure> {
-        match body.get(name) {
+        match body.object.get(name) {
             Some(v) => v.as_u64().ok_or_else(|| missing(format!("`{name}` is not a non-negative integer: {}", short(v)))),
             None => Err(missing(format!("`{name}` is missing"))),
         }
@@ -280,16 +366,43 @@ mod tests {
     fn extract_reads_fields_and_names_what_is_missing() {
         let f = Fields::default();
         let ok = json!({"Application": "app1", "Version": "1.10", "Success_Count": 9, "Request_Count": 10, "Error_Count": 1});
-        let s = extract(ok.as_object().unwrap(), &f).unwrap();
+        let body = |v: Value| StatusBody::from(v.as_object().unwrap().clone());
+        let s = extract(&body(ok), &f).unwrap();
         assert_eq!(s, Sample { key: vec!["app1".into(), "1.10".into()], success: 9, requests: 10, errors: 1 });
         let no_count = json!({"Application": "a", "Version": "1", "Request_Count": 10, "Error_Count": 1});
-        let e = extract(no_count.as_object().unwrap(), &f).unwrap_err();
+        let e = extract(&body(no_count), &f).unwrap_err();
         assert_eq!((e.reason, e.detail.as_str()), (Reason::MissingField, "`Success_Count` is missing"));
         let text = json!({"Application": "a", "Version": "1", "Success_Count": "9", "Request_Count": 10, "Error_Count": 1});
-        let e = extract(text.as_object().unwrap(), &f).unwrap_err();
+        let e = extract(&body(text), &f).unwrap_err();
         assert_eq!(e.detail, "`Success_Count` is not a non-negative integer: \"9\"");
         let no_app = json!({"Version": "1"});
-        assert_eq!(extract(no_app.as_object().unwrap(), &f).unwrap_err().detail, "`Application` is missing");
+        assert_eq!(extract(&body(no_app), &f).unwrap_err().detail, "`Application` is missing");
+    }
+
+    #[test]
+    fn numbers_keep_the_text_they_were_sent_as() {
+        let sent = br#"{"Application": "web", "Version":  1.10 , "Build": 1e3, "Big": 12345678901234567890123, "Success_Count": 9, "Request_Count": 10, "Error_Count": 1, "n": {"x": 1.50}}"#;
+        let b = StatusBody::parse(sent).unwrap();
+        let f = Fields { group_by: vec!["Application".into(), "Version".into(), "Build".into(), "Big".into()], ..Fields::default() };
+        let s = extract(&b, &f).unwrap();
+        assert_eq!(s.key, ["web", "1.10", "1e3", "12345678901234567890123"]);
+        assert_eq!((s.success, s.requests, s.errors), (9, 10, 1));
+        assert_eq!(
+            serde_json::to_string(&b).unwrap(),
+            r#"{"Application":"web","Version":1.10,"Build":1e3,"Big":12345678901234567890123,"Success_Count":9,"Request_Count":10,"Error_Count":1,"n":{"x":1.5}}"#
+        );
+        let e = StatusBody::parse(b"[1]").unwrap_err();
+        assert_eq!((e.reason, e.detail.as_str()), (Reason::BadJson, "expected a JSON object, got an array"));
+        assert!(StatusBody::parse(b"{").unwrap_err().detail.starts_with("invalid JSON: "));
+    }
+
+    #[test]
+    fn percent_has_two_decimals_at_least_and_stays_exact() {
+        assert_eq!(q("99").percent(), "99.00%");
+        assert_eq!(q("99.5").percent(), "99.50%");
+        assert_eq!(q("100").percent(), "100.00%");
+        assert_eq!(q("33.333333333").percent(), "33.333333333%");
+        assert_eq!(q("0.001").percent(), "0.001%");
     }
 
     #[test]

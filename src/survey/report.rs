@@ -3,19 +3,18 @@
 //! | file | content |
 //! |---|---|
 //! | `report.json` | [`Report`], format 1 (stable: fields are only ever added) |
-//! | `report.md` | the same for people |
+//! | `report.md` | the same for people, opening with [`Report::summary_lines`] |
 //! | `failures.csv` | `url,reason,status,attempts,error`, one row per failed query, inventory order |
 //! | `aggregate.csv` | group-by fields, `hosts`, the three sums, `success_rate`; only when QoS is met |
-//! | `responses.ndjson` | one line per query in completion order: `index` (inventory order), `url`, `status` (`null` without an answer), `latency_ms` (the last attempt), `attempts`, then `body` (the status object) or `reason` + `error` (+ `body` for `missing_field`) |
+//! | `responses.ndjson` | one line per query in completion order: `index` (inventory order), `url`, `status` (`null` without an answer), `latency_ms` (the last attempt), `attempts`, then `body` (the status object, top-level numbers as sent) or `reason` + `error` (+ `body` for `missing_field`) |
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 
-use super::qos::{Fields, Qos, Row};
+use super::qos::{Fields, Qos, Row, StatusBody};
 use super::{Outcome, SurveyError, Target};
 
 /// Version of the `report.json` format.
@@ -50,6 +49,14 @@ impl Status {
         match self {
             Status::Ok => "OK",
             Status::Failed => "FAILED",
+        }
+    }
+
+    /// `PASS` or `FAIL`, as the summary lines say it.
+    pub fn verdict(self) -> &'static str {
+        match self {
+            Status::Ok => "PASS",
+            Status::Failed => "FAIL",
         }
     }
 }
@@ -126,29 +133,66 @@ pub struct Report {
     pub output_dir: String,
 }
 
+impl Report {
+    /// The summary lines scripts grep for, in `report.md` and on stdout:
+    ///
+    /// ```text
+    /// Status: PASS
+    /// Total queries: 1000
+    /// Successful queries: 995
+    /// Expected QoS: 99.00%
+    /// Actual QoS: 99.50%
+    /// ```
+    ///
+    /// `Status` is `PASS` when QoS is met, `FAIL` when not; the expected QoS
+    /// is exact (at least two decimals), the actual one rounded down to two.
+    pub fn summary_lines(&self) -> Vec<String> {
+        vec![
+            format!("Status: {}", self.status.verdict()),
+            format!("Total queries: {}", self.total),
+            format!("Successful queries: {}", self.successful),
+            format!("Expected QoS: {}", self.expected_qos.percent()),
+            format!("Actual QoS: {}%", self.actual_qos),
+        ]
+    }
+}
+
 /// Writes one `responses.ndjson` line. `kept_body` is the body of a query
 /// that failed after its JSON was read (a missing field).
-pub fn write_response(w: &mut impl Write, t: &Target, o: &Outcome, kept_body: Option<&Map<String, Value>>) -> std::io::Result<()> {
-    let mut line = Map::new();
-    line.insert("index".into(), t.index.into());
-    line.insert("url".into(), t.url.clone().into());
-    line.insert("status".into(), o.status.map_or(Value::Null, Value::from));
-    line.insert("latency_ms".into(), Value::from((o.latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0));
-    line.insert("attempts".into(), o.attempts.into());
-    match &o.result {
-        Ok(body) => {
-            line.insert("body".into(), Value::Object(body.clone()));
-        }
-        Err(f) => {
-            line.insert("reason".into(), f.reason.as_str().into());
-            line.insert("error".into(), f.detail.clone().into());
-            if let Some(body) = kept_body {
-                line.insert("body".into(), Value::Object(body.clone()));
-            }
-        }
-    }
+pub fn write_response(w: &mut impl Write, t: &Target, o: &Outcome, kept_body: Option<&StatusBody>) -> std::io::Result<()> {
+    let (reason, error, body) = match &o.result {
+        Ok(body) => (None, None, Some(body)),
+        Err(f) => (Some(f.reason.as_str()), Some(f.detail.as_str()), kept_body),
+    };
+    let line = ResponseLine {
+        index: t.index,
+        url: &t.url,
+        status: o.status,
+        latency_ms: (o.latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        attempts: o.attempts,
+        reason,
+        error,
+        body,
+    };
     serde_json::to_writer(&mut *w, &line)?;
     w.write_all(b"\n")
+}
+
+/// One line of `responses.ndjson`; the body's numbers are written as they
+/// were sent (see [`StatusBody`]).
+#[derive(Serialize)]
+struct ResponseLine<'a> {
+    index: usize,
+    url: &'a str,
+    status: Option<u16>,
+    latency_ms: f64,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<&'a StatusBody>,
 }
 
 /// Writes `report.json`, `report.md`, `failures.csv` and, when QoS is met,
@@ -233,14 +277,10 @@ fn md(s: &str) -> String {
 /// `report.md`.
 pub fn markdown(r: &Report) -> String {
     let mut out = format!("# Fleet survey: {}\n\n", r.status.as_str());
+    out.push_str(&format!("```text\n{}\n```\n\n", r.summary_lines().join("\n")));
     out.push_str("| | |\n|---|---|\n");
     for (k, v) in [
-        ("status", r.status.as_str().to_string()),
-        ("total queries", r.total.to_string()),
-        ("successful", r.successful.to_string()),
-        ("failed", r.failed.to_string()),
-        ("expected QoS", format!("{} %", r.expected_qos)),
-        ("actual QoS", format!("{} %", r.actual_qos)),
+        ("failed queries", r.failed.to_string()),
         ("started", r.started_at.clone()),
         ("elapsed", format!("{:.3} s", r.elapsed_ms as f64 / 1000.0)),
         ("timeout / retries / concurrency", format!("{} ms / {} / {}", r.settings.timeout_ms, r.settings.retries, r.settings.concurrency)),

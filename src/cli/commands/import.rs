@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::cli::{CmdResult, Failure, Ui};
-use crate::import::{monscale, write, Conversion, ImportError};
+use crate::import::{monscale, repo, write, Conversion, ImportError};
 
 const MONSCALE_HELP: &str = "\
 Examples:
@@ -15,9 +15,13 @@ Examples:
   scaler import monscale examples/monscale/export.json --out /tmp/x --json
 
 Reads `./manage.py export` output (objects with \"type\") or `./manage.py dumpdata monscale`
-output (objects with \"model\"). Each active MonitoredService becomes one file with a Target and a
-Counter per metric and one Trigger: thresholds ANDed, `for` = the longest time_limit,
-`cooldown` = wisdom_time, `then` from its ScaleActions. Field mapping: docs/import.md.
+output (objects with \"model\"), of monscale's releases (0.5 to 0.12: `assesment`, no
+ServiceInfrastructure) and of its later sources. Each active MonitoredService becomes one file
+with a Target and a Counter per metric and one Trigger: thresholds ANDed, `for` = the longest
+time_limit, `cooldown` = wisdom_time, `then` from its ScaleActions. Field mapping: docs/import.md.
+A Group that the triggers scale and the repository (the nearest directory from --out up with a
+scaler.yaml) lacks is written with a placeholder NodeTemplate; so is a Project when there is
+none. A playbook the triggers run and the repository lacks is named as a document to add.
 Every problem is reported at once; with any problem nothing is written. A second import of the
 same services (a file or a Target/Counter/Trigger name already in --out) is refused.
 Exit codes: 0 imported (or printed), 1 error or refused, 2 usage error.";
@@ -58,7 +62,8 @@ fn run_monscale(args: MonscaleArgs, ui: &Ui) -> CmdResult {
     let result = std::fs::read_to_string(&args.file)
         .map_err(|source| ImportError::Read { path: label.clone(), source })
         .and_then(|text| monscale::convert(&label, &text))
-        .and_then(|conv| {
+        .and_then(|mut conv| {
+            repo::complete(&args.out, &mut conv);
             let written = if args.dry_run {
                 write::check(&args.out, &conv)?;
                 Vec::new()
@@ -71,19 +76,26 @@ fn run_monscale(args: MonscaleArgs, ui: &Ui) -> CmdResult {
         Ok(ok) => ok,
         Err(e) => return Err(report_error(&e, args.json, ui)),
     };
-    let planned: Vec<String> = conv.files.iter().map(|f| args.out.join(&f.file_name).display().to_string()).collect();
+    let planned: Vec<String> = conv.all_files().map(|f| args.out.join(&f.file_name).display().to_string()).collect();
     let written: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    let read = format!("Read {} from {} objects.", conv.counts, conv.objects);
     if args.json {
         ui.out(&serde_json::to_string_pretty(&json!({
             "written": written,
             "files": planned,
             "objects": conv.objects,
+            "counts": conv.counts,
             "services": conv.files.iter().map(|f| f.source.clone()).collect::<Vec<_>>(),
+            "support": conv.support.iter().map(|f| args.out.join(&f.file_name).display().to_string()).collect::<Vec<_>>(),
+            "to_add": conv.to_add,
             "skipped": conv.skipped,
             "dry_run": args.dry_run,
         }))?);
-    } else if args.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.dry_run {
         print_yaml(&conv, &planned, ui);
+        ui.info(&read);
     } else {
         for s in &conv.skipped {
             ui.warn(&format!("skipped service {s}"));
@@ -91,11 +103,13 @@ fn run_monscale(args: MonscaleArgs, ui: &Ui) -> CmdResult {
         for w in &written {
             ui.out(&format!("wrote {w}"));
         }
-        ui.info(&format!(
-            "Imported {} services from {} objects. Run `scaler validate` on the config repo.",
-            conv.files.len(),
-            conv.objects
-        ));
+        ui.out(&read);
+    }
+    for d in &conv.to_add {
+        ui.warn(&format!("add {d} to the config repo: the import does not write it"));
+    }
+    if !args.dry_run {
+        ui.info(&format!("Imported {} services. Run `scaler validate` on the config repo.", conv.files.len()));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -105,8 +119,7 @@ fn print_yaml(conv: &Conversion, planned: &[String], ui: &Ui) {
         ui.warn(&format!("skipped service {s}"));
     }
     let parts: Vec<String> = conv
-        .files
-        .iter()
+        .all_files()
         .zip(planned)
         .map(|(f, path)| format!("# ==> {path} <==\n{}", f.text))
         .collect();

@@ -19,7 +19,8 @@ Examples:
   scaler survey -i fleet.txt --json | jq '.failures_by_reason'
 
 Inventory: one `host`, `host:port` or `http://host[:port]/path` per line; blank lines,
-surrounding whitespace and `#` comments are ignored. `--path`/`--scheme` apply to bare hosts.
+surrounding whitespace and `#` comments are ignored; a line that repeats an earlier one is
+merged into it (queried once, with a warning). `--path`/`--scheme` apply to bare hosts.
 Only plain http is supported (no https).
 A query succeeds on HTTP 200 with a JSON object that has every aggregate field. Otherwise it
 fails with a reason: timeout, connect_refused, connection, dns, protocol, http_status,
@@ -27,7 +28,8 @@ too_large, bad_json, missing_field. Only connection failures and timeouts are re
 (backoff 20, 40, 80 ms ...); one keep-alive connection per host serves all of its URLs.
 QoS is met when successful x 100 >= qos x total, in exact decimal arithmetic.
 Files in DIR: report.md, report.json, failures.csv, responses.ndjson, and aggregate.csv
-(only when QoS is met).
+(only when QoS is met). report.md and stdout have the lines `Status: PASS` (or `FAIL`),
+`Total queries: N`, `Successful queries: N`, `Expected QoS: 99.00%`, `Actual QoS: 99.50%`.
 
 Exit codes: 0 QoS met, 1 QoS not met (or a file could not be written), 2 usage error.";
 
@@ -161,8 +163,10 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         return Err(Failure { code: 2, message: format!("field names must not be empty (got `{bad}`)") });
     }
     let defaults = UrlDefaults { scheme: args.scheme.clone(), path: args.path.clone() };
-    let targets = survey::load_inventory(&args.inventory, &defaults).map_err(usage)?;
+    let inventory = survey::load_inventory(&args.inventory, &defaults).map_err(usage)?;
     survey::prepare_output(&args.output).map_err(usage)?;
+    warn_repeats(&inventory.repeats, ui);
+    let targets = inventory.targets;
     let fd = survey::raise_fd_limit();
     let cap = fd.max_in_flight();
     let concurrency = match args.concurrency {
@@ -209,6 +213,18 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     })
 }
 
+/// Repeated inventory lines warned about one by one; past this, in one line.
+const REPEATS_SHOWN: usize = 20;
+
+fn warn_repeats(repeats: &[survey::Repeat], ui: &Ui) {
+    for r in repeats.iter().take(REPEATS_SHOWN) {
+        ui.warn(&r.to_string());
+    }
+    if repeats.len() > REPEATS_SHOWN {
+        ui.warn(&format!("{} more inventory lines repeat earlier lines: merged", repeats.len() - REPEATS_SHOWN));
+    }
+}
+
 fn summary(r: &Report, ui: &Ui) -> String {
     let verdict = match r.status {
         Status::Ok => ui.green("Survey OK:"),
@@ -223,6 +239,10 @@ fn summary(r: &Report, ui: &Ui) -> String {
         r.expected_qos,
         r.elapsed_ms as f64 / 1000.0
     );
+    for line in r.summary_lines() {
+        out.push_str(&line);
+        out.push('\n');
+    }
     if !r.failures_by_reason.is_empty() {
         let parts: Vec<String> = r.failures_by_reason.iter().map(|(k, v)| format!("{k} {v}")).collect();
         out.push_str(&format!("failures: {}\n", parts.join(", ")));

@@ -18,6 +18,10 @@ pub const KNOWN_TYPES: [&str; 4] = ["ScaleAction", "Threshold", "ServiceInfrastr
 /// and are skipped.
 pub(super) const RUNTIME_TYPES: [&str; 3] = ["ExecutedAction", "AlarmIndicator", "ActionIndicator"];
 
+/// How monscale's releases (0.5 to 0.12, the ones on PyPI) spell a
+/// Threshold's `assessment`; later sources spell it right.
+pub(super) const OLD_ASSESSMENT: &str = "assesment";
+
 /// monscale's default `wisdom_time` (seconds).
 pub(super) const DEFAULT_WISDOM: u64 = 120;
 
@@ -164,6 +168,21 @@ impl<'a> Fields<'a, '_> {
             Some(s) => Some(s.to_string()),
             None => {
                 self.p.push(self.path(key), format!("expected a string, found {}", type_of(v)));
+                None
+            }
+        }
+    }
+
+    /// A Threshold's name: `assessment`, or `assesment` as monscale's
+    /// releases (0.5 to 0.12) spelled it; exactly one of the two.
+    pub(super) fn assessment(&mut self) -> Option<String> {
+        let fields = self.raw.fields;
+        match (fields.contains_key("assessment"), fields.contains_key(OLD_ASSESSMENT)) {
+            (_, false) => self.string("assessment"),
+            (false, true) => self.string(OLD_ASSESSMENT),
+            (true, true) => {
+                let msg = format!("both `assessment` and `{OLD_ASSESSMENT}` (its spelling in monscale's releases) are given; keep one");
+                self.p.push(self.path(OLD_ASSESSMENT), msg);
                 None
             }
         }
@@ -341,8 +360,8 @@ impl Export {
                 (name, self.actions.len() - 1)
             }
             "Threshold" => {
-                f.only(&["assessment", "time_limit", "metric", "operand", "value"]);
-                let a = f.string("assessment");
+                f.only(&["assessment", "assesment", "time_limit", "metric", "operand", "value"]);
+                let a = f.assessment();
                 let t = f.count("time_limit", None);
                 let (m, o, v) = (f.string("metric"), f.string("operand"), f.number("value"));
                 let (Some(assessment), Some(time_limit), Some(metric), Some(operand), Some(value)) = (a, t, m, o, v) else { return };

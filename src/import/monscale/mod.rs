@@ -16,6 +16,7 @@
 //! Owns: [`convert`]. Must not depend on: IO, printing.
 
 mod export;
+mod groups;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -23,9 +24,11 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::render::{comment, flow, literal_template, quote};
-use super::{counter_name, sanitize_name, Conversion, DocName, ImportError, OutFile};
+use super::{counter_name, sanitize_name, Conversion, Counts, DocName, ImportError, OutFile};
 use export::{found, known_list, read_objects, Action, Export, Infra, Problems, Service, Threshold};
 pub use export::KNOWN_TYPES;
+use groups::{Needs, Use};
+pub use groups::support_docs;
 
 /// The metric kinds (`Threshold.metric`) that have a scaler source.
 pub const METRICS: [&str; 3] = ["snmp_oid", "snmp_oid_service_avg", "redis_list_length"];
@@ -47,18 +50,27 @@ pub fn convert(file: &str, text: &str) -> Result<Conversion, ImportError> {
     let objects = read_objects(text, &mut p);
     let export = Export::index(&objects, &mut p);
     let label = Path::new(file).file_name().map_or_else(|| file.to_string(), |n| n.to_string_lossy().into_owned());
-    let mut conv = Conversion { objects: objects.len(), ..Conversion::default() };
+    let counts = Counts {
+        actions: export.actions.len(),
+        thresholds: export.thresholds.len(),
+        infrastructures: export.infras.len(),
+        services: export.services.len(),
+    };
+    let mut conv = Conversion { objects: objects.len(), counts, export: label.clone(), ..Conversion::default() };
     let mut taken: HashMap<(&'static str, String), String> = HashMap::new();
+    let mut needs = Needs::default();
     for svc in &export.services {
         if !svc.active {
             conv.skipped.push(format!("`{}` (object {}): inactive", svc.name, svc.index));
             continue;
         }
-        if let Some(out) = convert_service(&export, svc, &label, &mut p) {
+        if let Some((out, uses)) = convert_service(&export, svc, &label, &mut p) {
             claim_names(&out, svc, &mut taken, &mut p);
+            needs.add(&out, uses);
             conv.files.push(out);
         }
     }
+    (conv.groups, conv.refers_to) = needs.into_parts();
     if p.0.is_empty() {
         Ok(conv)
     } else {
@@ -159,6 +171,8 @@ struct Source {
     /// The left side of each condition (`last(webqueue)`).
     operand: String,
     notes: Vec<String>,
+    /// Whether the Target reads the nodes of the service's group.
+    reads_group: bool,
 }
 
 fn is_numeric_oid(oid: &str) -> bool {
@@ -241,7 +255,8 @@ fn source_for(metric: Metric, svc: &Service, names: &Names, p: &mut Problems) ->
         format!("source: {source}"),
         format!("targets: [{}]", quote(&names.target)),
     ];
-    Some(Source { target: names.target.clone(), counter: names.counter.clone(), target_yaml, counter_yaml, operand, notes })
+    let reads_group = metric == Metric::SnmpAvg;
+    Some(Source { target: names.target.clone(), counter: names.counter.clone(), target_yaml, counter_yaml, operand, notes, reads_group })
 }
 
 fn operator(op: &str) -> Option<&'static str> {
@@ -260,6 +275,8 @@ fn operator(op: &str) -> Option<&'static str> {
 struct ThenItem {
     yaml: String,
     notes: Vec<String>,
+    /// The group it scales or the playbook it runs.
+    uses: Option<Use>,
 }
 
 fn describe_action(a: &Action) -> String {
@@ -269,20 +286,47 @@ fn describe_action(a: &Action) -> String {
     }
 }
 
+/// The group a CloudForms action scales when the service has no
+/// infrastructure (monscale 0.5 to 0.12 had none): the VMs tagged
+/// `monitoredservice/<name>`, from the action's `data.monitoredservice`.
+fn tagged_group(a: &Action, svc: &Service, data: &Data<'_>, p: &mut Problems) -> Option<String> {
+    let Some(tag) = data.string("monitoredservice", p)? else {
+        let msg = format!(
+            "{} scales the service's infrastructure, but the service has none and the action's `data` has no `monitoredservice` (the CloudForms tag that monscale 0.5 to 0.12 scaled)",
+            describe_action(a)
+        );
+        p.push(format!("{}.infrastructure", svc.path), msg);
+        return None;
+    };
+    let Some(group) = sanitize_name(&tag) else {
+        p.push(format!("{}.monitoredservice", data.path), format!("`{tag}` has no letter or digit to make a group name from"));
+        return None;
+    };
+    Some(group)
+}
+
 fn action_for(a: &Action, group: Option<&str>, svc: &Service, p: &mut Problems) -> Option<ThenItem> {
     let data = Data { map: &a.data, path: format!("{}.data", a.path) };
     let mut notes = Vec::new();
+    let mut uses = None;
     let yaml = match a.kind.as_str() {
         "launch_cloudforms_vmachine" | "destroy_cloudforms_vmachine" => {
-            let Some(group) = group else {
-                p.push(format!("{}.infrastructure", svc.path), format!("{} scales the service's infrastructure, but the service has none", describe_action(a)));
-                return None;
+            let (group, origin) = match group {
+                Some(g) => (g.to_string(), None),
+                None => {
+                    let g = tagged_group(a, svc, &data, p)?;
+                    notes.push(format!("ScaleAction `{}` scales the CloudForms VMs tagged `monitoredservice/{g}` (the service has no ServiceInfrastructure): Group `{g}`", a.name));
+                    (g, Some(format!("the `monitoredservice` of {}", describe_action(a))))
+                }
             };
             let by = if a.kind.starts_with("launch") { 1 } else { -1 };
             if by > 0 && !a.data.is_empty() {
                 notes.push(format!("the launch parameters of ScaleAction `{}` ({}) belong in the NodeTemplate of group `{group}`", a.name, comment(&Value::Object(a.data.clone()).to_string())));
             }
-            format!("scale: {{ group: {}, by: {by} }}", quote(group))
+            let yaml = format!("scale: {{ group: {}, by: {by} }}", quote(&group));
+            let launch = (by > 0).then(|| a.data.clone());
+            uses = Some(Use::Group { name: group, origin, launch });
+            yaml
         }
         "publish_msg_to_sns_topic" => {
             let topic = data.required("topic", "the SNS topic ARN", p);
@@ -305,6 +349,7 @@ fn action_for(a: &Action, group: Option<&str>, svc: &Service, p: &mut Problems) 
         }
         "add_f5_pool_members" | "del_f5_pool_members" => {
             let playbook = if a.kind.starts_with("add") { "f5-add-pool-members" } else { "f5-del-pool-members" };
+            uses = Some(Use::Playbook(playbook));
             let mut vars = Map::new();
             for (k, v) in &a.data {
                 if k == "f5_password" {
@@ -320,7 +365,7 @@ fn action_for(a: &Action, group: Option<&str>, svc: &Service, p: &mut Problems) 
             return None;
         }
     };
-    Some(ThenItem { yaml, notes })
+    Some(ThenItem { yaml, notes, uses })
 }
 
 /// Strings inside a value made literal for minijinja (playbook vars are templates).
@@ -337,7 +382,8 @@ fn seconds(s: u64) -> String {
     format!("{s}s")
 }
 
-fn convert_service(ex: &Export, svc: &Service, label: &str, p: &mut Problems) -> Option<OutFile> {
+/// One service's file and what its documents use.
+fn convert_service(ex: &Export, svc: &Service, label: &str, p: &mut Problems) -> Option<(OutFile, Vec<Use>)> {
     let before = p.0.len();
     let Some(base) = sanitize_name(&svc.name) else {
         p.push(format!("{}.name", svc.path), format!("service name `{}` has no letter or digit to make a scaler name from", svc.name));
@@ -431,7 +477,18 @@ fn convert_service(ex: &Export, svc: &Service, label: &str, p: &mut Problems) ->
     text.push_str(&trigger.join("\n"));
     text.push('\n');
     docs.push(DocName { kind: "Trigger", name: base.clone() });
-    Some(OutFile { file_name: format!("monscale-{base}.yaml"), source: svc.name.clone(), docs, text })
+    let mut uses: Vec<Use> = Vec::new();
+    if let (Some(i), Some(g)) = (infra, &group) {
+        let origin = format!("ServiceInfrastructure `{}` (object {})", i.name, i.index);
+        uses.push(Use::Infrastructure { name: g.clone(), origin, min: i.min, max: i.max });
+    }
+    for s in sources.values().filter(|s| s.reads_group) {
+        if let Some(g) = &group {
+            uses.push(Use::GroupTarget { name: g.clone(), target: s.target.clone() });
+        }
+    }
+    uses.extend(then.into_iter().filter_map(|t| t.uses));
+    Some((OutFile { file_name: format!("monscale-{base}.yaml"), source: svc.name.clone(), docs, text }, uses))
 }
 
 /// What one service was converted into, for its header comment.
@@ -699,6 +756,39 @@ then:
         assert!(problems[0].to_string().starts_with("$: not valid JSON: "), "{}", problems[0]);
         let Err(ImportError::Invalid { problems, .. }) = convert("e.json", "{}") else { panic!() };
         assert_eq!(problems[0].message, "expected a JSON array of monscale objects (the output of `./manage.py export`), found an object");
+    }
+
+    #[test]
+    fn releases_spell_assesment_and_scale_the_tagged_vms() {
+        let mut v = queue_export();
+        for t in [2, 3] {
+            let obj = v[t].as_object_mut().unwrap();
+            let name = obj.remove("assessment").unwrap();
+            obj.insert("assesment".into(), name);
+        }
+        v.as_array_mut().unwrap().remove(4);
+        v[4].as_object_mut().unwrap().remove("infrastructure");
+        assert_eq!(
+            problems(v.clone()),
+            ["export.json: $[4].infrastructure: ScaleAction `grow` (object 0) scales the service's infrastructure, but the service has none and the action's `data` has no `monitoredservice` (the CloudForms tag that monscale 0.5 to 0.12 scaled)"]
+        );
+        v[0]["data"] = json!({"monitoredservice": "Web Tier", "cores": 2});
+        let c = convert("e.json", &v.to_string()).unwrap();
+        assert_eq!(c.counts, Counts { actions: 2, thresholds: 2, infrastructures: 0, services: 1 });
+        assert!(c.files[0].text.contains("  - \"last(webqueue) > 50\"   # Threshold `long`\n"), "{}", c.files[0].text);
+        assert!(c.files[0].text.contains("  - scale: { group: \"web-tier\", by: 1 }"), "{}", c.files[0].text);
+        assert_eq!(c.groups.len(), 1);
+        assert_eq!((c.groups[0].name.as_str(), c.groups[0].min, c.groups[0].max), ("web-tier", 1, 8));
+        assert_eq!(c.groups[0].origin, "the `monitoredservice` of ScaleAction `grow` (object 0)");
+        // Both spellings at once is ambiguous.
+        v[2]["assessment"] = json!("long");
+        assert_eq!(
+            problems(v),
+            [
+                "export.json: $[2].assesment: both `assessment` and `assesment` (its spelling in monscale's releases) are given; keep one",
+                "export.json: $[4].threshold[0]: no Threshold with assessment `long` in the export",
+            ]
+        );
     }
 
     #[test]
