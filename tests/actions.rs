@@ -711,6 +711,9 @@ fn run_with_a_failing_command_is_retryable() {
     let e = run(&repo.executor(), &ctx(0, json!({})), json!({"run": {"playbook": "broken"}})).unwrap_err();
     assert!(e.retryable, "{e:?}");
     assert!(e.message.starts_with("run `broken` on `local`: 1 of 1 hosts did not succeed: local failed"), "{}", e.message);
+    // Each host's outcome travels with the error, for the job's result.
+    let r = e.result.expect("a run failure carries its per-host outcome");
+    assert_eq!((r["hosts"][0]["host"].clone(), r["hosts"][0]["status"].clone()), (json!("local"), json!("failed")), "{r}");
 }
 
 #[test]
@@ -739,5 +742,5 @@ fn run_with_bad_parameters_or_an_unanswerable_prompt_is_permanent() {
 fn an_unknown_action_is_permanent_and_names_the_valid_ones() {
     let repo = Repo::new(&[]);
     let e = run(&repo.executor(), &ctx(0, json!({})), json!({"page": {"who": "ops"}})).unwrap_err();
-    assert_eq!(e, ActionError { message: "unknown action `page`; actions are scale, run, notify".into(), retryable: false });
+    assert_eq!(e, ActionError { message: "unknown action `page`; actions are scale, run, notify".into(), retryable: false, result: None });
 }

@@ -71,7 +71,7 @@ impl ActionExecutor for Recorder {
             "ok" => ok(arg.clone()),
             "flaky" if u64::from(run) <= arg.as_u64().unwrap() => Err(ActionError::transient(format!("flaky: run {run} failed"))),
             "flaky" => ok(json!(format!("flaky: run {run} worked"))),
-            "broken" => Err(ActionError::transient(format!("{} (run {run})", arg.as_str().unwrap()))),
+            "broken" => Err(ActionError::transient(format!("{} (run {run})", arg.as_str().unwrap())).with_result(json!({ "failed_run": run }))),
             "scale" => {
                 let group = arg["group"].as_str().unwrap().to_string();
                 let to = u32::try_from(arg["to"].as_u64().unwrap()).unwrap();
@@ -247,6 +247,8 @@ async fn the_last_failed_try_dead_letters_the_job_with_its_error_and_the_others_
     let j = get(&store, "broken@1");
     assert_eq!((j.status, j.attempts, j.actions_done), (JobStatus::Dead, 3, 1));
     assert_eq!(j.last_error.as_deref(), Some("action 2 of 3: webhook returned 503 (run 3)"));
+    // The failed action's own outcome is kept at its index, not only a text.
+    assert_eq!(j.result.get(1), Some(&json!({ "failed_run": 3 })), "{:?}", j.result);
     assert_eq!([0, 1, 2].map(|i| exec.runs("broken@1", i)), [1, 3, 0], "the good first action ran once, the last never");
     assert_eq!((get(&store, "good@1").status, get(&store, "good@2").status), (JobStatus::Done, JobStatus::Done));
     assert_eq!((stats.iter().map(|s| s.retried).sum::<u64>(), stats.iter().map(|s| s.dead).sum::<u64>()), (2, 1));

@@ -197,7 +197,12 @@ impl Executor {
                 crate::redact::scrub_json(&mut o.result);
                 Ok(o)
             }
-            Err(e) => Err(ActionError { message: crate::redact::scrub(&e.message), ..e }),
+            Err(mut e) => {
+                if let Some(r) = e.result.as_mut() {
+                    crate::redact::scrub_json(r);
+                }
+                Err(ActionError { message: crate::redact::scrub(&e.message), ..e })
+            }
         };
         let kind = action_name(&action);
         match &out {

@@ -140,7 +140,8 @@ fn outcome(r: &RunResult) -> Result<ActionOutput, ActionError> {
         bad.len(),
         r.hosts.len(),
         bad.join("; ")
-    )))
+    ))
+    .with_result(result))
 }
 
 #[cfg(test)]

@@ -96,7 +96,7 @@ fn reply_error(topic: &str, status: u16, xml: &str) -> ActionError {
         Some(c) => format!("sns: publish to `{topic}` failed ({status} {c}): {message}"),
         None => format!("sns: publish to `{topic}` failed ({status}): {message}"),
     };
-    ActionError { message: text, retryable }
+    ActionError { message: text, retryable, result: None }
 }
 
 pub(super) async fn execute(ex: &Executor, ctx: &ActionContext, s: &Sns) -> Result<ActionOutput, ActionError> {

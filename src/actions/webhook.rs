@@ -117,7 +117,7 @@ pub(super) async fn execute(ex: &Executor, ctx: &ActionContext, w: &Webhook) -> 
         if detail.is_empty() { String::new() } else { format!(": {detail}") }
     );
     let retryable = status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
-    Err(ActionError { message, retryable })
+    Err(ActionError { message, retryable, result: None })
 }
 
 #[cfg(test)]

@@ -65,17 +65,25 @@ pub struct ActionError {
     /// Whether another try may succeed (a timeout, a 5xx, a failed host:
     /// yes; an unknown action name, a bad config, a 4xx: no).
     pub retryable: bool,
+    /// What the failed action did before it failed (a run's per-host
+    /// outcome), kept in the job's `result` at the action's index.
+    pub result: Option<serde_json::Value>,
 }
 
 impl ActionError {
     /// A failure that another try may not meet again (a timeout, a refused connection).
     pub fn transient(message: impl Into<String>) -> ActionError {
-        ActionError { message: message.into(), retryable: true }
+        ActionError { message: message.into(), retryable: true, result: None }
     }
 
     /// A failure that every try would repeat: the job is dead-lettered at once.
     pub fn permanent(message: impl Into<String>) -> ActionError {
-        ActionError { message: message.into(), retryable: false }
+        ActionError { message: message.into(), retryable: false, result: None }
+    }
+
+    /// The error with what the action did before it failed.
+    pub fn with_result(self, result: serde_json::Value) -> ActionError {
+        ActionError { result: Some(result), ..self }
     }
 
     /// Whether a later attempt may succeed.

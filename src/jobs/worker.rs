@@ -179,7 +179,18 @@ impl Run<'_> {
             }
             let done = match self.execute(job, index, action).await {
                 Ok(done) => done,
-                Err(failure) => return Outcome::Failed { index, failure },
+                Err(failure) => {
+                    // Keep what the failed action did (each host's outcome)
+                    // at its index; `actions_done` stays, so a retry runs it again.
+                    if let Some(partial) = &failure.result {
+                        results.resize(index, Value::Null);
+                        results.push(partial.clone());
+                        if let Err(e) = self.progress(job.id, index, Value::Array(results.clone()), Vec::new()).await {
+                            tracing::warn!(job = job.id, error = %e, "could not keep the failed action's result");
+                        }
+                    }
+                    return Outcome::Failed { index, failure };
+                }
             };
             results.resize(index, Value::Null);
             results.push(done.result);
