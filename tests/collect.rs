@@ -81,6 +81,8 @@ kind: Counter
 name: loadavg
 source: { local: { command: "echo 'load average: 0.52, 0.58, 0.59'" } }
 parse: { regex: 'load average: (?P<load1>[\d.]+), (?P<load5>[\d.]+)' }
+unit: load
+units: { load5: load-5m }
 "#,
     );
     let s = collect_once(dir.path(), &[]);
@@ -116,6 +118,14 @@ parse: { regex: 'load average: (?P<load1>[\d.]+), (?P<load5>[\d.]+)' }
     assert_eq!(points(&["--from", "now-24h", "--step", "1m"]), 1_440);
     assert_eq!(points(&[]), 60);
     assert_eq!(points(&["--from", "0", "--to", "3000", "--step", "1s"]), 3);
+    // Each regex group carries its own unit in `query --json`.
+    let out = scaler(dir.path(), &["query", "loadavg", ".", "--json", "--from", "now-1m", "--step", "1m"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let q: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let mut units: Vec<(String, String)> =
+        q.as_array().unwrap().iter().map(|s| (s["series"]["labels"]["field"].as_str().unwrap().to_string(), s["unit"].as_str().unwrap().to_string())).collect();
+    units.sort();
+    assert_eq!(units, vec![("load1".into(), "load".into()), ("load5".into(), "load-5m".into())], "{q}");
     // An unknown counter is an error with a suggestion, not "no series".
     let out = scaler(dir.path(), &["query", "nmu", "."]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));

@@ -38,6 +38,7 @@ fn counter(name: &str, source: Source) -> Counter {
         parse: None,
         rate: false,
         unit: None,
+        units: Default::default(),
         labels: BTreeMap::new(),
     }
 }

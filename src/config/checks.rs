@@ -464,6 +464,24 @@ pub fn check_counter(ctx: &mut Ctx<'_>, at: At<'_>, c: &Counter) {
     for (i, t) in c.targets.iter().enumerate() {
         ctx.reference(at, &path!["targets", i], Kind::Target, t);
     }
+    if !c.units.is_empty() {
+        // `units` names the groups of a regex parse: each key must be one.
+        let groups: Vec<String> = match &c.parse {
+            Some(Parse::Regex(pattern)) => regex::Regex::new(pattern)
+                .map(|re| re.capture_names().flatten().map(str::to_string).collect())
+                .unwrap_or_default(),
+            _ => {
+                ctx.push(at, "units", "`units` gives the unit of each named group of a `regex` parse; this counter does not parse with `regex` (use `unit`)".into(), &path!["units"]);
+                Vec::new()
+            }
+        };
+        if matches!(&c.parse, Some(Parse::Regex(_))) {
+            for k in c.units.keys().filter(|k| !groups.contains(k)) {
+                let suggestion = did_you_mean(k, groups.iter().map(String::as_str));
+                ctx.push(at, "units", format!("`units.{k}`: the regex has no group `{k}`{}", suggestion_suffix(suggestion.as_deref())), &path!["units", k]);
+            }
+        }
+    }
     let (kind, needs_targets) = match &c.source {
         Source::Ssh(cmd) => {
             ctx.template(at, &path!["source", "ssh", "command"], &cmd.command);

@@ -300,6 +300,7 @@ mod tests {
             parse: None,
             rate: false,
             unit: None,
+            units: Default::default(),
             labels: BTreeMap::from([("team".to_string(), "ops".to_string())]),
         }
     }

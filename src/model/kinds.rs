@@ -10,6 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use super::{Duration, Percent};
 
+impl Counter {
+    /// The unit of one of its series: the unit of its regex group (its
+    /// `field` label) when `units` names it, else `unit`.
+    pub fn unit_of(&self, labels: &BTreeMap<String, String>) -> Option<&str> {
+        labels.get("field").and_then(|f| self.units.get(f)).or(self.unit.as_ref()).map(String::as_str)
+    }
+}
+
 /// A reference to a secret. Secrets are read when needed and never printed,
 /// logged or stored in clear text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -408,6 +416,10 @@ pub struct Counter {
     /// Unit shown in graphs (`%`, `req/s`, `bytes`...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// The unit of each named group of a `regex` parse (`{ rx: bytes,
+    /// errors: packets }`); a group not listed has `unit`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub units: BTreeMap<String, String>,
     /// Labels attached to every series of this counter.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,

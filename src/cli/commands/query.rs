@@ -43,7 +43,7 @@ pub struct Args {
     /// Use this state database instead of the config's.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
-    /// Print JSON: `[{series, points: [[epoch_ms, value|null], ...]}]`.
+    /// Print JSON: `[{series, unit, points: [[epoch_ms, value|null], ...]}]`.
     #[arg(long)]
     pub json: bool,
 }
@@ -94,6 +94,7 @@ fn render(series: &[SeriesPoints], chart: bool) -> String {
 
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
+    let mut counter = None;
     let at = match &args.state {
         Some(p) => Location::Sqlite(p.clone()),
         None => {
@@ -105,6 +106,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
                     .unwrap_or_default();
                 return Err(Failure::new(format!("no counter `{}` in the config{hint}", args.counter)));
             }
+            counter = ws.config.counters.get(&args.counter).map(|c| c.spec.clone());
             ws.location
         }
     };
@@ -134,7 +136,12 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     }
     let series = store.run_blocking(|db| db.range(&RangeQuery { selector, from_ms: from, to_ms: to, step_ms: step }))?;
     if args.json {
-        let v: Vec<_> = series.iter().map(|s| json!({"series": s.series, "points": s.points.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>()})).collect();
+        // Each series carries its unit (a regex group's own, else the counter's).
+        let unit = |s: &SeriesPoints| counter.as_ref().and_then(|c| c.unit_of(&s.series.labels)).map(str::to_string);
+        let v: Vec<_> = series
+            .iter()
+            .map(|s| json!({"series": s.series, "unit": unit(s), "points": s.points.iter().map(|(t, v)| json!([t, v])).collect::<Vec<_>>()}))
+            .collect();
         ui.out(&serde_json::to_string_pretty(&v)?);
     } else if series.is_empty() {
         ui.out(&format!("no series of counter `{}`{}", args.counter, if args.hosts.is_empty() { String::new() } else { format!(" on {}", args.hosts.join(", ")) }));
