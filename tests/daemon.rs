@@ -461,3 +461,22 @@ fn a_daemon_with_its_state_on_postgres_fires_once_and_runs_the_job() {
     assert_eq!(store.series(&scaler::store::Selector::counter("queue")).unwrap().len(), 1);
     assert!(!dir.join(".scaler").join("state.db").exists());
 }
+
+#[test]
+fn a_pushed_host_with_quotes_and_braces_makes_an_unambiguous_series_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_config(dir, "  - notify: { webhook: { url: \"http://127.0.0.1:9/hook\" } }", "");
+    let cli = Cli::new();
+    let d = Daemon::start(&cli, dir, &[]);
+    let (code, body) = d.push("queue", r#"{"value": 1, "host": "a\"b{}"}"#);
+    assert_eq!(code, 200, "{body}");
+    drop(d);
+    let out = cli.run(dir, &["query", "queue", ".", "--from", "now-1m", "--step", "1m"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains(r#"queue{host="a\"b{}"}"#), "the host is escaped in the key: {text}");
+    let out = cli.run(dir, &["query", "queue", ".", "--json", "--from", "now-1m", "--step", "1m"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["series"]["host"], "a\"b{}", "the host itself is kept as sent");
+}
