@@ -481,3 +481,18 @@ targets: [web]
         assert_eq!(log.matches("Accepted publickey").count(), 1, "{log}");
     }
 }
+
+#[test]
+fn counters_reading_the_same_url_share_one_request_per_host() {
+    let http = HttpServer::start(vec![("/status", 200, r#"{"a": 1, "b": 2, "c": 3}"#.to_string())]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = format!("kind: Project\nname: t\n---\nkind: Target\nname: web\nhosts: [\"127.0.0.1:{}\"]\n", http.port);
+    for k in ["a", "b", "c"] {
+        yaml.push_str(&format!("---\nkind: Counter\nname: {k}\nsource: {{ http: {{}} }}\ntargets: [web]\nparse: {{ json: \"$.{k}\" }}\n"));
+    }
+    std::fs::write(dir.path().join("scaler.yaml"), yaml).unwrap();
+    let s = collect_once(dir.path(), &[]);
+    let host = format!("127.0.0.1:{}", http.port);
+    assert_eq!([value(&s, "a", &host), value(&s, "b", &host), value(&s, "c", &host)], [1.0, 2.0, 3.0]);
+    assert_eq!(http.requests(), 1, "three counters of one URL made one GET");
+}

@@ -118,17 +118,29 @@ impl Collector for HttpCollector {
             Err(e) => return job.counters.iter().map(|_| Err(e.clone())).collect(),
         };
         let mut outcomes = Vec::with_capacity(job.counters.len());
+        // Counters that read the same URL share one GET.
+        let mut bodies: std::collections::HashMap<String, Result<String, CollectError>> = std::collections::HashMap::new();
         for spec in &job.counters {
             let Source::Http(src) = &spec.counter.source else {
                 outcomes.push(Err(CollectError::Config("not an http source".into())));
                 continue;
             };
-            let outcome = async {
-                let url = url_of(job, src.url.as_deref())?;
-                let body = self.get(&url, headers, job.timeout).await?;
-                Ok(spec.parser.parse(&body)?)
+            let url = match url_of(job, src.url.as_deref()) {
+                Ok(u) => u,
+                Err(e) => {
+                    outcomes.push(Err(e));
+                    continue;
+                }
+            };
+            if !bodies.contains_key(&url) {
+                let got = self.get(&url, headers, job.timeout).await;
+                bodies.insert(url.clone(), got);
             }
-            .await;
+            let outcome = match bodies.get(&url) {
+                Some(Ok(body)) => spec.parser.parse(body).map_err(CollectError::from),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(CollectError::Config("internal: no answer kept".into())),
+            };
             outcomes.push(outcome);
         }
         outcomes

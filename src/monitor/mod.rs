@@ -314,17 +314,23 @@ pub fn local_address() -> HostPort {
 }
 
 /// Merges the `jmx` jobs of one host, target and interval into one job (one
-/// bulk request); its timeout is the longest of theirs.
+/// bulk request), and the `http` jobs of one host, target and interval that
+/// read the same URL (one GET for all of them); its timeout is the longest
+/// of theirs.
 fn merge_bulk(jobs: Vec<Job>) -> Vec<Job> {
     let mut out: Vec<Job> = Vec::with_capacity(jobs.len());
-    let mut bulk: BTreeMap<(String, String, Duration), usize> = BTreeMap::new();
+    let mut bulk: BTreeMap<(String, String, Duration, String), usize> = BTreeMap::new();
     for job in jobs {
-        let is_jmx = job.counters.first().is_some_and(|c| matches!(c.counter.source, Source::Jmx(_)));
-        if !is_jmx {
+        let shared = match job.counters.first().map(|c| &c.counter.source) {
+            Some(Source::Jmx(_)) => Some("jmx".to_string()),
+            Some(Source::Http(src)) => http::url_of(&job, src.url.as_deref()).ok().map(|u| format!("http {u}")),
+            _ => None,
+        };
+        let Some(shared) = shared else {
             out.push(job);
             continue;
-        }
-        let key = (job.host.clone(), job.target.as_ref().map(|t| t.name.clone()).unwrap_or_default(), job.interval);
+        };
+        let key = (job.host.clone(), job.target.as_ref().map(|t| t.name.clone()).unwrap_or_default(), job.interval, shared);
         match bulk.get(&key) {
             Some(&i) => {
                 out[i].timeout = out[i].timeout.max(job.timeout);

@@ -19,6 +19,7 @@ use super::wait::{free_port, wait_until};
 /// what it was sent.
 pub struct HttpServer {
     pub port: u16,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A request header an [`HttpServer`] requires: without it (or with another
@@ -36,18 +37,26 @@ impl HttpServer {
         let port = listener.local_addr().unwrap().port();
         let routes = Arc::new(routes);
         let required = Arc::new(required);
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = requests.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let routes = routes.clone();
                 let required = required.clone();
-                std::thread::spawn(move || serve(stream, &routes, required.as_ref().as_ref()));
+                let counted = counted.clone();
+                std::thread::spawn(move || serve(stream, &routes, required.as_ref().as_ref(), &counted));
             }
         });
-        HttpServer { port }
+        HttpServer { port, requests }
+    }
+
+    /// How many requests it has answered.
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
-fn serve(stream: TcpStream, routes: &[(&'static str, u16, String)], required: Option<&RequiredHeader>) {
+fn serve(stream: TcpStream, routes: &[(&'static str, u16, String)], required: Option<&RequiredHeader>, requests: &std::sync::atomic::AtomicUsize) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     loop {
         let mut request = String::new();
@@ -87,6 +96,7 @@ fn serve(stream: TcpStream, routes: &[(&'static str, u16, String)], required: Op
             text.replace_range(start..start + len + 2, &header(&name).unwrap_or_default());
         }
         let mut s = &stream;
+        requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let _ = write!(s, "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}", text.len());
     }
 }
