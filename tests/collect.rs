@@ -496,3 +496,17 @@ fn counters_reading_the_same_url_share_one_request_per_host() {
     assert_eq!([value(&s, "a", &host), value(&s, "b", &host), value(&s, "c", &host)], [1.0, 2.0, 3.0]);
     assert_eq!(http.requests(), 1, "three counters of one URL made one GET");
 }
+
+#[test]
+fn collect_says_a_passive_counter_arrives_through_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("scaler.yaml"),
+        "kind: Project\nname: t\n---\nkind: Counter\nname: queue\nsource: { push: {} }\n---\nkind: Counter\nname: num\nsource: { local: { command: \"echo 1\" } }\n",
+    )
+    .unwrap();
+    let (samples, err) = collect_once_with(&Cli::new(), dir.path(), &[]);
+    assert_eq!(samples.len(), 1, "{samples:?}");
+    assert!(err.contains("source `push` is passive: its values arrive through `PUT /api/v1/push/NAME` on `scaler daemon`"), "{err}");
+    assert!(!err.contains("not collected by this build"), "{err}");
+}

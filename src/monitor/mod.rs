@@ -254,6 +254,16 @@ pub fn plan_jobs(fleet: &Fleet<'_>, filter: &JobFilter) -> (Vec<Job>, Vec<Skippe
             skipped.push(Skipped { counter: counter.name.clone(), reason: "`stream` counters run with `scaler trace start`".into() });
             continue;
         }
+        if matches!(counter.source, Source::Push(_) | Source::Alertmanager(_) | Source::Trap(_)) {
+            // Passive: nothing to poll; the daemon's receivers take its values.
+            let how = match counter.source {
+                Source::Push(_) => "`PUT /api/v1/push/NAME` on `scaler daemon`",
+                Source::Alertmanager(_) => "the Alertmanager webhook (`POST /api/v1/alerts`) on `scaler daemon`",
+                _ => "the SNMP trap receiver of `scaler daemon`",
+            };
+            skipped.push(Skipped { counter: counter.name.clone(), reason: format!("source `{}` is passive: its values arrive through {how}, not by collection", counter.source.name()) });
+            continue;
+        }
         if !supported {
             skipped.push(Skipped { counter: counter.name.clone(), reason: format!("source `{}` is not collected by this build", counter.source.name()) });
             continue;
