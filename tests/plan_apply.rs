@@ -577,6 +577,9 @@ fn state_list_and_show() {
     assert_eq!(node["status"], "running");
     let missing = repo.scaler(&["state", "show", ".", "node.web/web-09"]);
     assert_eq!(missing.status.code(), Some(1));
+    // The address alone (no DIR) is the address, not a directory.
+    let node: serde_json::Value = serde_json::from_str(&repo.ok(&["state", "show", "--json", "node.web/web-01"])).unwrap();
+    assert_eq!(node["status"], "running");
 }
 
 #[test]

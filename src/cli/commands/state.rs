@@ -98,7 +98,13 @@ pub fn run(cmd: StateCommand, ui: &Ui) -> CmdResult {
             }
             Ok(ExitCode::SUCCESS)
         }
-        StateCommand::Show(args) => {
+        StateCommand::Show(mut args) => {
+            // `state show ADDRESS` (no DIR): an address is never a directory
+            // (`node.web/web-01`, `group.web`), so it is taken as the address.
+            if args.address.is_none() && !args.state.dir.is_dir() && looks_like_address(&args.state.dir) {
+                args.address = Some(args.state.dir.display().to_string());
+                args.state.dir = PathBuf::from(".");
+            }
             let store = open(&args.state, ui)?;
             let snap = store.run_blocking(|db| db.snapshot())?;
             let value = match &args.address {
@@ -190,4 +196,10 @@ pub fn run_unlock(args: UnlockArgs, ui: &Ui) -> CmdResult {
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `KIND.NAME` or `node.GROUP/NAME`: what `state show` takes as an address.
+fn looks_like_address(p: &std::path::Path) -> bool {
+    let text = p.display().to_string();
+    text.split_once('.').is_some_and(|(kind, name)| !name.is_empty() && (kind == "node" || crate::model::Kind::parse(kind).is_some()))
 }
