@@ -218,6 +218,14 @@ fn scaler_test_judges_pushes_at_their_receipt_instants_as_the_daemon_does() {
         "evaluation_interval: 10s\nduration: 1m\npushes:\n  - { counter: queue, at: 1s, value: 50 }\n  - { counter: queue, at: 12s, value: 1 }\n  - { counter: queue, at: 15s, value: 50 }\nexpect:\n  fires:\n    - { trigger: deep, at: 50s }\n",
     )
     .unwrap();
-    let out = scaler(dir.path(), &["test", "dip.test.yaml"]);
+    // A push after the last tick of the run is judged too.
+    std::fs::write(
+        dir.path().join("late.test.yaml"),
+        "evaluation_interval: 10s\nduration: 25s\npushes:\n  - { counter: queue, at: 22s, value: 50 }\n  - { counter: queue, at: 24s, value: 60 }\nexpect:\n  fires: []\n  states:\n    - { at: 20s, trigger: deep, state: nodata }\n",
+    )
+    .unwrap();
+    let out = scaler(dir.path(), &["test", "--json", "dip.test.yaml", "late.test.yaml"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v[1]["cases"][0]["evaluations"], 5, "ticks at 0, 10, 20s and the receipts at 22 and 24s: {v}");
 }

@@ -207,21 +207,15 @@ pub fn run_case(config: &Config, engine: &Engine, case: &Case) -> Result<CaseRun
     let receipts: BTreeSet<i64> = case.pushes.iter().map(|p| p.at_ms).filter(|t| *t % tick != 0 && *t <= duration_ms).collect();
     let mut receipts = receipts.into_iter().peekable();
     let mut next = 0;
-    let mut now = 0;
-    while now <= duration_ms {
-        while let Some(r) = receipts.next_if(|r| *r < now) {
-            let w = Arc::make_mut(&mut window);
-            while let Some(i) = inputs.get(next).filter(|i| i.ts_ms <= r) {
-                w.insert_point(&i.key, i.ts_ms, i.point.clone());
-                next += 1;
-            }
-            for ev in engine.evaluate_where(r, &window, &prev, |t| passive.contains(&t.name)) {
-                let t = &engine.triggers[ev.index];
-                record_fire(&mut run, config, t, &ev);
-                prev.insert(t.name.clone(), ev.record);
-            }
-            run.evaluations += 1;
-        }
+    let mut tick_at = Some(0);
+    // Instants in order: the next receipt before the next tick, else the tick.
+    loop {
+        let (now, at_tick) = match (receipts.peek().copied(), tick_at.filter(|t| *t <= duration_ms)) {
+            (Some(r), Some(t)) if r < t => (receipts.next().unwrap_or(r), false),
+            (_, Some(t)) => (t, true),
+            (Some(r), None) => (receipts.next().unwrap_or(r), false),
+            (None, None) => break,
+        };
         if next < inputs.len() && inputs[next].ts_ms <= now {
             let w = Arc::make_mut(&mut window);
             while let Some(i) = inputs.get(next).filter(|i| i.ts_ms <= now) {
@@ -229,20 +223,20 @@ pub fn run_case(config: &Config, engine: &Engine, case: &Case) -> Result<CaseRun
                 next += 1;
             }
         }
-        for ev in engine.evaluate(now, &window, &prev) {
+        let evaluations = if at_tick { engine.evaluate(now, &window, &prev) } else { engine.evaluate_where(now, &window, &prev, |t| passive.contains(&t.name)) };
+        for ev in evaluations {
             let t = &engine.triggers[ev.index];
             record_fire(&mut run, config, t, &ev);
-            if wanted.contains(&(now, t.name.as_str())) {
+            if at_tick && wanted.contains(&(now, t.name.as_str())) {
                 let s = &ev.record.state;
                 run.states.push(GotState { at_ms: now, trigger: t.name.clone(), state: state_word(s.state), reason: s.reason.clone(), kind: s.state });
             }
             prev.insert(t.name.clone(), ev.record);
         }
         run.evaluations += 1;
-        now = match now.checked_add(tick) {
-            Some(n) => n,
-            None => break,
-        };
+        if at_tick {
+            tick_at = now.checked_add(tick);
+        }
     }
     Ok(run)
 }
