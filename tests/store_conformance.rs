@@ -1,5 +1,5 @@
 //! The store conformance suite: every behaviour of the store traits
-//! (`Store`, `SampleStore`, `JobStore`, `TraceStore`), written once against
+//! (`Store`, `SampleStore`, `JobStore`, `TraceStore`, `TaskStore`), written once against
 //! `&mut dyn Backend` and run on each backend.
 //!
 //! - [`state`]: lineage and serial, atomic commits, exact round-trips,
@@ -9,7 +9,8 @@
 //! - [`jobs`]: the job queue and trigger states;
 //! - [`samples`]: samples, failures, range queries, aggregates, retention,
 //!   events;
-//! - [`traces`]: trace tasks.
+//! - [`traces`]: trace tasks;
+//! - [`tasks`]: API tasks and stored plans.
 //!
 //! A backend takes part with a [`Harness`] (a fresh empty store, and
 //! connections to it) and one line: `store_conformance_suite!(name,
@@ -24,6 +25,7 @@ mod jobs;
 mod lock;
 pub(crate) mod samples;
 mod state;
+mod tasks;
 mod traces;
 
 use std::path::PathBuf;
@@ -113,6 +115,12 @@ macro_rules! store_conformance_suite {
                 traces: [
                     trace_tasks_are_replaced_by_id_and_listed_newest_first,
                     trace_tasks_are_found_by_id_or_a_unique_prefix_of_eight,
+                ],
+                tasks: [
+                    tasks_round_trip_are_replaced_by_id_and_listed_newest_first_by_kind_and_state,
+                    interrupted_tasks_are_ended_failure_and_ended_ones_are_left,
+                    a_new_plan_supersedes_the_held_ones_and_lists_newest_first,
+                    plan_moves_are_conditional_on_the_state_found,
                 ],
             );
 

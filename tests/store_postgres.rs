@@ -43,7 +43,7 @@ fn a_fresh_database_records_every_migration_and_a_newer_one_is_refused() {
         .collect();
     assert_eq!(
         tables,
-        ["desired", "events", "jobs", "meta", "nodes", "objects", "sample_failures", "sample_rollups", "samples", "schema_migrations", "series", "state_lock", "trace_tasks", "trigger_states"]
+        ["desired", "events", "jobs", "meta", "nodes", "objects", "plans", "sample_failures", "sample_rollups", "samples", "schema_migrations", "series", "state_lock", "tasks", "trace_tasks", "trigger_states"]
     );
     // reconnecting to an up-to-date database changes nothing
     assert_eq!(open(&pg).snapshot().expect("snapshot").meta.lineage, lineage);

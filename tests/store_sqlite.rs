@@ -93,7 +93,7 @@ fn a_fresh_database_is_at_the_latest_schema_version() {
         .collect::<Result<_, _>>()
         .expect("rows");
     tables.retain(|t| !t.starts_with("sqlite_"));
-    assert_eq!(tables, ["desired", "events", "jobs", "lock", "meta", "nodes", "objects", "sample_chunks", "sample_failures", "sample_head", "sample_rollups", "series", "trace_tasks", "trigger_states"]);
+    assert_eq!(tables, ["desired", "events", "jobs", "lock", "meta", "nodes", "objects", "plans", "sample_chunks", "sample_failures", "sample_head", "sample_rollups", "series", "tasks", "trace_tasks", "trigger_states"]);
     // reopening an up-to-date database changes nothing
     let lineage = open(&path).snapshot().expect("snapshot").meta.lineage;
     assert_eq!(open(&path).snapshot().expect("snapshot").meta.lineage, lineage);

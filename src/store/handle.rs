@@ -1,7 +1,7 @@
 //! The one handle to the state store: [`open`] a URL, get a [`StateStore`].
 //!
 //! A backend (SQLite, the default, or PostgreSQL) implements the store traits
-//! ([`Store`], [`SampleStore`], [`JobStore`], [`TraceStore`]) as blocking,
+//! ([`Store`], [`SampleStore`], [`JobStore`], [`TraceStore`], [`TaskStore`]) as blocking,
 //! transactional calls on one connection. The handle owns a small pool of
 //! such connections and runs each call on tokio's blocking pool
 //! ([`StateStore::run`]), so async code never blocks a runtime thread and
@@ -19,12 +19,12 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::postgres::{redact, PostgresStore};
 use super::sqlite::SqliteStore;
-use super::{BackendErrorKind, JobStore, Mutation, Result, SampleStore, Snapshot, Store, StoreError, TraceStore};
+use super::{BackendErrorKind, JobStore, Mutation, Result, SampleStore, Snapshot, Store, StoreError, TaskStore, TraceStore};
 
 /// Everything a state store backend does.
-pub trait Backend: Store + SampleStore + JobStore + TraceStore + Send + 'static {}
+pub trait Backend: Store + SampleStore + JobStore + TraceStore + TaskStore + Send + 'static {}
 
-impl<T: Store + SampleStore + JobStore + TraceStore + Send + 'static> Backend for T {}
+impl<T: Store + SampleStore + JobStore + TraceStore + TaskStore + Send + 'static> Backend for T {}
 
 /// Where a state store lives, parsed from its URL.
 #[derive(Debug, Clone, PartialEq, Eq)]

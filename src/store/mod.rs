@@ -11,6 +11,8 @@
 //!
 //! Jobs: the durable job queue and persisted trigger states ([`jobs`]).
 //!
+//! Tasks: the API's long work and the plans held for approval ([`tasks`]).
+//!
 //! Backends: SQLite (default, embedded) and PostgreSQL (a server several
 //! scaler processes share), behind the same traits. Every backend runs the
 //! one conformance suite
@@ -29,6 +31,7 @@ mod rows;
 pub mod samples;
 #[doc(hidden)]
 pub mod sqlite;
+pub mod tasks;
 pub mod traces;
 
 use std::collections::BTreeMap;
@@ -47,6 +50,7 @@ pub use self::postgres::PostgresStore;
 /// instants); everything else uses [`StateStore`].
 #[doc(hidden)]
 pub use sqlite::SqliteStore;
+pub use tasks::{PlanMove, PlanRecord, PlanState, TaskFilter, TaskKind, TaskRecord, TaskState, TaskStore};
 pub use traces::{TraceStatus, TraceStore, TraceTask};
 
 /// Errors of the store.

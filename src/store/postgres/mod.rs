@@ -26,6 +26,7 @@ pub mod jobs;
 pub mod proxy;
 pub mod samples;
 pub mod schema;
+mod tasks;
 
 pub use proxy::PostgresStore;
 

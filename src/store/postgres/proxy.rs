@@ -24,6 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{redact, Session};
 use crate::store::jobs::{Enqueued, Job, JobFilter, JobStatus, JobStore, NewJob, TriggerRecord};
 use crate::store::samples::{Event, Latest, MaintainReport, Points, RangeQuery, Retention, Sample, SampleStore, SeriesKey, SeriesPoints, Selector};
+use crate::store::tasks::{PlanMove, PlanRecord, PlanState, TaskFilter, TaskRecord, TaskStore};
 use crate::store::{BackendErrorKind, LockInfo, LockRequest, Mutation, Result, Snapshot, Store, StoreError, TraceStore, TraceTask};
 
 /// A call run on the session's thread.
@@ -292,5 +293,47 @@ impl TraceStore for PostgresStore {
     fn find_trace(&self, id: &str) -> Result<TraceTask> {
         let id = id.to_owned();
         self.call(move |s| s.find_trace(&id))
+    }
+}
+
+impl TaskStore for PostgresStore {
+    fn put_task(&mut self, task: &TaskRecord) -> Result<()> {
+        let task = task.clone();
+        self.call(move |s| s.put_task(&task))
+    }
+
+    fn task(&self, id: &str) -> Result<Option<TaskRecord>> {
+        let id = id.to_owned();
+        self.call(move |s| s.task(&id))
+    }
+
+    fn tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskRecord>> {
+        let filter = filter.clone();
+        self.call(move |s| s.tasks(&filter))
+    }
+
+    fn end_interrupted_tasks(&mut self, error: &str, now_ms: i64) -> Result<u64> {
+        let error = error.to_owned();
+        self.call(move |s| s.end_interrupted_tasks(&error, now_ms))
+    }
+
+    fn record_plan(&mut self, plan: &PlanRecord) -> Result<Vec<String>> {
+        let plan = plan.clone();
+        self.call(move |s| s.record_plan(&plan))
+    }
+
+    fn plan(&self, id: &str) -> Result<Option<PlanRecord>> {
+        let id = id.to_owned();
+        self.call(move |s| s.plan(&id))
+    }
+
+    fn plans(&self, before: Option<&str>, limit: usize) -> Result<Vec<PlanRecord>> {
+        let before = before.map(str::to_owned);
+        self.call(move |s| s.plans(before.as_deref(), limit))
+    }
+
+    fn move_plan(&mut self, id: &str, from: &[PlanState], to: PlanState, reason: Option<&str>, now_ms: i64) -> Result<PlanMove> {
+        let (id, from, reason) = (id.to_owned(), from.to_vec(), reason.map(str::to_owned));
+        self.call(move |s| s.move_plan(&id, &from, to, reason.as_deref(), now_ms))
     }
 }

@@ -168,8 +168,36 @@ CREATE TABLE trace_tasks (
 );
 "#;
 
+/// Version 2: what SQLite's version 6 adds: API tasks and stored plans.
+const V2: &str = r#"
+CREATE TABLE tasks (
+    id          text COLLATE "C" PRIMARY KEY,
+    kind        text   NOT NULL CHECK (kind IN ('run', 'exec', 'plan', 'apply', 'trigger')),
+    state       text   NOT NULL CHECK (state IN ('pending', 'running', 'success', 'failure', 'cancelled')),
+    created_ms  bigint NOT NULL,
+    started_ms  bigint,
+    finished_ms bigint,
+    request     json   NOT NULL,
+    result      json,
+    error       text
+);
+CREATE INDEX tasks_by_time ON tasks (created_ms, id);
+CREATE INDEX tasks_by_state ON tasks (state);
+
+CREATE TABLE plans (
+    id         text COLLATE "C" PRIMARY KEY,
+    revision   text   NOT NULL,
+    state      text   NOT NULL CHECK (state IN ('held', 'approved', 'applying', 'applied', 'superseded', 'failed')),
+    reason     text,
+    created_ms bigint NOT NULL,
+    updated_ms bigint NOT NULL,
+    plan       json   NOT NULL
+);
+CREATE INDEX plans_by_time ON plans (created_ms, id);
+"#;
+
 /// The migrations, oldest first.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes and understands.
 pub const LATEST: i32 = MIGRATIONS.len() as i32;

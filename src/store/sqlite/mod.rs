@@ -15,6 +15,7 @@
 pub mod jobs;
 pub mod samples;
 pub mod schema;
+mod tasks;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

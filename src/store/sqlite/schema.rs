@@ -190,8 +190,39 @@ const V5: &str = r#"
 ALTER TABLE desired ADD COLUMN base INTEGER CHECK (base IS NULL OR base >= 0);
 "#;
 
+/// Version 6: API tasks (long work with an id: runs, commands, trigger
+/// fires, plans, applies) and stored plans (held for approval, with their
+/// life cycle). Times are ms since the epoch; request, result and plan are
+/// JSON.
+const V6: &str = r#"
+CREATE TABLE tasks (
+    id          TEXT    PRIMARY KEY,
+    kind        TEXT    NOT NULL CHECK (kind IN ('run', 'exec', 'plan', 'apply', 'trigger')),
+    state       TEXT    NOT NULL CHECK (state IN ('pending', 'running', 'success', 'failure', 'cancelled')),
+    created_ms  INTEGER NOT NULL,
+    started_ms  INTEGER,
+    finished_ms INTEGER,
+    request     TEXT    NOT NULL CHECK (json_valid(request)),
+    result      TEXT    CHECK (result IS NULL OR json_valid(result)),
+    error       TEXT
+) STRICT;
+CREATE INDEX tasks_by_time ON tasks (created_ms, id);
+CREATE INDEX tasks_by_state ON tasks (state);
+
+CREATE TABLE plans (
+    id         TEXT    PRIMARY KEY,
+    revision   TEXT    NOT NULL,
+    state      TEXT    NOT NULL CHECK (state IN ('held', 'approved', 'applying', 'applied', 'superseded', 'failed')),
+    reason     TEXT,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    plan       TEXT    NOT NULL CHECK (json_valid(plan))
+) STRICT;
+CREATE INDEX plans_by_time ON plans (created_ms, id);
+"#;
+
 /// The migrations, oldest first.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this build writes and understands.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
