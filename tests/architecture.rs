@@ -75,10 +75,10 @@ const RULES: &[Rule] = &[
     rule("gitops", &["clock", "config", "model", "reconcile"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
 
     // the daemon's read API and /metrics
-    rule("api", &["clock", "config", "fleet", "inputs", "model", "redact", "rules", "store"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
+    rule("api", &["clock", "config", "fleet", "inputs", "model", "plan", "redact", "rules", "store"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
 
     // composition roots
-    rule("daemon", &["actions", "api", "clock", "config", "fleet", "gitops", "inputs", "jobs", "model", "monitor", "plan", "reconcile", "redact", "rules", "store"]).forbid(&[PRINT]),
+    rule("daemon", &["actions", "api", "apply", "clock", "config", "exec", "fleet", "gitops", "inputs", "jobs", "model", "monitor", "plan", "reconcile", "redact", "rules", "store"]).forbid(&[PRINT]),
     rule("cli", &[
         "api", "apply", "clock", "config", "daemon", "exec", "fleet", "gitops", "import", "jobs", "model", "monitor", "plan", "provider", "reconcile",
         "redact", "rules", "ruletest", "store", "survey", "template",

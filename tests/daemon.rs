@@ -64,6 +64,8 @@ impl Hooks {
 pub(crate) struct Daemon {
     pub(crate) child: Child,
     pub(crate) port: u16,
+    /// The config repo it runs (its log is `daemon.log` there).
+    pub(crate) dir: std::path::PathBuf,
 }
 
 impl Daemon {
@@ -81,14 +83,14 @@ impl Daemon {
             .process_group(0)
             .spawn()
             .unwrap();
-        let d = Daemon { child, port };
+        let d = Daemon { child, port, dir: dir.to_path_buf() };
         if !extra.contains(&"worker") {
             wait_until(Duration::from_secs(20), "the daemon to listen", || TcpStream::connect(("127.0.0.1", port)).is_ok());
         }
         d
     }
 
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL).unwrap();
         let _ = self.child.wait();

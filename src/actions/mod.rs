@@ -19,6 +19,7 @@
 //! error types); must not depend on: the CLI (no printing), the queue's workers.
 
 mod run;
+pub use run::{default_timeout, run_command, run_playbook, RunRequest};
 mod scale;
 pub mod sigv4;
 mod sns;

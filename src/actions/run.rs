@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use super::{ActionContext, ActionError, ActionOutput, Executor};
 use crate::exec::{self, NoProgress, Prompter, RunOptions, RunResult, Runner, SshOverrides, Status};
 use crate::fleet::Fleet;
+use crate::config::Config;
 use crate::model::RunAction;
+use crate::store::NodeRecord;
 
 /// Default command timeout when neither the step nor the project sets one.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,58 +46,86 @@ fn render_vars(ctx: &ActionContext, vars: &BTreeMap<String, Value>) -> Result<BT
 }
 
 pub(super) async fn execute(ex: &Executor, ctx: &ActionContext, a: &RunAction) -> Result<ActionOutput, ActionError> {
-    let config = &ex.config;
-    let pb = config.playbooks.get(&a.playbook).map(|p| p.spec.clone()).ok_or_else(|| {
-        ActionError::permanent(format!("run: no playbook `{}` in the config", a.playbook))
-    })?;
-    let target = a.on.clone().or_else(|| pb.on.clone()).ok_or_else(|| {
-        ActionError::permanent(format!("run: playbook `{}` has no `on` and the action gives none", pb.name))
-    })?;
     let nodes = ex.snapshot().await?.nodes;
-    let fleet = Fleet::new(config, &nodes);
+    let vars = render_vars(ctx, &a.vars)?;
+    let req = RunRequest { playbook: &a.playbook, target: a.on.as_deref(), vars, default_timeout: default_timeout(&ex.config) };
+    let result = run_playbook(&ex.config, &nodes, req).await.map_err(|e| ActionError::permanent(format!("run: {e}")))?;
+    outcome(&result)
+}
+
+/// A playbook run with no terminal (a trigger's `run`, the API's `POST /api/v1/runs`).
+#[derive(Debug, Clone)]
+pub struct RunRequest<'a> {
+    /// The playbook.
+    pub playbook: &'a str,
+    /// The target selector (`None`: the playbook's `on`).
+    pub target: Option<&'a str>,
+    /// Parameters and prompt answers.
+    pub vars: BTreeMap<String, String>,
+    /// Command timeout when a step sets none.
+    pub default_timeout: Duration,
+}
+
+/// Runs a playbook on its target's hosts (given the recorded `nodes`);
+/// every host and step is in the result. An error: nothing ran (an
+/// unknown playbook or target, a step that names no one host, a prompt
+/// without a var or default).
+pub async fn run_playbook(config: &Config, nodes: &[NodeRecord], req: RunRequest<'_>) -> Result<RunResult, String> {
+    let pb = config.playbooks.get(req.playbook).map(|p| p.spec.clone()).ok_or_else(|| format!("no playbook `{}` in the config", req.playbook))?;
+    let target = req
+        .target
+        .map(str::to_string)
+        .or_else(|| pb.on.clone())
+        .ok_or_else(|| format!("playbook `{}` has no `on` and none is given", pb.name))?;
+    let fleet = Fleet::new(config, nodes);
     let overrides = SshOverrides::default();
-    let hosts = exec::resolve(&fleet, &target, &overrides).map_err(|e| ActionError::permanent(format!("run `{}`: {e}", pb.name)))?;
+    let hosts = exec::resolve(&fleet, &target, &overrides).map_err(|e| format!("run `{}`: {e}", pb.name))?;
     let mut delegates = BTreeMap::new();
     for on in pb.steps.iter().filter_map(|s| s.on.as_ref()) {
         if on == "local" || delegates.contains_key(on) {
             continue;
         }
-        let mut hs = exec::resolve(&fleet, on, &overrides).map_err(|e| ActionError::permanent(format!("run `{}`: {e}", pb.name)))?;
+        let mut hs = exec::resolve(&fleet, on, &overrides).map_err(|e| format!("run `{}`: {e}", pb.name))?;
         match (hs.pop(), hs.is_empty()) {
             (Some(h), true) => {
                 delegates.insert(on.clone(), h);
             }
-            _ => {
-                return Err(ActionError::permanent(format!(
-                    "run `{}`: step `on: {on}` must name one host (`TARGET/HOST`, `TARGET/newest`)",
-                    pb.name
-                )))
-            }
+            _ => return Err(format!("run `{}`: step `on: {on}` must name one host (`TARGET/HOST`, `TARGET/newest`)", pb.name)),
         }
     }
     let opts = RunOptions {
         root: config.root.clone(),
         target: target.clone(),
-        vars: render_vars(ctx, &a.vars)?,
+        vars: req.vars,
         check: false,
         forks: None,
-        default_timeout: Some(default_timeout(ex)),
+        default_timeout: Some(req.default_timeout),
         delegates,
     };
-    let runner = Runner::new(&pb, opts, Arc::new(NoProgress), Arc::new(NoTerminal))
-        .map_err(|e| ActionError::permanent(format!("run `{}`: {e}", pb.name)))?;
-    let result = runner.run(hosts).await;
-    outcome(&result)
+    let runner = Runner::new(&pb, opts, Arc::new(NoProgress), Arc::new(NoTerminal)).map_err(|e| format!("run `{}`: {e}", pb.name))?;
+    Ok(runner.run(hosts).await)
 }
 
-fn default_timeout(ex: &Executor) -> Duration {
-    ex.config
-        .project
-        .spec
-        .defaults
-        .as_ref()
-        .and_then(|d| d.timeout.as_ref())
-        .map_or(DEFAULT_TIMEOUT, |d| d.get())
+/// Runs one command on a target's hosts, with no terminal (the API's `POST /api/v1/exec`).
+pub async fn run_command(config: &Config, nodes: &[NodeRecord], target: &str, command: &str, timeout: Duration) -> Result<RunResult, String> {
+    let fleet = Fleet::new(config, nodes);
+    let hosts = exec::resolve(&fleet, target, &SshOverrides::default())?;
+    let opts = RunOptions {
+        root: config.root.clone(),
+        target: target.to_string(),
+        vars: BTreeMap::new(),
+        check: false,
+        forks: None,
+        default_timeout: Some(timeout),
+        delegates: BTreeMap::new(),
+    };
+    let runner = Runner::adhoc(command, opts, Arc::new(NoProgress))?;
+    Ok(runner.run(hosts).await)
+}
+
+/// The project's `defaults.timeout`, else 10s.
+pub fn default_timeout(config: &Config) -> Duration {
+    config.project.spec.defaults.as_ref().and_then(|d| d.timeout.as_ref()).map_or(DEFAULT_TIMEOUT, |d| d.get())
 }
 
 /// The per-host summary; a failed or unreachable host makes a retryable error.
@@ -150,7 +180,7 @@ mod tests {
     use crate::exec::HostResult;
 
     fn host(name: &str, status: Status, message: Option<&str>) -> HostResult {
-        HostResult { host: name.into(), address: None, port: None, batch: 1, status, exit_code: Some(0), message: message.map(str::to_string), duration_ms: 5, steps: Vec::new() }
+        HostResult { id: String::new(), state: "", host: name.into(), address: None, port: None, batch: 1, status, exit_code: Some(0), message: message.map(str::to_string), duration_ms: 5, steps: Vec::new() }
     }
 
     fn result(hosts: Vec<HostResult>) -> RunResult {

@@ -1,4 +1,4 @@
-//! The daemon's read API: `GET /healthz`, `GET /metrics` (Prometheus text
+//! The daemon's API: `GET /healthz`, `GET /metrics` (Prometheus text
 //! format) and REST/JSON under `/api/v1`, as an axum [`Router`] built by a
 //! pure [`router`] (no side effects until it serves). The daemon merges it
 //! with the receivers of [`crate::inputs`] on one listener and wraps the
@@ -11,6 +11,9 @@
 //!         -> /metrics                       Metrics (this process) + the store at scrape time
 //!         -> /api/v1/status|targets|counters|series|triggers|jobs|nodes|groups
 //!            config (Arc<Config>) + Fleet + StateStore -> views -> JSON
+//!         -> /api/v1/tasks|runs|plans|traces   (GET) the store -> views
+//!         -> POST /api/v1/runs|exec|triggers/{name}/fire|plans|plans/{id}/approve|apply
+//!            checked, stored `pending`, started by the daemon's Worker -> 202 {"task": id}
 //! ```
 //!
 //! Rules every route keeps: JSON answers, errors `{"error": "..."}` with
@@ -20,12 +23,14 @@
 //! (`?limit=`, default [`DEFAULT_PAGE`]; `?after=` the last cursor); every
 //! answer is scrubbed of known secrets.
 //!
-//! Owns: [`router`], [`guard`], [`ApiState`], the views ([`views`]) and
-//! the metrics registry ([`metrics`]).
+//! Owns: [`router`], [`guard`], [`ApiState`], the views ([`views`]), the
+//! task routes and the [`tasks::Worker`] seam ([`tasks`]) and the metrics
+//! registry ([`metrics`]).
 //! Must not depend on: the CLI, a store backend, printing.
 
 pub mod metrics;
 mod resources;
+pub mod tasks;
 pub mod views;
 
 use std::collections::BTreeSet;
@@ -82,6 +87,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// What the daemon is.
     pub daemon: Arc<DaemonInfo>,
+    /// Who runs the tasks the `POST` routes accept (`None`: they answer 503).
+    pub work: Option<Arc<dyn tasks::Worker>>,
 }
 
 /// An error answer: `{"error": message}` with a status.
@@ -155,7 +162,27 @@ where
     get(handler).fallback(|| async { ApiError { allow: Some("GET"), ..ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use GET") } })
 }
 
-/// The read API. Every route but `/healthz` requires the bearer token.
+/// A POST route whose other methods get 405 with `Allow: POST`.
+fn post_only<H, T>(handler: H) -> MethodRouter<ApiState>
+where
+    H: axum::handler::Handler<T, ApiState>,
+    T: 'static,
+{
+    axum::routing::post(handler).fallback(|| async { ApiError { allow: Some("POST"), ..ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use POST") } })
+}
+
+/// A route that lists (GET) and starts a task (POST).
+fn post_or_get<H, T, G, U>(post: H, list: G) -> MethodRouter<ApiState>
+where
+    H: axum::handler::Handler<T, ApiState>,
+    T: 'static,
+    G: axum::handler::Handler<U, ApiState>,
+    U: 'static,
+{
+    get(list).post(post).fallback(|| async { ApiError { allow: Some("GET, POST"), ..ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use GET or POST") } })
+}
+
+/// The API. Every route but `/healthz` requires the bearer token.
 pub fn router(state: ApiState) -> Router {
     let guarded = Router::new()
         .route("/metrics", get_only(resources::metrics))
@@ -173,6 +200,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/nodes/{name}", get_only(resources::node))
         .route("/api/v1/groups", get_only(resources::groups))
         .route("/api/v1/groups/{name}", get_only(resources::group))
+        .route("/api/v1/tasks", get_only(tasks::tasks))
+        .route("/api/v1/tasks/{id}", get_only(tasks::task))
+        .route("/api/v1/runs", post_or_get(tasks::post_run, tasks::runs))
+        .route("/api/v1/runs/{id}", get_only(tasks::run))
+        .route("/api/v1/exec", post_only(tasks::post_exec))
+        .route("/api/v1/triggers/{name}/fire", post_only(tasks::post_fire))
+        .route("/api/v1/plans", post_or_get(tasks::post_plan, tasks::plans))
+        .route("/api/v1/plans/{id}", get_only(tasks::plan))
+        .route("/api/v1/plans/{id}/approve", post_only(tasks::post_approve))
+        .route("/api/v1/plans/{id}/apply", post_only(tasks::post_apply))
+        .route("/api/v1/traces", get_only(tasks::traces))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get_only(|| async { Json(json!({ "status": "ok" })) }))

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::fleet::{Fleet, FleetError, Host, Origin};
 use crate::rules::engine::state_word;
 use crate::rules::{FireWhy, Record, Term};
-use crate::store::{Job, NodeRecord, Snapshot};
+use crate::store::{Job, JobStatus, NodeRecord, Snapshot};
 
 /// An instant as RFC 3339 with milliseconds (UTC), or the number if out of range.
 pub fn rfc3339_ms(ms: i64) -> String {
@@ -111,6 +111,9 @@ pub struct JobView {
     pub result: serde_json::Value,
     /// The last failure.
     pub last_error: Option<String>,
+    /// Every action of the trigger's `then`, with its own id and state
+    /// (those after the one a dead job stopped at are `skipped`).
+    pub actions: Vec<ActionView>,
 }
 
 impl From<&Job> for JobView {
@@ -129,6 +132,7 @@ impl From<&Job> for JobView {
             values: j.payload.get("values").cloned(),
             result: j.result.clone(),
             last_error: j.last_error.clone(),
+            actions: action_views(j),
         }
     }
 }
@@ -367,4 +371,171 @@ impl StatusView {
             ("policies", config.policies.len()),
         ])
     }
+}
+
+/// A task: `{"id","kind","state","created_ms","started_ms","finished_ms","request","result","error"}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskView {
+    /// 32 hex characters.
+    pub id: String,
+    /// `run`, `exec`, `plan`, `apply` or `trigger`.
+    pub kind: &'static str,
+    /// `pending`, `running`, `success`, `failure` or `cancelled`.
+    pub state: &'static str,
+    /// When it was accepted (ms).
+    pub created_ms: i64,
+    /// When it started (ms).
+    pub started_ms: Option<i64>,
+    /// When it ended (ms).
+    pub finished_ms: Option<i64>,
+    /// What was asked.
+    pub request: serde_json::Value,
+    /// What it gave (a run: every host and step; a plan: the plan's id
+    /// and summary; an apply: what changed; a trigger: the job view).
+    pub result: Option<serde_json::Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl From<&crate::store::TaskRecord> for TaskView {
+    fn from(t: &crate::store::TaskRecord) -> TaskView {
+        TaskView {
+            id: t.id.clone(),
+            kind: t.kind.as_str(),
+            state: t.state.as_str(),
+            created_ms: t.created_ms,
+            started_ms: t.started_ms,
+            finished_ms: t.finished_ms,
+            request: t.request.clone(),
+            result: t.result.clone(),
+            error: t.error.clone(),
+        }
+    }
+}
+
+/// A plan's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SummaryView {
+    /// Nodes or objects to add.
+    pub add: usize,
+    /// To change.
+    pub change: usize,
+    /// To destroy.
+    pub destroy: usize,
+}
+
+/// A stored plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanView {
+    /// 32 hex characters.
+    pub id: String,
+    /// The config revision it was made from.
+    pub revision: String,
+    /// `held`, `approved`, `applying`, `applied`, `superseded` or `failed`.
+    pub state: &'static str,
+    /// Why it is in that state.
+    pub reason: Option<String>,
+    /// When it was recorded (ms).
+    pub created_ms: i64,
+    /// Its counts.
+    pub summary: SummaryView,
+    /// The plan as `scaler plan` renders it, without colour.
+    pub diff: String,
+    /// The changes, in apply order (as in a plan file).
+    pub changes: serde_json::Value,
+}
+
+impl From<&crate::store::PlanRecord> for PlanView {
+    fn from(p: &crate::store::PlanRecord) -> PlanView {
+        let (summary, diff) = match serde_json::from_value::<crate::plan::Plan>(p.plan.clone()) {
+            Ok(plan) => (
+                SummaryView { add: plan.summary.add, change: plan.summary.change, destroy: plan.summary.destroy },
+                crate::plan::render(&plan, crate::plan::RenderOptions { color: false }),
+            ),
+            Err(e) => (SummaryView { add: 0, change: 0, destroy: 0 }, format!("(the stored plan cannot be read by this build: {e})")),
+        };
+        PlanView {
+            id: p.id.clone(),
+            revision: p.revision.clone(),
+            state: p.state.as_str(),
+            reason: p.reason.clone(),
+            created_ms: p.created_ms,
+            summary,
+            diff,
+            changes: p.plan.get("changes").cloned().unwrap_or_else(|| serde_json::json!([])),
+        }
+    }
+}
+
+/// A trace task (`scaler trace start`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceView {
+    /// 32 hex characters.
+    pub id: String,
+    /// The stream counter.
+    pub counter: String,
+    /// Where it runs.
+    pub host: String,
+    /// The command.
+    pub command: String,
+    /// `running`, `stopped`, `exited` or `failed`.
+    pub status: &'static str,
+    /// When it started (ms).
+    pub started_ms: i64,
+    /// When it ended (ms).
+    pub ended_ms: Option<i64>,
+    /// Exit status or error.
+    pub detail: Option<String>,
+}
+
+impl From<&crate::store::TraceTask> for TraceView {
+    fn from(t: &crate::store::TraceTask) -> TraceView {
+        TraceView {
+            id: t.id.clone(),
+            counter: t.counter.clone(),
+            host: t.host.clone(),
+            command: t.command.clone(),
+            status: t.status.as_str(),
+            started_ms: t.started_ms,
+            ended_ms: t.ended_ms,
+            detail: t.detail.clone(),
+        }
+    }
+}
+
+/// One action of a job, with its own id and state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionView {
+    /// `<job id>#<1-based index>`.
+    pub id: String,
+    /// 1-based position in the trigger's `then`.
+    pub index: usize,
+    /// The action's type (`scale`, `run`, `notify`...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `success` (done), `running`, `pending`, `failure` (the action a dead
+    /// job stopped at) or `skipped` (after it: never run).
+    pub state: &'static str,
+}
+
+/// The actions of a job and where it stands on each.
+pub fn action_views(j: &Job) -> Vec<ActionView> {
+    let actions = j.payload.get("actions").and_then(|a| a.as_array()).cloned().unwrap_or_default();
+    let done = j.actions_done as usize;
+    actions
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let kind = a.as_object().and_then(|o| o.keys().next().cloned()).unwrap_or_else(|| "action".into());
+            let state = match (i.cmp(&done), j.status) {
+                (std::cmp::Ordering::Less, _) => "success",
+                (_, JobStatus::Done) => "success",
+                (std::cmp::Ordering::Equal, JobStatus::Leased) => "running",
+                (std::cmp::Ordering::Equal, JobStatus::Dead) => "failure",
+                (_, JobStatus::Dead) => "skipped",
+                _ => "pending",
+            };
+            ActionView { id: format!("{}#{}", j.id, i + 1), index: i + 1, kind, state }
+        })
+        .collect()
 }

@@ -105,6 +105,8 @@ pub enum Command {
     Plan(commands::plan::Args),
     /// Make the changes (plans first unless given a saved plan).
     Apply(commands::apply::Args),
+    /// Approve a plan the daemon holds (default: the newest); the daemon applies it.
+    Approve(commands::approve::Args),
     /// Remove every node (plans, asks, applies).
     Destroy(commands::apply::DestroyArgs),
     /// Set a group's desired node count (within min..max); apply launches or retires nodes.
@@ -163,6 +165,7 @@ pub fn main() -> ExitCode {
         Command::Plan(a) => commands::plan::run(a, &ui),
         Command::Apply(a) => commands::apply::run(a, &ui),
         Command::Destroy(a) => commands::apply::run_destroy(a, &ui),
+        Command::Approve(a) => commands::approve::run(a, &ui),
         Command::Scale(a) => commands::scale::run(a, &ui),
         Command::Daemon(a) => commands::daemon::run(a, &ui),
         Command::Status(a) => commands::status::run(a, &ui),

@@ -43,10 +43,12 @@ use crate::store::{Backend, Sample, Selector, StateStore};
 mod evaluator;
 mod reload;
 mod source_status;
+mod tasks;
 
 pub use evaluator::{load_records, step, JobSettings, Step};
 pub use reload::{follow, Follow};
 pub use source_status::{Noted, SourceStatus};
+pub use tasks::{end_interrupted, hold, Tasks, DAEMON_STOPPED};
 
 /// How the daemon runs.
 #[derive(Debug)]
@@ -318,6 +320,12 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
             clock: opts.clock.clone(),
             metrics: metrics.clone(),
             daemon: Arc::new(DaemonInfo { started_ms: now, roles: roles(&opts), workers: opts.workers, listen: opts.listen.clone() }),
+            work: Some(Arc::new(Tasks {
+                session: session.clone(),
+                clock: opts.clock.clone(),
+                revision: opts.revision.clone(),
+                max_attempts: jobs::max_attempts(config.project.spec.daemon.as_ref().and_then(|d| d.jobs.as_ref())),
+            })),
         };
         let app = api::guard(inputs::router(shared.clone(), sink.clone(), opts.clock.clone()).merge(api::router(api_state.clone())), &api_state);
         let listener = tokio::net::TcpListener::bind(&opts.listen)

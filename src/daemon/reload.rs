@@ -6,7 +6,9 @@
 //!   valid, same objects and root  -> recorded; nothing restarts
 //!   valid, changed                -> stop the task set, start it with the new Session
 //!                                    (trigger states live in the store, so they resume)
-//!   then: auto_apply ? plan + apply (retried with backoff) : plan, log it as held
+//!   then: auto_apply ? plan + apply (retried with backoff)
+//!                    : plan, record it held in the plan store (older held plans superseded)
+//!                      until `scaler approve` / `POST /api/v1/plans/{id}/approve` applies it
 //! ```
 //!
 //! A newer revision supersedes the plan or the retries of an older one.
@@ -67,6 +69,7 @@ pub async fn follow(session: Session, mut opts: Options, follow: Follow, stop: w
         SourceStatus { source: described, auto_apply, pid: std::process::id(), ..SourceStatus::default() },
     );
     status.update(clock.now_ms(), |_| {});
+    super::end_interrupted(&session.store, clock.now_ms()).await?;
     let (tx, mut events) = mpsc::channel(4);
     tokio::spawn(gitops::pump(source, tx, stop.clone()));
 
@@ -342,12 +345,14 @@ async fn settle_once(session: &Session, id: &str, auto_apply: bool) -> Result<St
     let s = &plan.summary;
     let held = format!("plan held ({} to add, {} to change, {} to destroy)", s.add, s.change, s.destroy);
     if plan.has_changes() {
+        let plan_id = super::hold(&session.store, plan.clone(), id, "`daemon.auto_apply` is off", chrono::Utc::now().timestamp_millis()).await?;
         tracing::info!(
             revision = %id,
+            plan = %plan_id,
             add = s.add,
             change = s.change,
             destroy = s.destroy,
-            "revision {short}: {held}: `daemon.auto_apply` is off; `scaler apply` applies it"
+            "revision {short}: {held} as plan {plan_id}: `daemon.auto_apply` is off; `scaler approve {plan_id}` (or `POST /api/v1/plans/{plan_id}/approve`) applies it"
         );
         Ok(held)
     } else {

@@ -29,11 +29,27 @@ impl Status {
             Status::Unreachable => "unreachable",
         }
     }
+
+    /// The word of the task vocabulary the API and `--json` also give
+    /// (`state`): `success` (ok), `changed`, `failure` (failed or
+    /// unreachable), `skipped`.
+    pub fn state(self) -> &'static str {
+        match self {
+            Status::Skipped => "skipped",
+            Status::Ok => "success",
+            Status::Changed => "changed",
+            Status::Failed | Status::Unreachable => "failure",
+        }
+    }
 }
 
 /// One step on one host.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepResult {
+    /// `<host>#<index>`: unique in the run.
+    pub id: String,
+    /// [`Status::state`] of `status`.
+    pub state: &'static str,
     /// 1-based position in the playbook.
     pub index: usize,
     /// The step's name (or a summary of it).
@@ -84,6 +100,10 @@ impl StepResult {
 /// One host.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostResult {
+    /// The host's name (unique in the run).
+    pub id: String,
+    /// [`Status::state`] of `status`.
+    pub state: &'static str,
     /// The host's name.
     pub host: String,
     /// The address connected to (absent for `local`).
@@ -130,6 +150,18 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// Gives every host and step its id and state (from its status).
+    pub fn label(hosts: &mut [HostResult]) {
+        for h in hosts {
+            h.id = h.host.clone();
+            h.state = h.status.state();
+            for s in &mut h.steps {
+                s.id = format!("{}#{}", h.host, s.index);
+                s.state = s.status.state();
+            }
+        }
+    }
+
     /// The overall status of `hosts`.
     pub fn overall(hosts: &[HostResult]) -> Status {
         let any = |s: Status| hosts.iter().any(|h| h.status == s);

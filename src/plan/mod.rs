@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use diff::{diff, node_name, DiffInput};
 pub use fields::field_diff;
-pub use file::{load, save, schema, write_schema};
+pub use file::{digest, load, save, schema, write_schema};
 pub use render::{render, RenderOptions};
 
 /// The version of the plan JSON format (`schema/plan.schema.json`).

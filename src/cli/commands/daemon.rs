@@ -86,7 +86,7 @@ fn ms(d: &crate::model::Duration) -> i64 {
 
 /// The daemon's token: the project's `daemon.token`, else one kept in
 /// `STATE_DIR/daemon.token` (created with mode 0600 on first start).
-fn token(ws: &Workspace) -> Result<(SecretString, Option<PathBuf>), Failure> {
+pub(crate) fn token(ws: &Workspace) -> Result<(SecretString, Option<PathBuf>), Failure> {
     if let Some(r) = ws.config.project.spec.daemon.as_ref().and_then(|d| d.token.as_ref()) {
         let s = crate::config::read_secret(&ws.config.root, r).map_err(|e| Failure::new(format!("daemon.token: {e}")))?;
         return Ok((s, None));

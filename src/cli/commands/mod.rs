@@ -2,6 +2,7 @@
 //! into options and calls the library.
 
 pub mod apply;
+pub mod approve;
 pub mod collect;
 pub mod daemon;
 pub mod exec;

@@ -46,6 +46,8 @@ impl Runner {
             if let Some(reason) = &stopped {
                 for h in batch {
                     results.push(HostResult {
+                        id: String::new(),
+                        state: "",
                         host: h.name.clone(),
                         address: h.ssh.as_ref().map(|p| p.address.clone()),
                         port: h.ssh.as_ref().map(|p| p.port),
@@ -83,6 +85,8 @@ impl Runner {
             for (i, r) in batch_results.into_iter().enumerate() {
                 let spec = batch.get(i);
                 results.push(r.unwrap_or_else(|| HostResult {
+                        id: String::new(),
+                        state: "",
                     host: spec.map(|h| h.name.clone()).unwrap_or_default(),
                     address: spec.and_then(|h| h.ssh.as_ref()).map(|p| p.address.clone()),
                     port: spec.and_then(|h| h.ssh.as_ref()).map(|p| p.port),
@@ -102,6 +106,7 @@ impl Runner {
         for t in pool {
             t.close().await;
         }
+        RunResult::label(&mut results);
         RunResult {
             playbook: inner.name.clone(),
             target: inner.opts.target.clone(),
@@ -120,7 +125,7 @@ mod tests {
     use crate::model::Percent;
 
     fn host(status: Status) -> HostResult {
-        HostResult { host: "h".into(), address: None, port: None, batch: 1, status, exit_code: None, message: None, duration_ms: 0, steps: Vec::new() }
+        HostResult { id: String::new(), state: "", host: "h".into(), address: None, port: None, batch: 1, status, exit_code: None, message: None, duration_ms: 0, steps: Vec::new() }
     }
 
     #[test]

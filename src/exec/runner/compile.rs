@@ -36,6 +36,8 @@ impl Compiled {
     /// A result for this step before it runs (`ok`, nothing captured).
     pub(super) fn blank(&self) -> crate::exec::StepResult {
         crate::exec::StepResult {
+            id: String::new(),
+            state: "",
             index: self.index,
             name: self.name.clone(),
             kind: self.kind,

@@ -145,6 +145,8 @@ impl Inner {
             }
         }
         HostResult {
+                        id: String::new(),
+                        state: "",
             host: host.name.clone(),
             address: host.ssh.as_ref().map(|p| p.address.clone()),
             port: host.ssh.as_ref().map(|p| p.port),
