@@ -40,9 +40,10 @@ Read API on the same listener (JSON; the same token, never in the URL; only /hea
 Config source: the directory is watched, or with `daemon.source.git` the branch is fetched
 every `poll` (default 60s) into .scaler/source/. Every new valid revision is run at once
 (collectors, triggers, receivers and workers restart on it; trigger states are kept), and is
-applied when `daemon.auto_apply` is true, else planned and logged as held (`scaler apply`
-applies it). An invalid revision is logged with its diagnostics and the last good one keeps
-running; a failed fetch is logged and retried with backoff.
+applied when `daemon.auto_apply` is true, else planned and held (`scaler approve` has the
+daemon apply it; `scaler apply` applies directly). An invalid revision is logged with its
+diagnostics and the last good one keeps running; a failed fetch is logged and retried with
+backoff.
 
 Trigger states are saved on every transition and a fire is saved with its job in one
 transaction, so a restart resumes pending triggers and never fires twice for one instant.
