@@ -81,7 +81,7 @@ const RULES: &[Rule] = &[
     rule("daemon", &["actions", "api", "apply", "clock", "config", "exec", "fleet", "gitops", "inputs", "jobs", "model", "monitor", "plan", "reconcile", "redact", "rules", "store"]).forbid(&[PRINT]),
     rule("cli", &[
         "api", "apply", "clock", "config", "daemon", "exec", "fleet", "gitops", "import", "jobs", "model", "monitor", "plan", "provider", "reconcile",
-        "redact", "rules", "ruletest", "store", "survey", "template",
+        "redact", "rules", "ruletest", "store", "survey", "template", "tls",
     ]),
     rule("main", &["cli"]),
 ];
