@@ -190,8 +190,12 @@ pub(super) async fn post_plan(State(st): State<ApiState>, uri: Uri, text: String
     start(&st, TaskKind::Plan, json!({ "revision": st.config.revision }), Work::Plan).await
 }
 
-/// Moves plan `id` to `approved` from one of `from`: 404 unknown, 409 in another state.
+/// Moves plan `id` to `approved` from one of `from`: 404 unknown, 409 in
+/// another state, 503 (and nothing moved) when no worker would apply it.
 async fn approve(st: &ApiState, id: &str, from: &'static [PlanState]) -> Result<(), ApiError> {
+    if st.work.is_none() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this daemon runs no tasks"));
+    }
     let (pid, now) = (id.to_string(), st.clock.now_ms());
     match st.store.run(move |db| db.move_plan(&pid, from, PlanState::Approved, None, now)).await? {
         PlanMove::Moved(_) => Ok(()),
