@@ -64,8 +64,6 @@ impl Hooks {
 pub(crate) struct Daemon {
     pub(crate) child: Child,
     pub(crate) port: u16,
-    /// The config repo it runs (its log is `daemon.log` there).
-    pub(crate) dir: std::path::PathBuf,
 }
 
 impl Daemon {
@@ -83,7 +81,7 @@ impl Daemon {
             .process_group(0)
             .spawn()
             .unwrap();
-        let d = Daemon { child, port, dir: dir.to_path_buf() };
+        let d = Daemon { child, port };
         if !extra.contains(&"worker") {
             wait_until(Duration::from_secs(20), "the daemon to listen", || TcpStream::connect(("127.0.0.1", port)).is_ok());
         }

@@ -149,14 +149,17 @@ fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
-/// The first port of `n` consecutive free loopback ports, at random.
+/// The first port of `n` consecutive free loopback ports, at random, in
+/// 21000-32767: above the harness's `free_port` range and below the
+/// kernel's ephemeral range (32768-60999), where any outgoing connection
+/// of a parallel test may take a port between this check and the node's bind.
 fn free_port_base(n: u16) -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let seed = (std::process::id() as u16).wrapping_mul(31);
     loop {
         let k = NEXT.fetch_add(1, Ordering::SeqCst);
-        let base = 21000 + (seed.wrapping_add(k.wrapping_mul(37)) % 800) * 40;
+        let base = 21000 + (seed.wrapping_add(k.wrapping_mul(37)) % 290) * 40;
         if (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
