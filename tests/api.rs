@@ -56,7 +56,7 @@ impl Reply {
 fn call(port: u16, method: &str, path: &str, authorization: Option<&str>, body: &str) -> Reply {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let auth = authorization.map(|a| format!("authorization: {a}\r\n")).unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
@@ -291,10 +291,10 @@ fn the_read_api_answers_json_behind_the_token_and_metrics_parse() {
     assert_eq!(m.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
     let samples = parse_exposition(&m.body);
     let value = |k: &str| samples.get(k).copied().unwrap_or_else(|| panic!("no `{k}` in\n{}", m.body));
-    assert_eq!(value(r#"scaler_counter{counter="queue",host="push"}"#), 50.0);
-    assert_eq!(value(r#"scaler_counter{counter="disk",host="web-01",mount="a\"b\\c"}"#), 3.0);
-    assert_eq!(value(r#"scaler_counter_failing{counter="queue",host="push"}"#), 0.0);
-    assert_eq!(value(r#"scaler_counter_timestamp_seconds{counter="queue",host="push"}"#), received as f64 / 1000.0);
+    assert_eq!(value(r#"scaler_series_value{counter="queue",host="push"}"#), 50.0);
+    assert_eq!(value(r#"scaler_series_value{counter="disk",host="web-01",mount="a\"b\\c"}"#), 3.0);
+    assert_eq!(value(r#"scaler_series_failing{counter="queue",host="push"}"#), 0.0);
+    assert_eq!(value(r#"scaler_series_timestamp_seconds{counter="queue",host="push"}"#), received as f64 / 1000.0);
     assert_eq!(value(r#"scaler_trigger_fires_total{trigger="deep"}"#), 1.0);
     assert_eq!(value(r#"scaler_trigger_state{trigger="deep",state="cooldown"}"#), 1.0);
     assert_eq!(value(r#"scaler_nodes{group="web",status="running"}"#), 1.0);

@@ -30,6 +30,7 @@ pub struct Metrics {
     evaluation_save_failures: AtomicU64,
     fires: Mutex<BTreeMap<String, u64>>,
     http_responses: Mutex<BTreeMap<u16, u64>>,
+    http_requests: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K, by: u64) {
@@ -73,6 +74,20 @@ impl Metrics {
     /// An HTTP answer with this status was sent.
     pub fn answered(&self, status: u16) {
         bump(&self.http_responses, status, 1);
+    }
+
+    /// A request to `route` (the matched path template, `unmatched` for
+    /// none) was answered with `status`.
+    pub fn served(&self, route: &str, status: u16) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        bump(&self.http_requests, (route.to_string(), class), 1);
+        self.answered(status);
     }
 
     /// Samples stored since start.
@@ -164,21 +179,33 @@ pub fn render(m: &Metrics, s: &Scrape) -> String {
         "HTTP answers of the daemon's listener, per status code.",
         read(&m.http_responses).into_iter().map(|(code, n)| (vec![("code", code.to_string())], n as f64)),
     );
+    e.family(
+        "scaler_http_requests_total",
+        "counter",
+        "HTTP requests answered, per route (the matched path template, `unmatched` for none) and status class.",
+        read(&m.http_requests).into_iter().map(|((route, class), n)| (vec![("route", route), ("class", class.to_string())], n as f64)),
+    );
+    e.family(
+        "scaler_leader",
+        "gauge",
+        "1 when this daemon plans, applies and evaluates triggers. This build runs one daemon per state store, which is always the leader.",
+        scalar(1.0),
+    );
     let series = series_labels(&s.latest);
     e.family(
-        "scaler_counter",
+        "scaler_series_value",
         "gauge",
         "The latest collected value of every series (absent while its latest collection failed).",
         series.iter().filter_map(|(labels, _, v)| v.map(|v| (labels.clone(), v))),
     );
     e.family(
-        "scaler_counter_failing",
+        "scaler_series_failing",
         "gauge",
         "1 when the latest collection of the series failed, else 0.",
         series.iter().map(|(labels, _, v)| (labels.clone(), if v.is_some() { 0.0 } else { 1.0 })),
     );
     e.family(
-        "scaler_counter_timestamp_seconds",
+        "scaler_series_timestamp_seconds",
         "gauge",
         "When the latest sample of the series was taken (seconds since the epoch).",
         series.iter().map(|(labels, ts, _)| (labels.clone(), *ts as f64 / 1000.0)),
@@ -346,7 +373,8 @@ mod tests {
         m.stored(&[Sample::value(SeriesKey::new("q", "h"), 1, 1.0), Sample::error(SeriesKey::new("q", "h"), 2, "down")]);
         m.fired("deep");
         m.evaluated(true);
-        m.answered(200);
+        m.served("/api/v1/status", 200);
+        m.served("unmatched", 404);
         let s = Scrape { version: "0.1.0", counters: vec!["q".into(), "idle".into()], triggers: vec![("deep".into(), "cooldown")], ..Scrape::default() };
         let text = render(&m, &s);
         for line in [
@@ -358,6 +386,9 @@ mod tests {
             "scaler_trigger_state{trigger=\"deep\",state=\"firing\"} 0",
             "scaler_trigger_evaluations_total 1",
             "scaler_http_responses_total{code=\"200\"} 1",
+            "scaler_http_requests_total{route=\"/api/v1/status\",class=\"2xx\"} 1",
+            "scaler_http_requests_total{route=\"unmatched\",class=\"4xx\"} 1",
+            "scaler_leader 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
         }

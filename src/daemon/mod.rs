@@ -76,6 +76,8 @@ pub struct Options {
     pub revision: Option<String>,
     /// Plan and apply the nodes of a group whose desired count changed.
     pub reconcile: bool,
+    /// The HTTP listener's limits and safety nets.
+    pub http: api::HttpOptions,
 }
 
 /// Why the daemon could not run.
@@ -319,20 +321,19 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
             metrics: metrics.clone(),
             daemon: Arc::new(DaemonInfo { started_ms: now, roles: roles(&opts), workers: opts.workers, listen: opts.listen.clone() }),
         };
-        let app = api::guard(inputs::router(shared.clone(), sink.clone(), opts.clock.clone()).merge(api::router(api_state.clone())), &api_state);
         let listener = tokio::net::TcpListener::bind(&opts.listen)
             .await
             .map_err(|e| DaemonError::Listen(format!("cannot listen on `{}`: {e}", opts.listen)))?;
         let addr = listener.local_addr().map_err(|e| DaemonError::Listen(e.to_string()))?;
+        api::security::check_listen(addr, &opts.listen, opts.http.insecure_listen).map_err(DaemonError::Listen)?;
+        let routes = inputs::router(shared.clone(), sink.clone(), opts.clock.clone()).merge(api::router(api_state.clone()));
+        let app = api::guard(api::security::protect(routes, addr, &opts.http), &api_state);
         tracing::info!(%addr, "HTTP listening (receivers: PUT /api/v1/push/NAME, POST /api/v1/alerts; read API: GET /api/v1/...; GET /metrics, GET /healthz)");
-        let mut stop_h = stop.clone();
+        let stop_h = stop.clone();
+        let http = opts.http.clone();
         tasks.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_h.wait_for(|s| *s).await;
-                })
-                .await
-                .map_err(|e| DaemonError::Listen(format!("HTTP server failed: {e}")))
+            api::serve::serve(listener, app, &http, stop_h).await;
+            Ok(())
         });
         if inputs::wants_traps(&config) {
             let at = inputs::trap_listen(&config);

@@ -69,6 +69,11 @@ pub struct Args {
     /// Do not collect counters (only passive inputs feed the triggers).
     #[arg(long)]
     pub no_collect: bool,
+    /// Listen on a non-loopback address although this build serves plain
+    /// HTTP (no TLS): tokens cross the network in clear unless a TLS proxy
+    /// is in front.
+    #[arg(long)]
+    pub insecure_listen: bool,
 }
 
 /// What a daemon process does.
@@ -78,6 +83,19 @@ pub enum Role {
     All,
     /// Only work the job queue.
     Worker,
+}
+
+/// The listener's limits: `daemon.http`, else the defaults.
+fn http_options(s: Option<&crate::model::ListenerSettings>, insecure_listen: bool) -> crate::api::HttpOptions {
+    let d = crate::api::HttpOptions::default();
+    let Some(s) = s else { return crate::api::HttpOptions { insecure_listen, ..d } };
+    crate::api::HttpOptions {
+        allowed_hosts: s.allowed_hosts.clone(),
+        body_limit: s.body_limit.map_or(d.body_limit, |b| usize::try_from(b).unwrap_or(usize::MAX)),
+        header_timeout: s.header_timeout.as_ref().map_or(d.header_timeout, |t| t.get()),
+        request_timeout: s.request_timeout.as_ref().map_or(d.request_timeout, |t| t.get()),
+        insecure_listen,
+    }
 }
 
 fn ms(d: &crate::model::Duration) -> i64 {
@@ -161,6 +179,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         read_token,
         revision: Some(ws.config.revision.clone()),
         reconcile: all,
+        http: http_options(settings.as_ref().and_then(|d| d.http.as_ref()), args.insecure_listen),
     };
     if all {
         ui.info(&format!(
