@@ -119,20 +119,28 @@ fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
     let mut samples = BTreeMap::new();
     let mut declared: Vec<String> = Vec::new();
     let mut helped: Option<String> = None;
+    let mut histogram = false;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
             let name = rest.split(' ').next().unwrap_or_default().to_string();
             helped = Some(name);
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("bad TYPE line `{line}`"));
-            assert!(["counter", "gauge", "untyped"].contains(&kind), "`{line}`");
+            assert!(["counter", "gauge", "untyped", "histogram"].contains(&kind), "`{line}`");
             assert_eq!(helped.as_deref(), Some(name), "HELP then TYPE: `{line}`");
             assert!(!declared.contains(&name.to_string()), "family `{name}` declared twice");
             declared.push(name.to_string());
+            histogram = kind == "histogram";
         } else {
             let caps = sample.captures(line).unwrap_or_else(|| panic!("not a sample line: `{line}`"));
             let name = &caps[1];
-            assert_eq!(declared.last().map(String::as_str), Some(name), "sample outside its family: `{line}`");
+            let family = declared.last().map(String::as_str).unwrap_or_default();
+            let of_family = if histogram {
+                ["_bucket", "_sum", "_count"].iter().any(|s| name.strip_suffix(s) == Some(family))
+            } else {
+                name == family
+            };
+            assert!(of_family, "sample outside its family: `{line}`");
             let key = format!("{name}{}", caps.get(2).map_or("", |m| m.as_str()));
             let value: f64 = caps[3].replace("+Inf", "inf").parse().unwrap();
             assert!(samples.insert(key, value).is_none(), "sample repeated: `{line}`");

@@ -41,6 +41,7 @@ use crate::rules::{Engine, Window};
 use crate::store::{Backend, Sample, Selector, StateStore};
 
 mod evaluator;
+mod observe;
 mod reload;
 mod source_status;
 
@@ -289,7 +290,8 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
             tracing::warn!(counter = %s.counter, reason = %s.reason, "counter not collected");
         }
         if !jobs.is_empty() {
-            let collector: Arc<dyn Collector> = Arc::new(Sources::new().map_err(|e| DaemonError::Other(e.to_string()))?);
+            let sources: Arc<dyn Collector> = Arc::new(Sources::new().map_err(|e| DaemonError::Other(e.to_string()))?);
+            let collector: Arc<dyn Collector> = Arc::new(observe::TimedCollector { inner: sources, metrics: metrics.clone() });
             let clock = opts.clock.clone();
             let (tx, rx) = mpsc::channel::<Vec<Sample>>(1024);
             let stop_c = stop.clone();
@@ -372,7 +374,7 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
     if opts.workers > 0 {
         let executor = Executor::new(config.clone(), ExecutorOptions::new(store.clone()))
             .map_err(|e| DaemonError::Other(e.message))?;
-        let executor: Arc<dyn ActionExecutor> = Arc::new(executor);
+        let executor: Arc<dyn ActionExecutor> = Arc::new(observe::CountedExecutor { inner: Arc::new(executor), metrics: metrics.clone() });
         let settings = config.project.spec.daemon.as_ref().and_then(|d| d.jobs.as_ref());
         for i in 0..opts.workers {
             let wopts = WorkerOptions::from_settings(&format!("worker-{i}"), settings);
@@ -385,8 +387,8 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
 
     if opts.reconcile {
         let (stop_r, every) = (stop.clone(), opts.evaluation_interval_ms.max(250));
-        let (session, clock) = (session.clone(), opts.clock.clone());
-        tasks.spawn(async move { reconcile_loop(session, clock, every, stop_r).await });
+        let (session, clock, metrics) = (session.clone(), opts.clock.clone(), metrics.clone());
+        tasks.spawn(async move { reconcile_loop(session, clock, every, metrics, stop_r).await });
     }
 
     let mut first_error = None;
@@ -416,7 +418,7 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
 /// that may pass ([`ReconcileError::is_retryable`]) is retried with
 /// exponential backoff; one that waits for a new input (a plan error, a
 /// refused plan) is not retried until the desired counts change again.
-async fn reconcile_loop(session: Session, clock: SharedClock, every_ms: i64, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+async fn reconcile_loop(session: Session, clock: SharedClock, every_ms: i64, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
     let every = Duration::from_millis(u64::try_from(every_ms).unwrap_or(250));
     let backoff = Backoff { base: every, max: Duration::from_secs(300).max(every) };
     // Nothing seen yet: the first pass reconciles every group with a
@@ -449,7 +451,15 @@ async fn reconcile_loop(session: Session, clock: SharedClock, every_ms: i64, mut
             continue;
         }
         tracing::info!(?groups, "desired counts changed; planning their nodes");
-        match session.reconcile(reconcile::nodes_of(&groups)).await {
+        let started = std::time::Instant::now();
+        let done = session.reconcile(reconcile::nodes_of(&groups)).await;
+        let result = match &done {
+            Ok(Outcome::Refused(_)) => "refused",
+            Ok(_) => "ok",
+            Err(_) => "failed",
+        };
+        metrics.applied(result, started.elapsed().as_secs_f64());
+        match done {
             Ok(Outcome::Refused(why)) => {
                 tracing::warn!(violations = %why, "scaling plan refused by policy (or a plan error); not applied");
                 failures = 0;

@@ -32,10 +32,16 @@ Receivers (changing state needs `Authorization: Bearer TOKEN`; the token is the 
   POST /api/v1/alerts       Alertmanager webhook (payload version 4)
   UDP  daemon.traps.listen  SNMP v1/v2c traps for counters with source `trap`
 
-Read API on the same listener (JSON; the same token, never in the URL; only /healthz is open):
-  GET /healthz  GET /metrics (Prometheus text)  GET /api/v1/status
+Read API on the same listener (JSON; the same token, never in the URL; only /healthz and
+/api/v1/openapi.json, the OpenAPI document of every route, are open):
+  GET /healthz  GET /api/v1/openapi.json  GET /metrics (Prometheus text)  GET /api/v1/status
   GET /api/v1/{targets,counters,triggers,jobs,nodes,groups}[/NAME]  (?limit=&after=)
   GET /api/v1/series?counter=NAME&host=H&from=now-1h&to=now&step=1m   (points in [from, to))
+
+The listener serves plain HTTP: a non-loopback --listen needs --insecure-listen (put a TLS
+proxy in front). The Host header must name the listen address (`daemon.http.allowed_hosts`
+adds names), changes from another browser origin get 403, bodies are capped and slow
+clients dropped (`daemon.http`).
 
 Config source: the directory is watched, or with `daemon.source.git` the branch is fetched
 every `poll` (default 60s) into .scaler/source/. Every new valid revision is run at once
