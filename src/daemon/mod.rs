@@ -323,6 +323,23 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
             metrics: metrics.clone(),
             daemon: Arc::new(DaemonInfo { started_ms: now, roles: roles(&opts), workers: opts.workers, listen: opts.listen.clone() }),
         };
+        // The trap receiver is bound before the HTTP listener, so a daemon
+        // that answers HTTP also receives traps.
+        if inputs::wants_traps(&config) {
+            let at = inputs::trap_listen(&config);
+            let receiver = inputs::TrapReceiver::bind(&at, shared.clone(), sink.clone(), opts.clock.clone())
+                .await
+                .map_err(|e| DaemonError::Listen(e.to_string()))?;
+            tracing::info!(addr = %receiver.local_addr(), "SNMP trap receiver listening");
+            let mut stop_t = stop.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = receiver.run() => {}
+                    _ = stop_t.wait_for(|s| *s) => {}
+                }
+                Ok(())
+            });
+        }
         let listener = tokio::net::TcpListener::bind(&opts.listen)
             .await
             .map_err(|e| DaemonError::Listen(format!("cannot listen on `{}`: {e}", opts.listen)))?;
@@ -337,21 +354,6 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
             api::serve::serve(listener, app, &http, stop_h).await;
             Ok(())
         });
-        if inputs::wants_traps(&config) {
-            let at = inputs::trap_listen(&config);
-            let receiver = inputs::TrapReceiver::bind(&at, shared.clone(), sink, opts.clock.clone())
-                .await
-                .map_err(|e| DaemonError::Listen(e.to_string()))?;
-            tracing::info!(addr = %receiver.local_addr(), "SNMP trap receiver listening");
-            let mut stop_t = stop.clone();
-            tasks.spawn(async move {
-                tokio::select! {
-                    _ = receiver.run() => {}
-                    _ = stop_t.wait_for(|s| *s) => {}
-                }
-                Ok(())
-            });
-        }
         let ev = evaluator::Evaluator {
             engine: engine.clone(),
             window: window.clone(),
