@@ -181,7 +181,7 @@ pub fn protect(app: Router, bound: SocketAddr, opts: &HttpOptions) -> Router {
     app.layer(middleware::from_fn_with_state(guard, check))
 }
 
-fn header_text<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"))
 }
 
