@@ -8,7 +8,7 @@
 # root). Elsewhere, install them yourself: sshd (OpenSSH server), ssh,
 # ssh-keygen, git, python3, sudo, script (util-linux), snmpd and snmptrap (net-snmp),
 # redis-server, PostgreSQL (initdb, pg_ctl, psql), a JDK with Jolokia and Jetty
-# jars, and moto[server] (pip).
+# jars, Prometheus (prometheus, promtool), moto[server] and schemathesis (pip).
 #
 # PostgreSQL: the tests use SCALER_TEST_PG_URL when set, else the machine's
 # server at 127.0.0.1:5432 (user postgres, trust auth) when it answers, else a
@@ -55,6 +55,8 @@ command -v javac >/dev/null || missing+=(default-jdk-headless)
 [ -x /usr/bin/sudo ] || missing+=(sudo)
 # `script` drives the prompt test through a pseudo-terminal
 command -v script >/dev/null || missing+=(bsdutils)
+# promtool lints /metrics and a real Prometheus scrapes the daemon
+{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || missing+=(prometheus)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then
@@ -67,18 +69,27 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 
-# moto_server (AWS API emulator) for the SNS action tests; pip, since Debian
-# does not package it. Debian's Python refuses plain pip installs (PEP 668),
-# hence the --user --break-system-packages fallback.
-if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
-    echo "==> installing moto[server] (pip)" >&2
+# Python tools from PyPI, since Debian does not package them. Debian's Python
+# refuses plain pip installs (PEP 668), hence the --user
+# --break-system-packages fallback.
+pip_install() {
+    echo "==> installing $1 (pip)" >&2
     if ! python3 -m pip --version >/dev/null 2>&1; then
         as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip
     fi
-    python3 -m pip install --quiet 'moto[server]' 2>/dev/null \
-        || python3 -m pip install --quiet --user --break-system-packages 'moto[server]'
-fi
+    python3 -m pip install --quiet "$1" 2>/dev/null \
+        || python3 -m pip install --quiet --user --break-system-packages "$1"
+}
+
+# moto_server (AWS API emulator) for the SNS action tests.
+python3 -c 'import moto.server' >/dev/null 2>&1 || pip_install 'moto[server]'
+
+# schemathesis fuzzes the daemon's API from its OpenAPI document (pinned, so a
+# new release cannot turn CI red on its own).
+SCHEMATHESIS_VERSION=4.32.5
+[ "$(python3 -m schemathesis.cli --version 2>/dev/null | awk '{print $NF}')" = "$SCHEMATHESIS_VERSION" ] \
+    || pip_install "schemathesis==$SCHEMATHESIS_VERSION"
 
 # sshd needs its privilege separation directory (it lives on a tmpfs).
 [ -d /run/sshd ] || as_root mkdir -p /run/sshd

@@ -56,7 +56,7 @@ impl Reply {
 fn call(port: u16, method: &str, path: &str, authorization: Option<&str>, body: &str) -> Reply {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let auth = authorization.map(|a| format!("authorization: {a}\r\n")).unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
@@ -119,20 +119,28 @@ fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
     let mut samples = BTreeMap::new();
     let mut declared: Vec<String> = Vec::new();
     let mut helped: Option<String> = None;
+    let mut histogram = false;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
             let name = rest.split(' ').next().unwrap_or_default().to_string();
             helped = Some(name);
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("bad TYPE line `{line}`"));
-            assert!(["counter", "gauge", "untyped"].contains(&kind), "`{line}`");
+            assert!(["counter", "gauge", "untyped", "histogram"].contains(&kind), "`{line}`");
             assert_eq!(helped.as_deref(), Some(name), "HELP then TYPE: `{line}`");
             assert!(!declared.contains(&name.to_string()), "family `{name}` declared twice");
             declared.push(name.to_string());
+            histogram = kind == "histogram";
         } else {
             let caps = sample.captures(line).unwrap_or_else(|| panic!("not a sample line: `{line}`"));
             let name = &caps[1];
-            assert_eq!(declared.last().map(String::as_str), Some(name), "sample outside its family: `{line}`");
+            let family = declared.last().map(String::as_str).unwrap_or_default();
+            let of_family = if histogram {
+                ["_bucket", "_sum", "_count"].iter().any(|s| name.strip_suffix(s) == Some(family))
+            } else {
+                name == family
+            };
+            assert!(of_family, "sample outside its family: `{line}`");
             let key = format!("{name}{}", caps.get(2).map_or("", |m| m.as_str()));
             let value: f64 = caps[3].replace("+Inf", "inf").parse().unwrap();
             assert!(samples.insert(key, value).is_none(), "sample repeated: `{line}`");
@@ -291,10 +299,10 @@ fn the_read_api_answers_json_behind_the_token_and_metrics_parse() {
     assert_eq!(m.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
     let samples = parse_exposition(&m.body);
     let value = |k: &str| samples.get(k).copied().unwrap_or_else(|| panic!("no `{k}` in\n{}", m.body));
-    assert_eq!(value(r#"scaler_counter{counter="queue",host="push"}"#), 50.0);
-    assert_eq!(value(r#"scaler_counter{counter="disk",host="web-01",mount="a\"b\\c"}"#), 3.0);
-    assert_eq!(value(r#"scaler_counter_failing{counter="queue",host="push"}"#), 0.0);
-    assert_eq!(value(r#"scaler_counter_timestamp_seconds{counter="queue",host="push"}"#), received as f64 / 1000.0);
+    assert_eq!(value(r#"scaler_series_value{counter="queue",host="push"}"#), 50.0);
+    assert_eq!(value(r#"scaler_series_value{counter="disk",host="web-01",mount="a\"b\\c"}"#), 3.0);
+    assert_eq!(value(r#"scaler_series_failing{counter="queue",host="push"}"#), 0.0);
+    assert_eq!(value(r#"scaler_series_timestamp_seconds{counter="queue",host="push"}"#), received as f64 / 1000.0);
     assert_eq!(value(r#"scaler_trigger_fires_total{trigger="deep"}"#), 1.0);
     assert_eq!(value(r#"scaler_trigger_state{trigger="deep",state="cooldown"}"#), 1.0);
     assert_eq!(value(r#"scaler_nodes{group="web",status="running"}"#), 1.0);

@@ -56,6 +56,7 @@ fn start(session: &Session, clock: &SharedClock, workers: u32) -> Running {
         workers,
         token: "t0k3n-for-tests-only".to_string().into(),
         read_token: None,
+        http: Default::default(),
         revision: Some("r1".into()),
         reconcile: false,
     };

@@ -9,6 +9,8 @@ mod harness;
 mod actions;
 mod api;
 mod api_tasks;
+mod api_security;
+mod api_tools;
 mod architecture;
 mod collect;
 mod collect_secrets;

@@ -30,6 +30,34 @@ pub struct Metrics {
     evaluation_save_failures: AtomicU64,
     fires: Mutex<BTreeMap<String, u64>>,
     http_responses: Mutex<BTreeMap<u16, u64>>,
+    http_requests: Mutex<BTreeMap<(String, &'static str), u64>>,
+    collection_seconds: Mutex<BTreeMap<String, Histogram>>,
+    actions: Mutex<BTreeMap<&'static str, u64>>,
+    apply_seconds: Mutex<Histogram>,
+    applies: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// Upper bounds (seconds) of the duration histograms' buckets.
+pub const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// A duration histogram: counts per bucket of [`BUCKETS`] (not cumulative),
+/// the total and the sum.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    /// Records one observation (seconds).
+    pub fn observe(&mut self, secs: f64) {
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K, by: u64) {
@@ -73,6 +101,39 @@ impl Metrics {
     /// An HTTP answer with this status was sent.
     pub fn answered(&self, status: u16) {
         bump(&self.http_responses, status, 1);
+    }
+
+    /// A request to `route` (the matched path template, `unmatched` for
+    /// none) was answered with `status`.
+    pub fn served(&self, route: &str, status: u16) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        bump(&self.http_requests, (route.to_string(), class), 1);
+        self.answered(status);
+    }
+
+    /// One collection of `counter` took `secs` (timed-out ones are not
+    /// observed: they count as collection errors).
+    pub fn collected(&self, counter: &str, secs: f64) {
+        let mut m = self.collection_seconds.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(counter.to_string()).or_default().observe(secs);
+    }
+
+    /// A job's action ran; `ok` tells whether it succeeded.
+    pub fn action_ran(&self, ok: bool) {
+        bump(&self.actions, if ok { "ok" } else { "failed" }, 1);
+    }
+
+    /// The reconciler planned and applied (`result`: `ok`, `refused`,
+    /// `failed`) in `secs`.
+    pub fn applied(&self, result: &'static str, secs: f64) {
+        self.apply_seconds.lock().unwrap_or_else(|p| p.into_inner()).observe(secs);
+        bump(&self.applies, result, 1);
     }
 
     /// Samples stored since start.
@@ -164,21 +225,64 @@ pub fn render(m: &Metrics, s: &Scrape) -> String {
         "HTTP answers of the daemon's listener, per status code.",
         read(&m.http_responses).into_iter().map(|(code, n)| (vec![("code", code.to_string())], n as f64)),
     );
+    e.family(
+        "scaler_http_requests_total",
+        "counter",
+        "HTTP requests answered, per route (the matched path template, `unmatched` for none) and status class.",
+        read(&m.http_requests).into_iter().map(|((route, class), n)| (vec![("route", route), ("class", class.to_string())], n as f64)),
+    );
+    let mut collections = m.collection_seconds.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for c in &s.counters {
+        collections.entry(c.clone()).or_default();
+    }
+    e.histogram(
+        "scaler_collection_duration_seconds",
+        "How long collections took, per counter (a collection that timed out counts as an error, not here).",
+        collections.iter().map(|(c, h)| (vec![("counter", c.clone())], h)),
+    );
+    let mut actions = read(&m.actions);
+    for r in ["ok", "failed"] {
+        actions.entry(r).or_insert(0);
+    }
+    e.family(
+        "scaler_actions_total",
+        "counter",
+        "Trigger actions the job workers of this process ran, per result (a failed one is retried until the job is dead).",
+        actions.into_iter().map(|(r, n)| (vec![("result", r.to_string())], n as f64)),
+    );
+    let apply = m.apply_seconds.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    e.histogram("scaler_apply_duration_seconds", "How long the reconciler took to plan and apply a change of desired counts.", [(Labels::new(), &apply)]);
+    let mut applies = read(&m.applies);
+    for r in ["ok", "refused", "failed"] {
+        applies.entry(r).or_insert(0);
+    }
+    e.family(
+        "scaler_applies_total",
+        "counter",
+        "Reconciler runs (plan and apply of a change of desired counts), per result.",
+        applies.into_iter().map(|(r, n)| (vec![("result", r.to_string())], n as f64)),
+    );
+    e.family(
+        "scaler_leader",
+        "gauge",
+        "1 when this daemon plans, applies and evaluates triggers. This build runs one daemon per state store, which is always the leader.",
+        scalar(1.0),
+    );
     let series = series_labels(&s.latest);
     e.family(
-        "scaler_counter",
+        "scaler_series_value",
         "gauge",
         "The latest collected value of every series (absent while its latest collection failed).",
         series.iter().filter_map(|(labels, _, v)| v.map(|v| (labels.clone(), v))),
     );
     e.family(
-        "scaler_counter_failing",
+        "scaler_series_failing",
         "gauge",
         "1 when the latest collection of the series failed, else 0.",
         series.iter().map(|(labels, _, v)| (labels.clone(), if v.is_some() { 0.0 } else { 1.0 })),
     );
     e.family(
-        "scaler_counter_timestamp_seconds",
+        "scaler_series_timestamp_seconds",
         "gauge",
         "When the latest sample of the series was taken (seconds since the epoch).",
         series.iter().map(|(labels, ts, _)| (labels.clone(), *ts as f64 / 1000.0)),
@@ -281,14 +385,38 @@ impl Exposition {
         let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
         for (labels, value) in samples {
-            self.out.push_str(name);
-            let pairs = labels.pairs();
-            if !pairs.is_empty() {
-                let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v))).collect();
-                let _ = write!(self.out, "{{{}}}", text.join(","));
-            }
-            let _ = writeln!(self.out, " {}", format_value(value));
+            self.sample(name, &labels, value);
         }
+    }
+
+    /// A histogram family: for each label set, cumulative `_bucket` lines
+    /// (`le`, ending with `+Inf`), `_sum` and `_count`.
+    pub fn histogram<'h>(&mut self, name: &str, help: &str, series: impl IntoIterator<Item = (Labels, &'h Histogram)>) {
+        let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.out, "# TYPE {name} histogram");
+        for (labels, h) in series {
+            let mut below = 0;
+            let bounds = BUCKETS.iter().map(|b| format_value(*b)).chain(std::iter::once("+Inf".to_string()));
+            for (i, le) in bounds.enumerate() {
+                below += h.buckets.get(i).copied().unwrap_or(0);
+                let n = if le == "+Inf" { h.count } else { below };
+                let mut l = labels.clone();
+                l.push(("le", le));
+                self.sample(&format!("{name}_bucket"), &l, n as f64);
+            }
+            self.sample(&format!("{name}_sum"), &labels, h.sum);
+            self.sample(&format!("{name}_count"), &labels, h.count as f64);
+        }
+    }
+
+    fn sample<L: LabelSet>(&mut self, name: &str, labels: &L, value: f64) {
+        self.out.push_str(name);
+        let pairs = labels.pairs();
+        if !pairs.is_empty() {
+            let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v))).collect();
+            let _ = write!(self.out, "{{{}}}", text.join(","));
+        }
+        let _ = writeln!(self.out, " {}", format_value(value));
     }
 
     /// The text so far.
@@ -346,7 +474,12 @@ mod tests {
         m.stored(&[Sample::value(SeriesKey::new("q", "h"), 1, 1.0), Sample::error(SeriesKey::new("q", "h"), 2, "down")]);
         m.fired("deep");
         m.evaluated(true);
-        m.answered(200);
+        m.served("/api/v1/status", 200);
+        m.collected("q", 0.25);
+        m.collected("q", 0.5);
+        m.collected("q", 100.0);
+        m.action_ran(false);
+        m.served("unmatched", 404);
         let s = Scrape { version: "0.1.0", counters: vec!["q".into(), "idle".into()], triggers: vec![("deep".into(), "cooldown")], ..Scrape::default() };
         let text = render(&m, &s);
         for line in [
@@ -358,6 +491,21 @@ mod tests {
             "scaler_trigger_state{trigger=\"deep\",state=\"firing\"} 0",
             "scaler_trigger_evaluations_total 1",
             "scaler_http_responses_total{code=\"200\"} 1",
+            "scaler_http_requests_total{route=\"/api/v1/status\",class=\"2xx\"} 1",
+            "scaler_http_requests_total{route=\"unmatched\",class=\"4xx\"} 1",
+            "scaler_leader 1",
+            "scaler_collection_duration_seconds_bucket{counter=\"q\",le=\"0.005\"} 0",
+            "scaler_collection_duration_seconds_bucket{counter=\"q\",le=\"0.25\"} 1",
+            "scaler_collection_duration_seconds_bucket{counter=\"q\",le=\"0.5\"} 2",
+            "scaler_collection_duration_seconds_bucket{counter=\"q\",le=\"30\"} 2",
+            "scaler_collection_duration_seconds_bucket{counter=\"q\",le=\"+Inf\"} 3",
+            "scaler_collection_duration_seconds_count{counter=\"q\"} 3",
+            "scaler_collection_duration_seconds_sum{counter=\"q\"} 100.75",
+            "scaler_collection_duration_seconds_count{counter=\"idle\"} 0",
+            "scaler_actions_total{result=\"failed\"} 1",
+            "scaler_actions_total{result=\"ok\"} 0",
+            "scaler_apply_duration_seconds_count 0",
+            "scaler_applies_total{result=\"refused\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
         }

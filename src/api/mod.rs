@@ -29,8 +29,11 @@
 //! Must not depend on: the CLI, a store backend, printing.
 
 pub mod metrics;
+pub mod openapi;
 mod resources;
 pub mod tasks;
+pub mod security;
+pub mod serve;
 pub mod views;
 
 use std::collections::BTreeSet;
@@ -51,6 +54,7 @@ use crate::config::Config;
 use crate::store::StateStore;
 
 pub use metrics::Metrics;
+pub use security::HttpOptions;
 
 /// Items per page when `?limit=` is not given.
 pub const DEFAULT_PAGE: usize = 100;
@@ -212,8 +216,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/plans/{id}/apply", post_only(tasks::post_apply))
         .route("/api/v1/traces", get_only(tasks::traces))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let doc = Arc::new(openapi::document());
     Router::new()
         .route("/healthz", get_only(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/api/v1/openapi.json", get_only(move || async move { Json(doc.as_ref().clone()) }))
         .merge(guarded)
         .fallback(|uri: axum::http::Uri| async move { ApiError::not_found(format!("unknown path `{}`", uri.path())) })
         .with_state(state)
@@ -254,6 +260,7 @@ pub fn scope(st: &ApiState, headers: &axum::http::HeaderMap) -> Result<Scope, &'
 const URL_TOKEN_PARAMS: [&str; 3] = ["token", "access_token", "api_key"];
 
 async fn edge(State(st): State<ApiState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched".to_string(), |m| m.as_str().to_string());
     let named = req.uri().query().and_then(|q| params(q).into_iter().find(|(k, _)| URL_TOKEN_PARAMS.contains(&k.as_str())));
     let change = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
     let resp = match named {
@@ -266,7 +273,7 @@ async fn edge(State(st): State<ApiState>, req: Request, next: Next) -> Response 
         }
         None => next.run(req).await,
     };
-    st.metrics.answered(resp.status().as_u16());
+    st.metrics.served(&route, resp.status().as_u16());
     resp
 }
 
@@ -329,6 +336,8 @@ impl Params {
             None => DEFAULT_PAGE,
             Some(text) => match text.parse::<usize>() {
                 Ok(n) if n >= 1 => n.min(MAX_PAGE),
+                // A whole number too large for the machine is still "more than MAX_PAGE".
+                Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && text.bytes().any(|b| b != b'0') => MAX_PAGE,
                 _ => return Err(ApiError::bad_request(format!("`limit` must be a whole number from 1 (at most {MAX_PAGE} are given), received {text:?}"))),
             },
         };
@@ -349,7 +358,7 @@ pub(crate) struct Page {
 }
 
 /// One page of a list: `{"items": [...], "next": cursor|null}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct Listing<T> {
     pub items: Vec<T>,
     pub next: Option<String>,
@@ -399,6 +408,8 @@ mod tests {
             assert!(Params::parse(Some(bad), &PAGING).unwrap().page().is_err(), "{bad}");
         }
         assert_eq!(Params::parse(Some("limit=100000"), &PAGING).unwrap().page().unwrap().limit, MAX_PAGE, "capped");
+        assert_eq!(Params::parse(Some("limit=413292128492712624128"), &PAGING).unwrap().page().unwrap().limit, MAX_PAGE, "capped, however large");
+        assert!(Params::parse(Some("limit=000"), &PAGING).unwrap().page().is_err());
     }
 
     #[test]

@@ -196,8 +196,8 @@ fn half_open(db: &mut dyn Backend, selector: &Selector, from: i64, to: i64, step
 }
 
 /// The answer of `/api/v1/series`.
-#[derive(Debug, Serialize)]
-struct SeriesAnswer {
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct SeriesAnswer {
     counter: String,
     from_ms: i64,
     to_ms: i64,

@@ -28,7 +28,7 @@ fn duration_ms(d: Option<&crate::model::Duration>) -> Option<i64> {
 }
 
 /// A trigger with its saved state and why it last fired.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TriggerView {
     /// The trigger's name.
     pub name: String,
@@ -83,7 +83,7 @@ impl TriggerView {
 }
 
 /// A job of the queue with its result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct JobView {
     /// Its id (enqueue order).
     pub id: i64,
@@ -138,7 +138,7 @@ impl From<&Job> for JobView {
 }
 
 /// One host of a target.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct HostView {
     /// The node's name, or the static entry as written.
     pub name: String,
@@ -161,7 +161,7 @@ impl From<&Host> for HostView {
 }
 
 /// A target and the hosts it names now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TargetView {
     /// The target's name.
     pub name: String,
@@ -196,7 +196,7 @@ impl TargetView {
 }
 
 /// A counter as configured.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct CounterView {
     /// The counter's name.
     pub name: String,
@@ -237,7 +237,7 @@ impl CounterView {
 }
 
 /// A recorded node (without its provider attributes: they may hold a secret).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct NodeView {
     /// The node's name.
     pub name: String,
@@ -276,7 +276,7 @@ impl From<&NodeRecord> for NodeView {
 }
 
 /// A group: its bounds, its desired count and its nodes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct GroupView {
     /// The group's name.
     pub name: String,
@@ -327,7 +327,7 @@ impl GroupView {
 }
 
 /// What the daemon runs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct StatusView {
     /// This scaler's version.
     pub version: &'static str,

@@ -41,6 +41,7 @@ use crate::rules::{Engine, Window};
 use crate::store::{Backend, Sample, Selector, StateStore};
 
 mod evaluator;
+mod observe;
 mod reload;
 mod source_status;
 mod tasks;
@@ -78,6 +79,8 @@ pub struct Options {
     pub revision: Option<String>,
     /// Plan and apply the nodes of a group whose desired count changed.
     pub reconcile: bool,
+    /// The HTTP listener's limits and safety nets.
+    pub http: api::HttpOptions,
 }
 
 /// Why the daemon could not run.
@@ -289,7 +292,8 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
             tracing::warn!(counter = %s.counter, reason = %s.reason, "counter not collected");
         }
         if !jobs.is_empty() {
-            let collector: Arc<dyn Collector> = Arc::new(Sources::new().map_err(|e| DaemonError::Other(e.to_string()))?);
+            let sources: Arc<dyn Collector> = Arc::new(Sources::new().map_err(|e| DaemonError::Other(e.to_string()))?);
+            let collector: Arc<dyn Collector> = Arc::new(observe::TimedCollector { inner: sources, metrics: metrics.clone() });
             let clock = opts.clock.clone();
             let (tx, rx) = mpsc::channel::<Vec<Sample>>(1024);
             let stop_c = stop.clone();
@@ -327,24 +331,11 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
                 max_attempts: jobs::max_attempts(config.project.spec.daemon.as_ref().and_then(|d| d.jobs.as_ref())),
             })),
         };
-        let app = api::guard(inputs::router(shared.clone(), sink.clone(), opts.clock.clone()).merge(api::router(api_state.clone())), &api_state);
-        let listener = tokio::net::TcpListener::bind(&opts.listen)
-            .await
-            .map_err(|e| DaemonError::Listen(format!("cannot listen on `{}`: {e}", opts.listen)))?;
-        let addr = listener.local_addr().map_err(|e| DaemonError::Listen(e.to_string()))?;
-        tracing::info!(%addr, "HTTP listening (receivers: PUT /api/v1/push/NAME, POST /api/v1/alerts; read API: GET /api/v1/...; GET /metrics, GET /healthz)");
-        let mut stop_h = stop.clone();
-        tasks.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_h.wait_for(|s| *s).await;
-                })
-                .await
-                .map_err(|e| DaemonError::Listen(format!("HTTP server failed: {e}")))
-        });
+        // The trap receiver is bound before the HTTP listener, so a daemon
+        // that answers HTTP also receives traps.
         if inputs::wants_traps(&config) {
             let at = inputs::trap_listen(&config);
-            let receiver = inputs::TrapReceiver::bind(&at, shared.clone(), sink, opts.clock.clone())
+            let receiver = inputs::TrapReceiver::bind(&at, shared.clone(), sink.clone(), opts.clock.clone())
                 .await
                 .map_err(|e| DaemonError::Listen(e.to_string()))?;
             tracing::info!(addr = %receiver.local_addr(), "SNMP trap receiver listening");
@@ -357,6 +348,20 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
                 Ok(())
             });
         }
+        let listener = tokio::net::TcpListener::bind(&opts.listen)
+            .await
+            .map_err(|e| DaemonError::Listen(format!("cannot listen on `{}`: {e}", opts.listen)))?;
+        let addr = listener.local_addr().map_err(|e| DaemonError::Listen(e.to_string()))?;
+        api::security::check_listen(addr, &opts.listen, opts.http.insecure_listen).map_err(DaemonError::Listen)?;
+        let routes = inputs::router(shared.clone(), sink.clone(), opts.clock.clone()).merge(api::router(api_state.clone()));
+        let app = api::guard(api::security::protect(routes, addr, &opts.http), &api_state);
+        tracing::info!(%addr, "HTTP listening (receivers: PUT /api/v1/push/NAME, POST /api/v1/alerts; read API: GET /api/v1/...; GET /metrics, GET /healthz)");
+        let stop_h = stop.clone();
+        let http = opts.http.clone();
+        tasks.spawn(async move {
+            api::serve::serve(listener, app, &http, stop_h).await;
+            Ok(())
+        });
         let ev = evaluator::Evaluator {
             engine: engine.clone(),
             window: window.clone(),
@@ -379,7 +384,7 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
     if opts.workers > 0 {
         let executor = Executor::new(config.clone(), ExecutorOptions::new(store.clone()))
             .map_err(|e| DaemonError::Other(e.message))?;
-        let executor: Arc<dyn ActionExecutor> = Arc::new(executor);
+        let executor: Arc<dyn ActionExecutor> = Arc::new(observe::CountedExecutor { inner: Arc::new(executor), metrics: metrics.clone() });
         let settings = config.project.spec.daemon.as_ref().and_then(|d| d.jobs.as_ref());
         for i in 0..opts.workers {
             let wopts = WorkerOptions::from_settings(&format!("worker-{i}"), settings);
@@ -392,8 +397,8 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
 
     if opts.reconcile {
         let (stop_r, every) = (stop.clone(), opts.evaluation_interval_ms.max(250));
-        let (session, clock) = (session.clone(), opts.clock.clone());
-        tasks.spawn(async move { reconcile_loop(session, clock, every, stop_r).await });
+        let (session, clock, metrics) = (session.clone(), opts.clock.clone(), metrics.clone());
+        tasks.spawn(async move { reconcile_loop(session, clock, every, metrics, stop_r).await });
     }
 
     let mut first_error = None;
@@ -423,7 +428,7 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
 /// that may pass ([`ReconcileError::is_retryable`]) is retried with
 /// exponential backoff; one that waits for a new input (a plan error, a
 /// refused plan) is not retried until the desired counts change again.
-async fn reconcile_loop(session: Session, clock: SharedClock, every_ms: i64, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+async fn reconcile_loop(session: Session, clock: SharedClock, every_ms: i64, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
     let every = Duration::from_millis(u64::try_from(every_ms).unwrap_or(250));
     let backoff = Backoff { base: every, max: Duration::from_secs(300).max(every) };
     // Nothing seen yet: the first pass reconciles every group with a
@@ -456,7 +461,15 @@ async fn reconcile_loop(session: Session, clock: SharedClock, every_ms: i64, mut
             continue;
         }
         tracing::info!(?groups, "desired counts changed; planning their nodes");
-        match session.reconcile(reconcile::nodes_of(&groups)).await {
+        let started = std::time::Instant::now();
+        let done = session.reconcile(reconcile::nodes_of(&groups)).await;
+        let result = match &done {
+            Ok(Outcome::Refused(_)) => "refused",
+            Ok(_) => "ok",
+            Err(_) => "failed",
+        };
+        metrics.applied(result, started.elapsed().as_secs_f64());
+        match done {
             Ok(Outcome::Refused(why)) => {
                 tracing::warn!(violations = %why, "scaling plan refused by policy (or a plan error); not applied");
                 failures = 0;

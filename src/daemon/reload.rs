@@ -96,6 +96,7 @@ pub async fn follow(session: Session, mut opts: Options, follow: Follow, stop: w
             read_token: opts.read_token.clone(),
             revision: Some(current.config.revision.clone()),
             reconcile: opts.reconcile,
+            http: opts.http.clone(),
         };
         let mut task = tokio::spawn(run(current.clone(), run_opts, stop_rx));
         let next = loop {

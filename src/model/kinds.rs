@@ -166,6 +166,33 @@ pub struct DaemonSettings {
     /// The SNMP trap receiver (counters with source `trap`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traps: Option<TrapSettings>,
+    /// Limits and safety nets of the HTTP listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<ListenerSettings>,
+}
+
+/// Limits and safety nets of the daemon's HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSettings {
+    /// More names the `Host` header may give (`name` or `name:port`, e.g. the
+    /// name of a proxy in front), beside the listen address (and `localhost`
+    /// for a loopback one). Any other `Host` gets 421 (DNS rebinding).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// The largest request body of any route, in bytes (default 1048576);
+    /// a larger one gets 413.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 67108864))]
+    pub body_limit: Option<u64>,
+    /// Time a client has to send its request headers (default `10s`); a
+    /// slower one is disconnected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_timeout: Option<Duration>,
+    /// Time a whole request may take, its body included (default `30s`):
+    /// 408 while the body is still arriving, else 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<Duration>,
 }
 
 /// The durable job queue that runs trigger actions: workers, leases, retries.

@@ -60,7 +60,7 @@ pub struct Record {
 }
 
 /// Why a trigger fired: the values and the window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FireWhy {
     /// The fire instant (ms).
     pub at_ms: i64,

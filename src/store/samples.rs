@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::Result;
 
 /// A series: counter + host + labels.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SeriesKey {
     /// The counter's name.
     pub counter: String,
@@ -187,7 +187,7 @@ pub struct MaintainReport {
 }
 
 /// Points of one series: `[epoch_ms, value | null]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SeriesPoints {
     /// The series.
     pub series: SeriesKey,

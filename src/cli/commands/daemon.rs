@@ -32,10 +32,16 @@ Receivers (changing state needs `Authorization: Bearer TOKEN`; the token is the 
   POST /api/v1/alerts       Alertmanager webhook (payload version 4)
   UDP  daemon.traps.listen  SNMP v1/v2c traps for counters with source `trap`
 
-Read API on the same listener (JSON; the same token, never in the URL; only /healthz is open):
-  GET /healthz  GET /metrics (Prometheus text)  GET /api/v1/status
+Read API on the same listener (JSON; the same token, never in the URL; only /healthz and
+/api/v1/openapi.json, the OpenAPI document of every route, are open):
+  GET /healthz  GET /api/v1/openapi.json  GET /metrics (Prometheus text)  GET /api/v1/status
   GET /api/v1/{targets,counters,triggers,jobs,nodes,groups}[/NAME]  (?limit=&after=)
   GET /api/v1/series?counter=NAME&host=H&from=now-1h&to=now&step=1m   (points in [from, to))
+
+The listener serves plain HTTP: a non-loopback --listen needs --insecure-listen (put a TLS
+proxy in front). The Host header must name the listen address (`daemon.http.allowed_hosts`
+adds names), changes from another browser origin get 403, bodies are capped and slow
+clients dropped (`daemon.http`).
 
 Config source: the directory is watched, or with `daemon.source.git` the branch is fetched
 every `poll` (default 60s) into .scaler/source/. Every new valid revision is run at once
@@ -70,6 +76,11 @@ pub struct Args {
     /// Do not collect counters (only passive inputs feed the triggers).
     #[arg(long)]
     pub no_collect: bool,
+    /// Listen on a non-loopback address although this build serves plain
+    /// HTTP (no TLS): tokens cross the network in clear unless a TLS proxy
+    /// is in front.
+    #[arg(long)]
+    pub insecure_listen: bool,
 }
 
 /// What a daemon process does.
@@ -79,6 +90,19 @@ pub enum Role {
     All,
     /// Only work the job queue.
     Worker,
+}
+
+/// The listener's limits: `daemon.http`, else the defaults.
+fn http_options(s: Option<&crate::model::ListenerSettings>, insecure_listen: bool) -> crate::api::HttpOptions {
+    let d = crate::api::HttpOptions::default();
+    let Some(s) = s else { return crate::api::HttpOptions { insecure_listen, ..d } };
+    crate::api::HttpOptions {
+        allowed_hosts: s.allowed_hosts.clone(),
+        body_limit: s.body_limit.map_or(d.body_limit, |b| usize::try_from(b).unwrap_or(usize::MAX)),
+        header_timeout: s.header_timeout.as_ref().map_or(d.header_timeout, |t| t.get()),
+        request_timeout: s.request_timeout.as_ref().map_or(d.request_timeout, |t| t.get()),
+        insecure_listen,
+    }
 }
 
 fn ms(d: &crate::model::Duration) -> i64 {
@@ -162,6 +186,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         read_token,
         revision: Some(ws.config.revision.clone()),
         reconcile: all,
+        http: http_options(settings.as_ref().and_then(|d| d.http.as_ref()), args.insecure_listen),
     };
     if all {
         ui.info(&format!(

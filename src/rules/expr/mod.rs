@@ -73,7 +73,7 @@ impl fmt::Debug for Operand {
 }
 
 /// An operand's value at one evaluation, for explanations.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Term {
     /// The operand as written.
     pub expr: String,
