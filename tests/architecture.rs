@@ -75,7 +75,7 @@ const RULES: &[Rule] = &[
     rule("gitops", &["clock", "config", "model", "reconcile"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
 
     // the daemon's read API and /metrics
-    rule("api", &["clock", "config", "fleet", "inputs", "model", "redact", "rules", "store"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
+    rule("api", &["clock", "config", "fleet", "gitops", "inputs", "model", "redact", "rules", "store"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
 
     // composition roots
     rule("daemon", &["actions", "api", "clock", "config", "fleet", "gitops", "inputs", "jobs", "model", "monitor", "plan", "reconcile", "redact", "rules", "store"]).forbid(&[PRINT]),

@@ -7,6 +7,7 @@
 //! ```text
 //! request -> guard (a token in the query string: 400; counts the answer)
 //!         -> /healthz                       no token
+//!         -> POST /hooks/git                no token: the webhook's signature ([`hooks`])
 //!         -> bearer check (401)             everything else
 //!         -> /metrics                       Metrics (this process) + the store at scrape time
 //!         -> /api/v1/status|targets|counters|series|triggers|jobs|nodes|groups
@@ -24,6 +25,7 @@
 //! the metrics registry ([`metrics`]).
 //! Must not depend on: the CLI, a store backend, printing.
 
+pub mod hooks;
 pub mod metrics;
 mod resources;
 pub mod views;
@@ -35,7 +37,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodRouter};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -45,6 +47,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::store::StateStore;
 
+pub use hooks::GitHooks;
 pub use metrics::Metrics;
 
 /// Items per page when `?limit=` is not given.
@@ -82,6 +85,11 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// What the daemon is.
     pub daemon: Arc<DaemonInfo>,
+    /// The push webhook of a git source (`None`: a directory source, or no
+    /// `daemon.source.webhook_secret`; `POST /hooks/git` answers 404).
+    pub hooks: Option<Arc<GitHooks>>,
+    /// The git source's fetches (`None`: a directory source).
+    pub fetches: Option<crate::gitops::FetchHandle>,
 }
 
 /// An error answer: `{"error": message}` with a status.
@@ -176,6 +184,7 @@ pub fn router(state: ApiState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get_only(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/hooks/git", post(hooks::receive).fallback(|| async { ApiError { allow: Some("POST"), ..ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use POST") } }))
         .merge(guarded)
         .fallback(|uri: axum::http::Uri| async move { ApiError::not_found(format!("unknown path `{}`", uri.path())) })
         .with_state(state)

@@ -353,6 +353,9 @@ pub struct StatusView {
     pub uptime_ms: i64,
     /// Counts of what the config holds.
     pub counts: BTreeMap<&'static str, usize>,
+    /// What the git source fetched and when it fetches next (`None`: a directory source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<crate::gitops::Fetches>,
 }
 
 impl StatusView {

@@ -26,8 +26,8 @@ fn warn(at: At<'_>, path: &[&str], message: String, help: Option<&str>) -> Diagn
     }
 }
 
-/// The Project's ignored settings: `daemon.source.webhook_secret`, and a
-/// `daemon.source.git` remote over a transport this build cannot fetch.
+/// The Project's ignored settings: a `daemon.source.git` remote over a
+/// transport this build cannot fetch.
 pub fn project(at: At<'_>, p: &Project) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let Some(source) = p.daemon.as_ref().and_then(|d| d.source.as_ref()) else { return out };
@@ -37,14 +37,6 @@ pub fn project(at: At<'_>, p: &Project) -> Vec<Diagnostic> {
             &["daemon", "source", "git"],
             format!("`daemon.source.git` is an {transport} remote, which this build cannot fetch (libgit2 is built without https and ssh): every fetch fails and the daemon keeps running the config it has"),
             Some("use a local path, a `file://` or a `git://` remote"),
-        ));
-    }
-    if source.webhook_secret.is_some() {
-        out.push(warn(
-            at,
-            &["daemon", "source", "webhook_secret"],
-            "`daemon.source.webhook_secret` is ignored by this build: the daemon has no `POST /hooks/git` endpoint yet".to_string(),
-            None,
         ));
     }
     out
@@ -146,7 +138,6 @@ mod tests {
                 "e.yaml:7:3 provision.playbook   playbook: boot",
                 "g.yaml:6:13 scale_in.pick scale_in: { pick: least-busy, counter: c }",
                 "scaler.yaml:5:13 daemon.source.git   source: { git: https://h/r.git, webhook_secret: { env: H } }",
-                "scaler.yaml:5:35 daemon.source.webhook_secret   source: { git: https://h/r.git, webhook_secret: { env: H } }",
             ]
         );
     }

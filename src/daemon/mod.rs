@@ -76,6 +76,10 @@ pub struct Options {
     pub revision: Option<String>,
     /// Plan and apply the nodes of a group whose desired count changed.
     pub reconcile: bool,
+    /// The push webhook `POST /hooks/git` (`None`: it answers 404).
+    pub hooks: Option<Arc<api::GitHooks>>,
+    /// The git source's fetches, for `/api/v1/status` and `/metrics`.
+    pub fetches: Option<crate::gitops::FetchHandle>,
 }
 
 /// Why the daemon could not run.
@@ -318,13 +322,15 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
             clock: opts.clock.clone(),
             metrics: metrics.clone(),
             daemon: Arc::new(DaemonInfo { started_ms: now, roles: roles(&opts), workers: opts.workers, listen: opts.listen.clone() }),
+            hooks: opts.hooks.clone(),
+            fetches: opts.fetches.clone(),
         };
         let app = api::guard(inputs::router(shared.clone(), sink.clone(), opts.clock.clone()).merge(api::router(api_state.clone())), &api_state);
         let listener = tokio::net::TcpListener::bind(&opts.listen)
             .await
             .map_err(|e| DaemonError::Listen(format!("cannot listen on `{}`: {e}", opts.listen)))?;
         let addr = listener.local_addr().map_err(|e| DaemonError::Listen(e.to_string()))?;
-        tracing::info!(%addr, "HTTP listening (receivers: PUT /api/v1/push/NAME, POST /api/v1/alerts; read API: GET /api/v1/...; GET /metrics, GET /healthz)");
+        tracing::info!(%addr, "HTTP listening (receivers: PUT /api/v1/push/NAME, POST /api/v1/alerts, POST /hooks/git; read API: GET /api/v1/...; GET /metrics, GET /healthz)");
         let mut stop_h = stop.clone();
         tasks.spawn(async move {
             axum::serve(listener, app)

@@ -67,6 +67,9 @@ pub async fn follow(session: Session, mut opts: Options, follow: Follow, stop: w
         SourceStatus { source: described, auto_apply, pid: std::process::id(), ..SourceStatus::default() },
     );
     status.update(clock.now_ms(), |_| {});
+    if let Some(handle) = source.handle() {
+        tokio::spawn(super::source_status::mirror(handle, status.clone(), clock.clone(), stop.clone()));
+    }
     let (tx, mut events) = mpsc::channel(4);
     tokio::spawn(gitops::pump(source, tx, stop.clone()));
 
@@ -93,6 +96,8 @@ pub async fn follow(session: Session, mut opts: Options, follow: Follow, stop: w
             read_token: opts.read_token.clone(),
             revision: Some(current.config.revision.clone()),
             reconcile: opts.reconcile,
+            hooks: opts.hooks.clone(),
+            fetches: opts.fetches.clone(),
         };
         let mut task = tokio::spawn(run(current.clone(), run_opts, stop_rx));
         let next = loop {

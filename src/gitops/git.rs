@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use tokio::sync::{watch, Notify};
 
-use super::{is_inside, Checkout, ConfigSource, Revision, SourceError};
+use super::{is_inside, Checkout, ConfigSource, FetchHandle, Fetches, Revision, SourceError};
 use crate::clock::SharedClock;
 use crate::config::{Config, Diagnostic, Diagnostics, Tree};
 use crate::reconcile::Backoff;
@@ -86,12 +87,28 @@ pub struct GitSource {
     wait: Duration,
     /// Whether dead processes' checkouts were cleared (once, before the first fetch).
     cleared: bool,
+    /// Woken by a push webhook: fetch before the wait is over.
+    wake: Arc<Notify>,
+    /// What was fetched, for the handles.
+    fetches: watch::Sender<Fetches>,
 }
 
 impl GitSource {
     /// Follows `settings.branch` of `settings.url`.
     pub fn new(settings: GitSettings, clock: SharedClock) -> GitSource {
-        GitSource { settings, clock, last: None, failures: 0, wait: Duration::ZERO, cleared: false }
+        let (fetches, _) = watch::channel(Fetches::default());
+        GitSource { settings, clock, last: None, failures: 0, wait: Duration::ZERO, cleared: false, wake: Arc::new(Notify::new()), fetches }
+    }
+
+    /// Waits `self.wait`, or less when woken.
+    async fn pause(&self) {
+        tokio::select! {
+            _ = self.clock.sleep(self.wait) => {}
+            _ = self.wake.notified() => {
+                self.fetches.send_modify(|f| f.woken += 1);
+                tracing::info!(source = %self.describe(), "woken by a push webhook: fetching now");
+            }
+        }
     }
 
     fn cache_error(&self, detail: impl std::fmt::Display) -> SourceError {
@@ -212,6 +229,10 @@ impl ConfigSource for GitSource {
         format!("git {} branch {}", self.settings.url, self.settings.branch)
     }
 
+    fn handle(&self) -> Option<FetchHandle> {
+        Some(FetchHandle { wake: self.wake.clone(), fetches: self.fetches.subscribe(), branch: self.settings.branch.clone() })
+    }
+
     async fn next(&mut self) -> Result<Revision, SourceError> {
         if !self.cleared {
             let trees = self.settings.home().join("trees");
@@ -220,7 +241,7 @@ impl ConfigSource for GitSource {
         }
         loop {
             if !self.wait.is_zero() {
-                self.clock.sleep(self.wait).await;
+                self.pause().await;
             }
             let commit = match self.fetch().await {
                 Ok(c) => c,
@@ -228,6 +249,11 @@ impl ConfigSource for GitSource {
                     self.failures = self.failures.saturating_add(1);
                     let backoff = Backoff { base: self.settings.poll, max: MAX_RETRY.max(self.settings.poll) };
                     self.wait = backoff.delay(self.failures);
+                    let next = self.clock.now_ms().saturating_add(i64::try_from(self.wait.as_millis()).unwrap_or(i64::MAX));
+                    self.fetches.send_modify(|f| {
+                        f.failed += 1;
+                        f.next_fetch_ms = Some(next);
+                    });
                     return Err(SourceError::Fetch {
                         url: self.settings.url.clone(),
                         branch: self.settings.branch.clone(),
@@ -240,6 +266,13 @@ impl ConfigSource for GitSource {
             self.failures = 0;
             self.wait = self.settings.poll;
             let id = commit.to_string();
+            let now = self.clock.now_ms();
+            let next = now.saturating_add(i64::try_from(self.wait.as_millis()).unwrap_or(i64::MAX));
+            self.fetches.send_modify(|f| {
+                f.last_fetched = Some(id.clone());
+                f.fetched_ms = Some(now);
+                f.next_fetch_ms = Some(next);
+            });
             if self.last.as_deref() == Some(id.as_str()) {
                 tracing::debug!(source = %self.describe(), revision = %id, "fetched; no new commit");
                 continue;
