@@ -72,7 +72,7 @@ const RULES: &[Rule] = &[
     rule("survey", &["model"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
 
     // config sources for the daemon (a watched directory, a fetched git branch)
-    rule("gitops", &["clock", "config", "model", "reconcile"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
+    rule("gitops", &["clock", "config", "model", "reconcile", "redact"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
 
     // the daemon's read API and /metrics
     rule("api", &["clock", "config", "fleet", "gitops", "inputs", "model", "redact", "rules", "store"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),

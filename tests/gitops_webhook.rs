@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use crate::daemon::{http, Daemon, TOKEN};
 use crate::gitops::{fleet, log, running_nodes, stop_and_destroy, wait_for, wait_log};
 use crate::harness::git::git_command;
-use crate::harness::{Cli, GitRepo};
+use crate::harness::{Cli, GitHttp, GitRepo};
 
 const SECRET: &str = "hook-secret-3f9a1c";
 
@@ -314,4 +314,63 @@ fn a_fetch_that_fails_every_other_poll_changes_nothing_and_is_counted() {
     assert_eq!(src["running"]["revision"], c1.as_str(), "{src}");
     assert!(src["fetch"]["failed"].as_u64() >= Some(3), "{src}");
     stop_and_destroy(d, &cli, dir);
+}
+
+#[test]
+fn an_http_remote_is_fetched_with_basic_credentials_and_a_wrong_password_is_refused_unlogged() {
+    let (remote, c1) = Remote::new("1");
+    let server = GitHttp::serve(remote.path(), "scaler", "right-pass-7d2e");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = |password_file: &str| {
+        std::fs::write(dir.join("token.txt"), TOKEN).unwrap();
+        std::fs::write(
+            dir.join("scaler.yaml"),
+            format!(
+                "kind: Project\nname: t\ndaemon:\n  token: {{ file: token.txt }}\n  auto_apply: true\n  source:\n    git: \"{}\"\n    poll: 100ms\n    credentials: {{ username: scaler, password: {{ file: {password_file} }} }}\n",
+                server.url
+            ),
+        )
+        .unwrap();
+    };
+    std::fs::write(dir.join("wrong.txt"), "wrong-pass-91ab").unwrap();
+    std::fs::write(dir.join("right.txt"), "right-pass-7d2e\n").unwrap();
+    let cli = Cli::new();
+
+    // The wrong password: every fetch fails, the password is never printed.
+    config("wrong.txt");
+    let out = cli.run(dir, &["validate", "."]);
+    assert!(out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("warning"), "{}", String::from_utf8_lossy(&out.stderr));
+    let d = Daemon::start(&cli, dir, &[]);
+    wait_log(dir, "config fetch failed; still running the start-up config", 2);
+    drop(d);
+    let text = log(dir);
+    assert!(text.contains("the remote refused `daemon.source.credentials`"), "{text}");
+    assert!(!text.contains("wrong-pass-91ab") && !text.contains("right-pass-7d2e"), "{text}");
+    let status_text = String::from_utf8_lossy(&cli.run(dir, &["status", "--json", "."]).stdout).to_string();
+    assert!(!status_text.contains("wrong-pass-91ab"), "{status_text}");
+
+    // The right one: fetched over http, applied, the node runs.
+    config("right.txt");
+    std::fs::remove_file(dir.join("daemon.log")).unwrap();
+    let d = Daemon::start(&cli, dir, &[]);
+    wait_log(dir, &format!("revision {} applied", &c1[..12]), 1);
+    wait_for(dir, "the node of the commit served over http", || running_nodes(&cli, dir) == 1);
+    assert!(!log(dir).contains("right-pass-7d2e"));
+    stop_and_destroy(d, &cli, dir);
+}
+
+#[test]
+fn credentials_are_schema_checked_at_their_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("scaler.yaml"),
+        "kind: Project\nname: t\ndaemon:\n  source:\n    git: http://127.0.0.1:1/r.git\n    credentials: { username: scaler, pasword: { env: X } }\n",
+    )
+    .unwrap();
+    let out = Cli::new().run(dir, &["validate", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("scaler.yaml:6:") && err.contains("pasword"), "{err}");
 }

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::config::{Config, Diagnostics};
 
 pub use dir::DirSource;
-pub use git::{GitSettings, GitSource, DEFAULT_BRANCH, DEFAULT_POLL};
+pub use git::{Credentials, GitSettings, GitSource, DEFAULT_BRANCH, DEFAULT_POLL};
 
 /// What a git source says about its fetches (for `scaler status`, the
 /// API, and to spot a webhook for a commit already fetched).

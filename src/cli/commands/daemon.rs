@@ -9,7 +9,7 @@ use crate::cli::workspace::{runtime, warn_ignored, Workspace};
 use crate::cli::{CmdResult, Failure, Ui};
 use crate::api::GitHooks;
 use crate::daemon::{self, Follow, Options};
-use crate::gitops::{ConfigSource, DirSource, GitSettings, GitSource};
+use crate::gitops::{ConfigSource, Credentials, DirSource, GitSettings, GitSource};
 
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -182,7 +182,13 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     }
     warn_ignored(&ws.config, ui);
     let auto_apply = settings.as_ref().and_then(|d| d.auto_apply).unwrap_or(false);
-    let git = settings.as_ref().and_then(|d| d.source.as_ref()).map(|s| GitSettings::from_model(s, &ws.state_dir.join("source")));
+    let mut git = settings.as_ref().and_then(|d| d.source.as_ref()).map(|s| GitSettings::from_model(s, &ws.state_dir.join("source")));
+    if let (Some(g), Some(c)) = (git.as_mut(), settings.as_ref().and_then(|d| d.source.as_ref()).and_then(|s| s.credentials.as_ref())) {
+        if g.url.to_ascii_lowercase().starts_with("http://") {
+            let password = crate::config::read_secret(&ws.config.root, &c.password).map_err(|e| Failure::new(format!("daemon.source.credentials.password: {e}")))?;
+            g.credentials = Some(Credentials { username: c.username.clone(), password: std::sync::Arc::new(password) });
+        }
+    }
     let webhook_secret = match settings.as_ref().and_then(|d| d.source.as_ref()).and_then(|s| s.webhook_secret.as_ref()) {
         Some(r) => Some(crate::config::read_secret(&ws.config.root, r).map_err(|e| Failure::new(format!("daemon.source.webhook_secret: {e}")))?),
         None => None,
