@@ -144,7 +144,14 @@ pub(crate) fn remote_repo(desired: &str) -> (GitRepo, String) {
 }
 
 /// Stops the daemon and retires the nodes it launched.
-pub(crate) fn stop_and_destroy(d: Daemon, cli: &Cli, dir: &Path) {
+pub(crate) fn stop_and_destroy(mut d: Daemon, cli: &Cli, dir: &Path) {
+    // SIGTERM, not the drop's SIGKILL: an apply in progress (the reconciler
+    // may be in one) finishes and gives the state lock back.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while d.child.try_wait().unwrap().is_none() && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(d);
     let out = cli.run(dir, &["destroy", "--auto-approve", "."]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
