@@ -72,10 +72,10 @@ const RULES: &[Rule] = &[
     rule("survey", &["model"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
 
     // config sources for the daemon (a watched directory, a fetched git branch)
-    rule("gitops", &["clock", "config", "model", "reconcile"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
+    rule("gitops", &["clock", "config", "model", "reconcile", "redact"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
 
     // the daemon's read API and /metrics
-    rule("api", &["clock", "config", "fleet", "inputs", "model", "plan", "redact", "rules", "store"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
+    rule("api", &["clock", "config", "fleet", "gitops", "inputs", "model", "plan", "redact", "rules", "store"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
 
     // composition roots
     rule("daemon", &["actions", "api", "apply", "clock", "config", "exec", "fleet", "gitops", "inputs", "jobs", "model", "monitor", "plan", "reconcile", "redact", "rules", "store"]).forbid(&[PRINT]),

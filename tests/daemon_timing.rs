@@ -59,6 +59,8 @@ fn start(session: &Session, clock: &SharedClock, workers: u32) -> Running {
         http: Default::default(),
         revision: Some("r1".into()),
         reconcile: false,
+        hooks: None,
+        fetches: None,
     };
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(daemon::run(session.clone(), opts, stop_rx));

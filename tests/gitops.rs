@@ -13,12 +13,12 @@ use crate::daemon::{status, trigger, Daemon, TOKEN};
 use crate::harness::git::git_command;
 use crate::harness::{Cli, GitDaemon, GitRepo};
 
-fn log(dir: &Path) -> String {
+pub(crate) fn log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
 }
 
 /// Polls `f` for up to 30 s; on a timeout, fails with the daemon's log.
-fn wait_for(dir: &Path, what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(dir: &Path, what: &str, mut f: impl FnMut() -> bool) {
     let end = std::time::Instant::now() + Duration::from_secs(30);
     while !f() {
         assert!(std::time::Instant::now() < end, "timed out waiting for {what}; the daemon's log:\n{}", log(dir));
@@ -27,7 +27,7 @@ fn wait_for(dir: &Path, what: &str, mut f: impl FnMut() -> bool) {
 }
 
 /// Waits until the daemon's log holds `needle` `n` times.
-fn wait_log(dir: &Path, needle: &str, n: usize) {
+pub(crate) fn wait_log(dir: &Path, needle: &str, n: usize) {
     wait_for(dir, &format!("the daemon log to show `{needle}` {n} time(s)"), || log(dir).matches(needle).count() >= n);
 }
 
@@ -121,13 +121,13 @@ fn bootstrap(dir: &Path, url: &str, poll: &str) {
     .unwrap();
 }
 
-fn fleet(desired: &str) -> String {
+pub(crate) fn fleet(desired: &str) -> String {
     format!(
         "kind: NodeTemplate\nname: sleeper\nprovider: local\nlocal: {{ command: exec sleep 600, grace: 1s }}\n---\nkind: Group\nname: web\ntemplate: sleeper\nmin: 0\nmax: 2\ndesired: {desired}\n"
     )
 }
 
-fn running_nodes(cli: &Cli, dir: &Path) -> usize {
+pub(crate) fn running_nodes(cli: &Cli, dir: &Path) -> usize {
     let out = cli.run(dir, &["state", "list", "--json", "."]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     v["nodes"].as_array().map_or(0, |n| n.iter().filter(|n| n["status"] == "running").count())
@@ -135,7 +135,7 @@ fn running_nodes(cli: &Cli, dir: &Path) -> usize {
 
 /// A repository with the Project and group `web` at `desired`, committed;
 /// and the commit id.
-fn remote_repo(desired: &str) -> (GitRepo, String) {
+pub(crate) fn remote_repo(desired: &str) -> (GitRepo, String) {
     let remote = GitRepo::new();
     remote.write("scaler.yaml", "kind: Project\nname: t\n");
     remote.write("fleet.yaml", &fleet(desired));
@@ -144,7 +144,14 @@ fn remote_repo(desired: &str) -> (GitRepo, String) {
 }
 
 /// Stops the daemon and retires the nodes it launched.
-fn stop_and_destroy(d: Daemon, cli: &Cli, dir: &Path) {
+pub(crate) fn stop_and_destroy(mut d: Daemon, cli: &Cli, dir: &Path) {
+    // SIGTERM, not the drop's SIGKILL: an apply in progress (the reconciler
+    // may be in one) finishes and gives the state lock back.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    while d.child.try_wait().unwrap().is_none() && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(d);
     let out = cli.run(dir, &["destroy", "--auto-approve", "."]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

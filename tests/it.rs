@@ -20,6 +20,7 @@ mod daemon_timing;
 mod exec;
 mod fleet;
 mod gitops;
+mod gitops_webhook;
 mod harness_smoke;
 mod ignored_settings;
 mod import;

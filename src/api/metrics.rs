@@ -164,6 +164,10 @@ pub struct Scrape {
     /// The latest sample of every series: when, and its value (`None`: the
     /// latest collection failed).
     pub latest: Vec<LatestSample>,
+    /// Push webhook deliveries by result (empty: no webhook).
+    pub webhooks: BTreeMap<String, u64>,
+    /// Failed fetches of the git source (`None`: a directory source).
+    pub fetch_failures: Option<u64>,
 }
 
 /// The latest sample of a series: when (ms), and its value (`None`: the
@@ -268,6 +272,17 @@ pub fn render(m: &Metrics, s: &Scrape) -> String {
         "1 when this daemon plans, applies and evaluates triggers. This build runs one daemon per state store, which is always the leader.",
         scalar(1.0),
     );
+    if !s.webhooks.is_empty() {
+        e.family(
+        "scaler_webhook_deliveries_total",
+        "counter",
+        "Push webhook deliveries (`POST /hooks/git`), per result: queued, ignored, duplicate, unauthorized, malformed, too_large.",
+        s.webhooks.iter().map(|(r, n)| (vec![("result", r.clone())], *n as f64)),
+        );
+    }
+    if let Some(n) = s.fetch_failures {
+        e.family("scaler_source_fetch_failures_total", "counter", "Failed fetches of the git config source since the daemon started.", scalar(n as f64));
+    }
     let series = series_labels(&s.latest);
     e.family(
         "scaler_series_value",

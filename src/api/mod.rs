@@ -7,6 +7,7 @@
 //! ```text
 //! request -> guard (a token in the query string: 400; counts the answer)
 //!         -> /healthz                       no token
+//!         -> POST /hooks/git                no token: the webhook's signature ([`hooks`])
 //!         -> bearer check (401)             everything else
 //!         -> /metrics                       Metrics (this process) + the store at scrape time
 //!         -> /api/v1/status|targets|counters|series|triggers|jobs|nodes|groups
@@ -28,6 +29,7 @@
 //! registry ([`metrics`]).
 //! Must not depend on: the CLI, a store backend, printing.
 
+pub mod hooks;
 pub mod metrics;
 pub mod openapi;
 mod resources;
@@ -43,7 +45,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodRouter};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -53,6 +55,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::store::StateStore;
 
+pub use hooks::GitHooks;
 pub use metrics::Metrics;
 pub use security::HttpOptions;
 
@@ -93,6 +96,11 @@ pub struct ApiState {
     pub daemon: Arc<DaemonInfo>,
     /// Who runs the tasks the `POST` routes accept (`None`: they answer 503).
     pub work: Option<Arc<dyn tasks::Worker>>,
+    /// The push webhook of a git source (`None`: a directory source, or no
+    /// `daemon.source.webhook_secret`; `POST /hooks/git` answers 404).
+    pub hooks: Option<Arc<GitHooks>>,
+    /// The git source's fetches (`None`: a directory source).
+    pub fetches: Option<crate::gitops::FetchHandle>,
 }
 
 /// An error answer: `{"error": message}` with a status.
@@ -220,6 +228,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get_only(|| async { Json(json!({ "status": "ok" })) }))
         .route("/api/v1/openapi.json", get_only(move || async move { Json(doc.as_ref().clone()) }))
+        .route("/hooks/git", post(hooks::receive).fallback(|| async { ApiError { allow: Some("POST"), ..ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use POST") } }))
         .merge(guarded)
         .fallback(|uri: axum::http::Uri| async move { ApiError::not_found(format!("unknown path `{}`", uri.path())) })
         .with_state(state)

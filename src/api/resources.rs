@@ -61,6 +61,7 @@ pub(super) async fn status(State(st): State<ApiState>, uri: Uri) -> Result<Respo
         started_at_ms: d.started_ms,
         uptime_ms: (st.clock.now_ms() - d.started_ms).max(0),
         counts: StatusView::counts(&st.config),
+        fetch: st.fetches.as_ref().map(crate::gitops::FetchHandle::fetches),
     })
 }
 
@@ -320,6 +321,8 @@ pub(super) async fn metrics(State(st): State<ApiState>, uri: Uri) -> Result<Resp
     scrape.revision = st.config.revision.clone();
     scrape.started_ms = st.daemon.started_ms;
     scrape.now_ms = now;
+    scrape.webhooks = st.hooks.as_deref().map(super::hooks::counted).unwrap_or_default();
+    scrape.fetch_failures = st.fetches.as_ref().map(crate::gitops::FetchHandle::fetches).map(|f| f.failed);
     let text = crate::redact::scrub(&metrics::render(&st.metrics, &scrape));
     let mut resp = text.into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE));

@@ -357,6 +357,9 @@ pub struct StatusView {
     pub uptime_ms: i64,
     /// Counts of what the config holds.
     pub counts: BTreeMap<&'static str, usize>,
+    /// What the git source fetched and when it fetches next (`None`: a directory source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<crate::gitops::Fetches>,
 }
 
 impl StatusView {
@@ -504,7 +507,7 @@ impl From<&crate::store::TraceTask> for TraceView {
 }
 
 /// One action of a job, with its own id and state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ActionView {
     /// `<job id>#<1-based index>`.
     pub id: String,

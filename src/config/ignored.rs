@@ -26,8 +26,9 @@ fn warn(at: At<'_>, path: &[&str], message: String, help: Option<&str>) -> Diagn
     }
 }
 
-/// The Project's ignored settings: `daemon.source.webhook_secret`, and a
-/// `daemon.source.git` remote over a transport this build cannot fetch.
+/// The Project's ignored settings: a `daemon.source.git` remote over a
+/// transport this build cannot fetch; credentials for a remote that is not
+/// `http://`.
 pub fn project(at: At<'_>, p: &Project) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let Some(source) = p.daemon.as_ref().and_then(|d| d.source.as_ref()) else { return out };
@@ -36,14 +37,14 @@ pub fn project(at: At<'_>, p: &Project) -> Vec<Diagnostic> {
             at,
             &["daemon", "source", "git"],
             format!("`daemon.source.git` is an {transport} remote, which this build cannot fetch (libgit2 is built without https and ssh): every fetch fails and the daemon keeps running the config it has"),
-            Some("use a local path, a `file://` or a `git://` remote"),
+            Some("use a local path, a `file://`, `git://` or `http://` remote"),
         ));
     }
-    if source.webhook_secret.is_some() {
+    if source.credentials.is_some() && !source.git.to_ascii_lowercase().starts_with("http://") {
         out.push(warn(
             at,
-            &["daemon", "source", "webhook_secret"],
-            "`daemon.source.webhook_secret` is ignored by this build: the daemon has no `POST /hooks/git` endpoint yet".to_string(),
+            &["daemon", "source", "credentials"],
+            "`daemon.source.credentials` is ignored: this build sends credentials only to an `http://` remote".to_string(),
             None,
         ));
     }
@@ -56,7 +57,6 @@ fn unfetchable(url: &str) -> Option<&'static str> {
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     match scheme.as_deref() {
         Some("https") => Some("https"),
-        Some("http") => Some("http"),
         Some("ssh" | "git+ssh" | "ssh+git") => Some("ssh"),
         Some(_) => None,
         // `user@host:path`, as git reads it: a colon before any slash.
@@ -146,7 +146,6 @@ mod tests {
                 "e.yaml:7:3 provision.playbook   playbook: boot",
                 "g.yaml:6:13 scale_in.pick scale_in: { pick: least-busy, counter: c }",
                 "scaler.yaml:5:13 daemon.source.git   source: { git: https://h/r.git, webhook_secret: { env: H } }",
-                "scaler.yaml:5:35 daemon.source.webhook_secret   source: { git: https://h/r.git, webhook_secret: { env: H } }",
             ]
         );
     }
@@ -162,10 +161,10 @@ mod tests {
     #[test]
     fn remotes_this_build_cannot_fetch_are_named() {
         assert_eq!(super::unfetchable("https://git.example/fleet.git"), Some("https"));
-        assert_eq!(super::unfetchable("HTTP://git.example/fleet.git"), Some("http"));
+        assert_eq!(super::unfetchable("HTTPS://git.example/fleet.git"), Some("https"));
         assert_eq!(super::unfetchable("ssh://git@git.example/fleet.git"), Some("ssh"));
         assert_eq!(super::unfetchable("git@git.example:fleet.git"), Some("ssh"));
-        for ok in ["file:///srv/fleet.git", "/srv/fleet.git", "fleet", "./a:b", "git://127.0.0.1:9418/fleet.git"] {
+        for ok in ["file:///srv/fleet.git", "/srv/fleet.git", "fleet", "./a:b", "git://127.0.0.1:9418/fleet.git", "http://127.0.0.1:8080/fleet.git"] {
             assert_eq!(super::unfetchable(ok), None, "{ok}");
         }
     }

@@ -81,6 +81,10 @@ pub struct Options {
     pub reconcile: bool,
     /// The HTTP listener's limits and safety nets.
     pub http: api::HttpOptions,
+    /// The push webhook `POST /hooks/git` (`None`: it answers 404).
+    pub hooks: Option<Arc<api::GitHooks>>,
+    /// The git source's fetches, for `/api/v1/status` and `/metrics`.
+    pub fetches: Option<crate::gitops::FetchHandle>,
 }
 
 /// Why the daemon could not run.
@@ -330,6 +334,8 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
                 revision: opts.revision.clone(),
                 max_attempts: jobs::max_attempts(config.project.spec.daemon.as_ref().and_then(|d| d.jobs.as_ref())),
             })),
+            hooks: opts.hooks.clone(),
+            fetches: opts.fetches.clone(),
         };
         // The trap receiver is bound before the HTTP listener, so a daemon
         // that answers HTTP also receives traps.
@@ -355,7 +361,7 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
         api::security::check_listen(addr, &opts.listen, opts.http.insecure_listen).map_err(DaemonError::Listen)?;
         let routes = inputs::router(shared.clone(), sink.clone(), opts.clock.clone()).merge(api::router(api_state.clone()));
         let app = api::guard(api::security::protect(routes, addr, &opts.http), &api_state);
-        tracing::info!(%addr, "HTTP listening (receivers: PUT /api/v1/push/NAME, POST /api/v1/alerts; read API: GET /api/v1/...; GET /metrics, GET /healthz)");
+        tracing::info!(%addr, "HTTP listening (receivers: PUT /api/v1/push/NAME, POST /api/v1/alerts, POST /hooks/git; read API: GET /api/v1/...; GET /metrics, GET /healthz)");
         let stop_h = stop.clone();
         let http = opts.http.clone();
         tasks.spawn(async move {

@@ -70,6 +70,9 @@ pub async fn follow(session: Session, mut opts: Options, follow: Follow, stop: w
     );
     status.update(clock.now_ms(), |_| {});
     super::end_interrupted(&session.store, clock.now_ms()).await?;
+    if let Some(handle) = source.handle() {
+        tokio::spawn(super::source_status::mirror(handle, status.clone(), clock.clone(), stop.clone()));
+    }
     let (tx, mut events) = mpsc::channel(4);
     tokio::spawn(gitops::pump(source, tx, stop.clone()));
 
@@ -97,6 +100,8 @@ pub async fn follow(session: Session, mut opts: Options, follow: Follow, stop: w
             revision: Some(current.config.revision.clone()),
             reconcile: opts.reconcile,
             http: opts.http.clone(),
+            hooks: opts.hooks.clone(),
+            fetches: opts.fetches.clone(),
         };
         let mut task = tokio::spawn(run(current.clone(), run_opts, stop_rx));
         let next = loop {

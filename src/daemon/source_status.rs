@@ -44,6 +44,10 @@ pub struct SourceStatus {
     pub last_settled: Option<Noted>,
     /// The last failed fetch (or watch) while it is failing: cleared by the next revision.
     pub source_error: Option<Noted>,
+    /// The git source's last fetched commit, the time of the next fetch,
+    /// failed fetches (`None`: a directory source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<crate::gitops::Fetches>,
     /// When this was written.
     pub updated_ms: i64,
 }
@@ -81,6 +85,20 @@ impl StatusFile {
         if let Err(e) = write_atomic(path, &text) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the source status");
         }
+    }
+}
+
+/// Copies what the git source says about its fetches into the status,
+/// on every change, until `stop`.
+pub(super) async fn mirror(handle: crate::gitops::FetchHandle, status: StatusFile, clock: crate::clock::SharedClock, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut rx = handle.watch();
+    loop {
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let fetches = rx.borrow_and_update().clone();
+        status.update(clock.now_ms(), |s| s.fetch = Some(fetches));
     }
 }
 

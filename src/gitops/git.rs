@@ -6,8 +6,10 @@
 //! config keeps reading its own files (`put.src`, `{ file: }` secrets) while
 //! a newer commit is validated.
 //!
-//! Transports of this build: local paths, `file://` and `git://` (libgit2
-//! is built without https and ssh). A fetch is bounded by a timeout; a
+//! Transports of this build: local paths, `file://`, `git://` and
+//! `http://` (libgit2 is built without https and ssh). HTTP Basic
+//! credentials ([`Credentials`]) are sent only to a loopback `http://` host:
+//! anywhere else they would cross the network in clear text. A fetch is bounded by a timeout; a
 //! failure is reported and retried after a backoff, and what runs is kept.
 
 use std::path::{Path, PathBuf};
@@ -15,8 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use tokio::sync::{watch, Notify};
 
-use super::{is_inside, Checkout, ConfigSource, Revision, SourceError};
+use super::{is_inside, Checkout, ConfigSource, FetchHandle, Fetches, Revision, SourceError};
 use crate::clock::SharedClock;
 use crate::config::{Config, Diagnostic, Diagnostics, Tree};
 use crate::reconcile::Backoff;
@@ -45,6 +48,28 @@ pub struct GitSettings {
     pub timeout: Duration,
     /// The cache directory (`.scaler/source`); one sub-directory per remote and branch.
     pub cache: PathBuf,
+    /// HTTP Basic credentials (`daemon.source.credentials`), read at start-up.
+    pub credentials: Option<Credentials>,
+}
+
+/// A user name and password for an `http://` remote; the password is
+/// hidden in `Debug` and never logged.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The user name.
+    pub username: String,
+    /// The password or token.
+    pub password: Arc<secrecy::SecretString>,
+}
+
+/// Whether `url` is `http://` to a host other than a loopback one.
+fn clear_text_off_host(url: &str) -> bool {
+    let Some(rest) = url.get(..7).filter(|p| p.eq_ignore_ascii_case("http://")).map(|_| &url[7..]) else { return false };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host = if let Some(v6) = host_port.strip_prefix('[') { v6.split(']').next().unwrap_or("") } else { host_port.split(':').next().unwrap_or("") };
+    let loopback = host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    !loopback
 }
 
 impl GitSettings {
@@ -57,6 +82,7 @@ impl GitSettings {
             poll: source.poll.as_ref().map_or(DEFAULT_POLL, |d| d.get()),
             timeout: FETCH_TIMEOUT,
             cache: cache.to_path_buf(),
+            credentials: None,
         }
     }
 
@@ -86,12 +112,28 @@ pub struct GitSource {
     wait: Duration,
     /// Whether dead processes' checkouts were cleared (once, before the first fetch).
     cleared: bool,
+    /// Woken by a push webhook: fetch before the wait is over.
+    wake: Arc<Notify>,
+    /// What was fetched, for the handles.
+    fetches: watch::Sender<Fetches>,
 }
 
 impl GitSource {
     /// Follows `settings.branch` of `settings.url`.
     pub fn new(settings: GitSettings, clock: SharedClock) -> GitSource {
-        GitSource { settings, clock, last: None, failures: 0, wait: Duration::ZERO, cleared: false }
+        let (fetches, _) = watch::channel(Fetches::default());
+        GitSource { settings, clock, last: None, failures: 0, wait: Duration::ZERO, cleared: false, wake: Arc::new(Notify::new()), fetches }
+    }
+
+    /// Waits `self.wait`, or less when woken.
+    async fn pause(&self) {
+        tokio::select! {
+            _ = self.clock.sleep(self.wait) => {}
+            _ = self.wake.notified() => {
+                self.fetches.send_modify(|f| f.woken += 1);
+                tracing::info!(source = %self.describe(), "woken by a push webhook: fetching now");
+            }
+        }
     }
 
     fn cache_error(&self, detail: impl std::fmt::Display) -> SourceError {
@@ -144,6 +186,22 @@ fn fetch(s: &GitSettings) -> Result<git2::Oid, String> {
     let mut callbacks = git2::RemoteCallbacks::new();
     callbacks.transfer_progress(move |_| Instant::now() < deadline);
     callbacks.sideband_progress(move |_| Instant::now() < deadline);
+    if let Some(c) = s.credentials.clone() {
+        if clear_text_off_host(&s.url) {
+            return Err("`daemon.source.credentials` are not sent over `http://` to a host other than a loopback one (they would travel in clear text)".into());
+        }
+        let mut asked = 0u32;
+        callbacks.credentials(move |_url, _user_in_url, allowed| {
+            asked += 1;
+            if asked > 1 {
+                return Err(git2::Error::from_str("the remote refused `daemon.source.credentials`"));
+            }
+            if !allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+                return Err(git2::Error::from_str("the remote asks for credentials other than a user name and password"));
+            }
+            git2::Cred::userpass_plaintext(&c.username, secrecy::ExposeSecret::expose_secret(&*c.password))
+        });
+    }
     let mut opts = git2::FetchOptions::new();
     opts.remote_callbacks(callbacks).download_tags(git2::AutotagOption::None);
     let refspec = format!("+{remote_ref}:{}", s.local_ref());
@@ -151,7 +209,7 @@ fn fetch(s: &GitSettings) -> Result<git2::Oid, String> {
         if Instant::now() >= deadline {
             format!("timed out after {}", humantime::format_duration(s.timeout))
         } else {
-            lower(&e)
+            crate::redact::scrub(&lower(&e))
         }
     })?;
     repo.refname_to_id(&s.local_ref()).map_err(|_| format!("the remote has no branch `{}`", s.branch))
@@ -212,6 +270,10 @@ impl ConfigSource for GitSource {
         format!("git {} branch {}", self.settings.url, self.settings.branch)
     }
 
+    fn handle(&self) -> Option<FetchHandle> {
+        Some(FetchHandle { wake: self.wake.clone(), fetches: self.fetches.subscribe(), branch: self.settings.branch.clone() })
+    }
+
     async fn next(&mut self) -> Result<Revision, SourceError> {
         if !self.cleared {
             let trees = self.settings.home().join("trees");
@@ -220,7 +282,7 @@ impl ConfigSource for GitSource {
         }
         loop {
             if !self.wait.is_zero() {
-                self.clock.sleep(self.wait).await;
+                self.pause().await;
             }
             let commit = match self.fetch().await {
                 Ok(c) => c,
@@ -228,6 +290,11 @@ impl ConfigSource for GitSource {
                     self.failures = self.failures.saturating_add(1);
                     let backoff = Backoff { base: self.settings.poll, max: MAX_RETRY.max(self.settings.poll) };
                     self.wait = backoff.delay(self.failures);
+                    let next = self.clock.now_ms().saturating_add(i64::try_from(self.wait.as_millis()).unwrap_or(i64::MAX));
+                    self.fetches.send_modify(|f| {
+                        f.failed += 1;
+                        f.next_fetch_ms = Some(next);
+                    });
                     return Err(SourceError::Fetch {
                         url: self.settings.url.clone(),
                         branch: self.settings.branch.clone(),
@@ -240,6 +307,13 @@ impl ConfigSource for GitSource {
             self.failures = 0;
             self.wait = self.settings.poll;
             let id = commit.to_string();
+            let now = self.clock.now_ms();
+            let next = now.saturating_add(i64::try_from(self.wait.as_millis()).unwrap_or(i64::MAX));
+            self.fetches.send_modify(|f| {
+                f.last_fetched = Some(id.clone());
+                f.fetched_ms = Some(now);
+                f.next_fetch_ms = Some(next);
+            });
             if self.last.as_deref() == Some(id.as_str()) {
                 tracing::debug!(source = %self.describe(), revision = %id, "fetched; no new commit");
                 continue;
@@ -279,6 +353,16 @@ mod tests {
     }
 
     #[test]
+    fn credentials_go_in_clear_text_only_to_a_loopback_host() {
+        for url in ["http://127.0.0.1:8080/r.git", "http://localhost/r", "HTTP://[::1]:9/r", "http://u@127.0.0.2/r", "file:///r", "git://h/r"] {
+            assert!(!clear_text_off_host(url), "{url}");
+        }
+        for url in ["http://git.example/r.git", "http://10.0.0.1:8080/r", "http://127.0.0.1.example/r", "http://[2001:db8::1]/r"] {
+            assert!(clear_text_off_host(url), "{url}");
+        }
+    }
+
+    #[test]
     fn the_cache_is_one_directory_per_remote_and_branch() {
         let s = |url: &str, branch: &str| GitSettings {
             url: url.into(),
@@ -287,6 +371,7 @@ mod tests {
             poll: DEFAULT_POLL,
             timeout: FETCH_TIMEOUT,
             cache: PathBuf::from("/c"),
+            credentials: None,
         };
         assert_eq!(s("file:///a", "main").home(), s("file:///a", "main").home());
         assert_ne!(s("file:///a", "main").home(), s("file:///a", "prod").home());

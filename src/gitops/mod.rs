@@ -7,6 +7,7 @@
 //! GitSource: every `poll` -> git2 fetch `branch` into .scaler/source/<key>/repo.git
 //!            -> new commit? -> check out into trees/<commit> -> load -> Revision
 //!            a failed fetch -> SourceError (retryable), next try after a backoff
+//!            a push webhook (`webhook`, `FetchHandle::wake`) -> fetch at once
 //! ```
 //!
 //! A source only loads: deciding what runs (the newest valid revision) is
@@ -16,16 +17,68 @@
 
 mod dir;
 mod git;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::config::{Config, Diagnostics};
 
 pub use dir::DirSource;
-pub use git::{GitSettings, GitSource, DEFAULT_BRANCH, DEFAULT_POLL};
+pub use git::{Credentials, GitSettings, GitSource, DEFAULT_BRANCH, DEFAULT_POLL};
+
+/// What a git source says about its fetches (for `scaler status`, the
+/// API, and to spot a webhook for a commit already fetched).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Fetches {
+    /// The commit the branch pointed to at the last successful fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fetched: Option<String>,
+    /// When that fetch ended (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched_ms: Option<i64>,
+    /// When the next fetch starts unless a webhook wakes the source first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_fetch_ms: Option<i64>,
+    /// Fetches that failed since the daemon started.
+    #[serde(default)]
+    pub failed: u64,
+    /// Fetches started early by a push webhook.
+    #[serde(default)]
+    pub woken: u64,
+}
+
+/// A handle on a running git source: wake it for a fetch now, read what
+/// it fetched. Cloned into the webhook handler and the status writer.
+#[derive(Debug, Clone)]
+pub struct FetchHandle {
+    wake: Arc<Notify>,
+    fetches: watch::Receiver<Fetches>,
+    /// The followed branch.
+    pub branch: String,
+}
+
+impl FetchHandle {
+    /// Asks for a fetch of the configured remote and branch at once (a
+    /// fetch running now is followed by another; many wakes before it
+    /// starts make one fetch).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// What was fetched so far.
+    pub fn fetches(&self) -> Fetches {
+        self.fetches.borrow().clone()
+    }
+
+    /// Changes as they happen.
+    pub fn watch(&self) -> watch::Receiver<Fetches> {
+        self.fetches.clone()
+    }
+}
 
 /// One revision of the config source.
 #[derive(Debug, Clone)]
@@ -118,6 +171,11 @@ impl SourceError {
 pub trait ConfigSource: Send {
     /// What is watched (`directory /srv/fleet`, `git file:///srv/fleet.git main`), for logs and status.
     fn describe(&self) -> String;
+
+    /// The handle of a source that fetches (git); `None` for a directory.
+    fn handle(&self) -> Option<FetchHandle> {
+        None
+    }
 
     /// Waits for the next revision: the first call returns the current one
     /// at once; later calls return only when the id changed. An error is

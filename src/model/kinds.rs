@@ -237,8 +237,8 @@ pub struct TrapSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigSource {
-    /// A git remote: a local path, `file://` or `git://` URL (this build
-    /// cannot fetch over https or ssh).
+    /// A git remote: a local path, a `file://`, `git://` or `http://` URL
+    /// (this build cannot fetch over https or ssh).
     pub git: String,
     /// The branch to follow (default `main`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,6 +252,21 @@ pub struct ConfigSource {
     /// Secret that verifies push webhooks (`POST /hooks/git`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<SecretRef>,
+    /// HTTP Basic credentials for an `http://` remote (sent in clear text, so
+    /// only to a loopback host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<GitCredentials>,
+}
+
+/// A user name and a password (or access token) for a git remote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GitCredentials {
+    /// The user name.
+    #[schemars(length(min = 1))]
+    pub username: String,
+    /// The password or token, by secret reference.
+    pub password: SecretRef,
 }
 
 /// SSH connection settings.

@@ -114,11 +114,10 @@ impl GitDaemon {
     pub fn serve(repo: &Path) -> GitDaemon {
         let parent = repo.parent().expect("a repository below a directory");
         let name = repo.file_name().expect("a repository name").to_string_lossy().to_string();
-        for _ in 0..5 {
-            let port = super::free_port();
-            // Its own process group: `git` runs `git-daemon` as a child, and
-            // a drop stops both.
-            let mut child = git_command(parent)
+        // Its own process group: `git` runs `git-daemon` as a child, and a
+        // drop stops both.
+        let (child, port) = listening("`git daemon`", |port| {
+            git_command(parent)
                 .process_group(0)
                 .args(["daemon", "--reuseaddr", "--listen=127.0.0.1", &format!("--port={port}"), "--export-all", "--informative-errors"])
                 .arg(format!("--base-path={}", parent.display()))
@@ -126,27 +125,75 @@ impl GitDaemon {
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot run `git daemon`: {e} (install it: `apt-get install -y git`)"));
-            let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while std::time::Instant::now() < end {
-                if child.try_wait().ok().flatten().is_some() {
-                    break; // the port was taken: try another
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return GitDaemon { child, url: format!("git://127.0.0.1:{port}/{name}") };
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            stop(&mut child);
-        }
-        panic!("`git daemon` did not start on 127.0.0.1");
+                .unwrap_or_else(|e| panic!("cannot run `git daemon`: {e} (install it: `apt-get install -y git`)"))
+        });
+        GitDaemon { child, url: format!("git://127.0.0.1:{port}/{name}") }
     }
+}
+
+/// Starts a server with `spawn(port)` on a free port until one listens on
+/// 127.0.0.1 (a server that exits at once found its port taken); the child
+/// and its port.
+fn listening(what: &str, mut spawn: impl FnMut(u16) -> std::process::Child) -> (std::process::Child, u16) {
+    for _ in 0..5 {
+        let port = super::free_port();
+        let mut child = spawn(port);
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < end {
+            if child.try_wait().ok().flatten().is_some() {
+                break; // the port was taken: try another
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (child, port);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        stop(&mut child);
+    }
+    panic!("{what} did not start on 127.0.0.1");
 }
 
 fn stop(child: &mut std::process::Child) {
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
+}
+
+/// `git http-backend` behind HTTP Basic auth on 127.0.0.1 (the `http://`
+/// transport; `git_http_backend.py`), stopped when dropped.
+pub struct GitHttp {
+    child: std::process::Child,
+    /// The URL of the served repository.
+    pub url: String,
+}
+
+impl GitHttp {
+    /// Serves the bare repository `repo` at `http://127.0.0.1:PORT/NAME`,
+    /// to `user` with `password` only.
+    pub fn serve(repo: &Path, user: &str, password: &str) -> GitHttp {
+        let parent = repo.parent().expect("a repository below a directory");
+        let name = repo.file_name().expect("a repository name").to_string_lossy().to_string();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/harness/git_http_backend.py");
+        let (child, port) = listening("the git http-backend server", |port| {
+            Command::new("python3")
+                .process_group(0)
+                .arg(&script)
+                .arg(parent)
+                .arg(port.to_string())
+                .args([user, password])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run python3: {e} (install it: `apt-get install -y python3`)"))
+        });
+        GitHttp { child, url: format!("http://127.0.0.1:{port}/{name}") }
+    }
+}
+
+impl Drop for GitHttp {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
 }
 
 impl Drop for GitDaemon {

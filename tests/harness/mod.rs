@@ -21,7 +21,7 @@ pub mod sshd;
 pub mod wait;
 
 pub use cli::{scaler, scaler_bin, scaler_with_stdin, stderr, stdout, Cli};
-pub use git::{GitDaemon, GitRepo};
+pub use git::{GitDaemon, GitHttp, GitRepo};
 pub use servers::{HttpServer, HungServer, Server};
 pub use sshd::Sshd;
 pub use wait::{free_port, wait_until};

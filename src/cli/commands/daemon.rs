@@ -7,8 +7,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::cli::workspace::{runtime, warn_ignored, Workspace};
 use crate::cli::{CmdResult, Failure, Ui};
+use crate::api::GitHooks;
 use crate::daemon::{self, Follow, Options};
-use crate::gitops::{ConfigSource, DirSource, GitSettings, GitSource};
+use crate::gitops::{ConfigSource, Credentials, DirSource, GitSettings, GitSource};
 
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -31,6 +32,8 @@ Receivers (changing state needs `Authorization: Bearer TOKEN`; the token is the 
   PUT  /api/v1/push/NAME    a number for a counter with source `push`
   POST /api/v1/alerts       Alertmanager webhook (payload version 4)
   UDP  daemon.traps.listen  SNMP v1/v2c traps for counters with source `trap`
+  POST /hooks/git           push webhook of a git source (no token: signed with
+                            `daemon.source.webhook_secret`; GitHub, GitLab, generic)
 
 Read API on the same listener (JSON; the same token, never in the URL; only /healthz and
 /api/v1/openapi.json, the OpenAPI document of every route, are open):
@@ -44,7 +47,8 @@ adds names), changes from another browser origin get 403, bodies are capped and 
 clients dropped (`daemon.http`).
 
 Config source: the directory is watched, or with `daemon.source.git` the branch is fetched
-every `poll` (default 60s) into .scaler/source/. Every new valid revision is run at once
+every `poll` (default 60s) into .scaler/source/, and at once on a signed push webhook.
+Every new valid revision is run at once
 (collectors, triggers, receivers and workers restart on it; trigger states are kept), and is
 applied when `daemon.auto_apply` is true, else planned and held (`scaler approve` has the
 daemon apply it; `scaler apply` applies directly). An invalid revision is logged with its
@@ -55,7 +59,7 @@ Trigger states are saved on every transition and a fire is saved with its job in
 transaction, so a restart resumes pending triggers and never fires twice for one instant.
 `scaler status` shows every trigger and recent jobs.
 After the start-up line, one `warning:` line per setting this build ignores
-(`daemon.source.webhook_secret`, `provision`, `provider: ec2`, ...); see `scaler validate`.
+(`provision`, `provider: ec2`, an `https` git remote, ...); see `scaler validate`.
 Exit codes: 0 stopped by Ctrl-C/SIGTERM, 1 error (config, state, a listener could not start).")]
 pub struct Args {
     /// The config repo.
@@ -187,6 +191,8 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         revision: Some(ws.config.revision.clone()),
         reconcile: all,
         http: http_options(settings.as_ref().and_then(|d| d.http.as_ref()), args.insecure_listen),
+        hooks: None,
+        fetches: None,
     };
     if all {
         ui.info(&format!(
@@ -202,7 +208,18 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     }
     warn_ignored(&ws.config, ui);
     let auto_apply = settings.as_ref().and_then(|d| d.auto_apply).unwrap_or(false);
-    let git = settings.as_ref().and_then(|d| d.source.as_ref()).map(|s| GitSettings::from_model(s, &ws.state_dir.join("source")));
+    let mut git = settings.as_ref().and_then(|d| d.source.as_ref()).map(|s| GitSettings::from_model(s, &ws.state_dir.join("source")));
+    if let (Some(g), Some(c)) = (git.as_mut(), settings.as_ref().and_then(|d| d.source.as_ref()).and_then(|s| s.credentials.as_ref())) {
+        if g.url.to_ascii_lowercase().starts_with("http://") {
+            let password = crate::config::read_secret(&ws.config.root, &c.password).map_err(|e| Failure::new(format!("daemon.source.credentials.password: {e}")))?;
+            g.credentials = Some(Credentials { username: c.username.clone(), password: std::sync::Arc::new(password) });
+        }
+    }
+    let webhook_secret = match settings.as_ref().and_then(|d| d.source.as_ref()).and_then(|s| s.webhook_secret.as_ref()) {
+        Some(r) => Some(crate::config::read_secret(&ws.config.root, r).map_err(|e| Failure::new(format!("daemon.source.webhook_secret: {e}")))?),
+        None => None,
+    };
+    let mut opts = opts;
     let root = ws.config.root.clone();
     let state_dir = Some(ws.state_dir.clone());
     let rt = runtime()?;
@@ -211,6 +228,10 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
             Some(g) => Box::new(GitSource::new(g, clock.clone())),
             None => Box::new(DirSource::new(&root, clock.clone())),
         };
+        opts.fetches = source.handle();
+        if let (Some(secret), Some(handle)) = (webhook_secret, source.handle()) {
+            opts.hooks = Some(std::sync::Arc::new(GitHooks::new(secret, handle).map_err(daemon::DaemonError::Other)?));
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -28,7 +28,8 @@ last evaluation), cooldown, nodata (an input is missing, or a group's coverage i
 error (an input failed or is not a number); nodata and error carry the reason.
 The source part (the daemon's last word, from .scaler/source.json): what it follows, the
 revision it runs, the last refused revision with its diagnostics, the last plan or apply,
-and a failing fetch.
+a failing fetch, and for a git source the last fetched commit, the time of the next poll
+(a push webhook fetches sooner) and the failed fetches.
 Exit codes: 0 shown, 1 error (config or state unreadable).")]
 pub struct Args {
     /// The config repo.
@@ -85,7 +86,27 @@ fn source_text(s: &SourceStatus, now: i64) -> String {
             out.push_str(&noted(what, n, now));
         }
     }
+    if let Some(f) = &s.fetch {
+        out.push_str(&fetch_text(f, now));
+    }
     out.push('\n');
+    out
+}
+
+/// The git source's last fetch and next poll.
+fn fetch_text(f: &crate::gitops::Fetches, now: i64) -> String {
+    let mut out = String::new();
+    match (&f.last_fetched, f.fetched_ms) {
+        (Some(c), Some(at)) => out.push_str(&format!("  last fetched: {} at {} ({} ago)\n", crate::gitops::short(c), time(at), human_ms(now - at))),
+        _ => out.push_str("  last fetched: nothing yet\n"),
+    }
+    if let Some(next) = f.next_fetch_ms {
+        let when = if next >= now { format!("in {}", human_ms(next - now)) } else { format!("due {} ago", human_ms(now - next)) };
+        out.push_str(&format!("  next poll: {} ({when})\n", time(next)));
+    }
+    if f.failed > 0 || f.woken > 0 {
+        out.push_str(&format!("  fetches: {} failed, {} started by a webhook\n", f.failed, f.woken));
+    }
     out
 }
 
