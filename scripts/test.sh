@@ -8,7 +8,7 @@
 # root). Elsewhere, install them yourself: sshd (OpenSSH server), ssh,
 # ssh-keygen, git, python3, sudo, script (util-linux), snmpd and snmptrap (net-snmp),
 # redis-server, PostgreSQL (initdb, pg_ctl, psql), a JDK with Jolokia and Jetty
-# jars, and moto[server] (pip).
+# jars, Node.js + npm, Chromium (/usr/bin/chromium), and moto[server] (pip).
 #
 # PostgreSQL: the tests use SCALER_TEST_PG_URL when set, else the machine's
 # server at 127.0.0.1:5432 (user postgres, trust auth) when it answers, else a
@@ -55,6 +55,11 @@ command -v javac >/dev/null || missing+=(default-jdk-headless)
 [ -x /usr/bin/sudo ] || missing+=(sudo)
 # `script` drives the prompt test through a pseudo-terminal
 command -v script >/dev/null || missing+=(bsdutils)
+# the web UI: build.rs runs `npm ci` in ui/; tests/ui.rs drives Debian's
+# Chromium with playwright-core (which never downloads a browser)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then

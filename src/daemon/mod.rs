@@ -319,7 +319,7 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
             metrics: metrics.clone(),
             daemon: Arc::new(DaemonInfo { started_ms: now, roles: roles(&opts), workers: opts.workers, listen: opts.listen.clone() }),
         };
-        let app = api::guard(inputs::router(shared.clone(), sink.clone(), opts.clock.clone()).merge(api::router(api_state.clone())), &api_state);
+        let app = api::guard(inputs::router(shared.clone(), sink.clone(), opts.clock.clone()).merge(api::router(api_state.clone())).merge(crate::web::router()), &api_state);
         let listener = tokio::net::TcpListener::bind(&opts.listen)
             .await
             .map_err(|e| DaemonError::Listen(format!("cannot listen on `{}`: {e}", opts.listen)))?;
