@@ -105,4 +105,7 @@ fn the_web_ui_logs_in_shows_the_fleet_zooms_a_graph_and_hides_changes_from_a_rea
         assert!(std::fs::metadata(dir.join(shot)).map(|m| m.len() > 1000).unwrap_or(false), "{shot} saved");
     }
     drop(d);
+    // The group's local nodes are processes of their own: stop them.
+    let out = cli.run(dir, &["destroy", "--auto-approve", "."]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

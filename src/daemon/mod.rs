@@ -324,7 +324,10 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
             .await
             .map_err(|e| DaemonError::Listen(format!("cannot listen on `{}`: {e}", opts.listen)))?;
         let addr = listener.local_addr().map_err(|e| DaemonError::Listen(e.to_string()))?;
-        tracing::info!(%addr, "HTTP listening (receivers: PUT /api/v1/push/NAME, POST /api/v1/alerts; read API: GET /api/v1/...; GET /metrics, GET /healthz)");
+        tracing::info!(%addr, "HTTP listening (web UI: GET /; receivers: PUT /api/v1/push/NAME, POST /api/v1/alerts; read API: GET /api/v1/...; GET /metrics, GET /healthz)");
+        if !crate::web::built() {
+            tracing::warn!("this binary was built without its web UI (no npm at build time); `/` says how to build it");
+        }
         let mut stop_h = stop.clone();
         tasks.spawn(async move {
             axum::serve(listener, app)

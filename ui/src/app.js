@@ -119,6 +119,20 @@ async function optional(path) {
   }
 }
 
+/** Every item of a list route, following `next` (the API gives at most 500 per page). */
+async function allOf(path) {
+  const all = [];
+  let after = null;
+  for (let i = 0; i < 100; i++) {
+    const sep = path.includes('?') ? '&' : '?';
+    const page = await api(`${path}${sep}limit=500${after === null ? '' : `&after=${encodeURIComponent(after)}`}`);
+    all.push(...items(page));
+    if (!page || !page.next) break;
+    after = page.next;
+  }
+  return { items: all, next: null };
+}
+
 const items = (list) => (list && Array.isArray(list.items) ? list.items : Array.isArray(list) ? list : []);
 
 // ------------------------------------------------------------------ login
@@ -212,9 +226,9 @@ async function overview(root) {
   const draw = async () => {
     const [st, groups, nodes, triggers, jobs, runList, planList] = await Promise.all([
       api('/status'),
-      api('/groups?limit=500'),
-      api('/nodes?limit=500'),
-      api('/triggers?limit=500'),
+      allOf('/groups'),
+      allOf('/nodes'),
+      allOf('/triggers'),
       api('/jobs?limit=10'),
       optional('/runs?limit=10'),
       optional('/plans?limit=20'),
@@ -311,7 +325,7 @@ function rangeOf(params) {
 const stepFor = (from, to, width) => Math.max(1000, Math.ceil((to - from) / Math.max(100, width / 2) / 1000) * 1000);
 
 async function graphs(root, _rest, params) {
-  const counters = items(await api('/counters?limit=500'));
+  const counters = items(await allOf('/counters'));
   const chosen = params.getAll('counter').filter((c) => counters.some((x) => x.name === c));
   const shown = chosen.length ? chosen : counters.map((c) => c.name).slice(0, 12);
   const hosts = params.getAll('host');
