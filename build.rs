@@ -32,8 +32,9 @@ fn main() {
         println!("cargo:rerun-if-changed=ui/src/{f}");
     }
     let stamp = ui.join("node_modules").join(STAMP);
-    if stamp.exists() {
-        // Deleting node_modules (or a new npm ci) re-runs this script.
+    if !no_ui() {
+        // Deleting node_modules or a new `npm ci` re-runs this script; while
+        // the stamp is missing (no npm yet) every build looks for npm again.
         println!("cargo:rerun-if-changed=ui/node_modules/{STAMP}");
     }
     let assets = match build(&ui, &stamp) {
@@ -58,7 +59,7 @@ struct Asset {
 }
 
 fn build(ui: &Path, stamp: &Path) -> Result<Vec<Asset>, Fallback> {
-    if std::env::var_os("SCALER_NO_UI").is_some_and(|v| !v.is_empty() && v != "0") {
+    if no_ui() {
         return Err(Fallback("`SCALER_NO_UI` is set".into()));
     }
     let lock = read(&ui.join("package-lock.json"));
@@ -84,6 +85,11 @@ fn build(ui: &Path, stamp: &Path) -> Result<Vec<Asset>, Fallback> {
     }
     assets.push(Asset { name: "index.html".into(), bytes: index.into_bytes() });
     Ok(assets)
+}
+
+/// `SCALER_NO_UI` set (and not `0`): build without the UI on purpose.
+fn no_ui() -> bool {
+    std::env::var_os("SCALER_NO_UI").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// `npm ci` in `ui/`, offline-friendly (the npm cache first).
