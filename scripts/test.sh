@@ -8,7 +8,8 @@
 # root). Elsewhere, install them yourself: sshd (OpenSSH server), ssh,
 # ssh-keygen, git, python3, sudo, script (util-linux), snmpd and snmptrap (net-snmp),
 # redis-server, PostgreSQL (initdb, pg_ctl, psql), a JDK with Jolokia and Jetty
-# jars, Prometheus (prometheus, promtool), moto[server] and schemathesis (pip).
+# jars, Prometheus (prometheus, promtool), Node.js + npm, Chromium
+# (/usr/bin/chromium), moto[server] and schemathesis (pip).
 #
 # PostgreSQL: the tests use SCALER_TEST_PG_URL when set, else the machine's
 # server at 127.0.0.1:5432 (user postgres, trust auth) when it answers, else a
@@ -57,6 +58,11 @@ command -v javac >/dev/null || missing+=(default-jdk-headless)
 command -v script >/dev/null || missing+=(bsdutils)
 # promtool lints /metrics and a real Prometheus scrapes the daemon
 { command -v promtool >/dev/null && command -v prometheus >/dev/null; } || missing+=(prometheus)
+# the web UI: build.rs runs `npm ci` in ui/; tests/ui.rs drives Debian's
+# Chromium with playwright-core (which never downloads a browser)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ "${#missing[@]}" -gt 0 ]; then
     if command -v apt-get >/dev/null 2>&1; then

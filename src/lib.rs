@@ -30,6 +30,7 @@
 //! | [`inputs`] | passive inputs: push endpoint, Alertmanager webhook, SNMP traps -> samples by receipt time |
 //! | [`daemon`] | `scaler daemon`: one loaded config run by the collectors, receivers, evaluator (a pure step on the clock), job workers and reconciler |
 //! | [`api`] | the daemon's read API: `/healthz`, `/metrics` (Prometheus text, the daemon's own counters), REST/JSON views under `/api/v1`; bearer token, query-string tokens refused |
+//! | [`web`] | the web UI: the page and its assets (built from `ui/` by `build.rs`, embedded), served at `/` by the daemon |
 //! | [`rules`] | condition evaluation and the trigger state machine (pure: no IO) |
 //! | [`actions`] | what a fired trigger does: scale (a desired-count mutation), run a playbook, notify (webhook, SNS) |
 //! | [`import`] | converting older tools' exports (monscale) into scaler YAML, with the groups and project the repo lacks, written all or nothing |
@@ -66,3 +67,4 @@ pub mod survey;
 pub mod template;
 pub mod redact;
 pub mod tls;
+pub mod web;

@@ -36,14 +36,14 @@ const ROUTES: [&str; 15] = [
 ];
 
 /// An HTTP answer: status, headers (lower-case names) and body.
-struct Reply {
-    status: u16,
-    headers: BTreeMap<String, String>,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 
@@ -53,7 +53,7 @@ impl Reply {
 }
 
 /// One request with an optional `Authorization` header value and body.
-fn call(port: u16, method: &str, path: &str, authorization: Option<&str>, body: &str) -> Reply {
+pub(crate) fn call(port: u16, method: &str, path: &str, authorization: Option<&str>, body: &str) -> Reply {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let auth = authorization.map(|a| format!("authorization: {a}\r\n")).unwrap_or_default();
     write!(s, "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
@@ -155,9 +155,7 @@ fn the_read_api_answers_json_behind_the_token_and_metrics_parse() {
     let dir = tmp.path();
     write_config(dir);
     let cli = Cli::new();
-    let out = cli.run(dir, &["apply", "--auto-approve", "."]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let d = Daemon::start(&cli, dir, &[]);
+    let d = Daemon::applied(&cli, dir);
     let port = d.port;
 
     // /healthz needs no token; everything else does.
@@ -206,6 +204,8 @@ fn the_read_api_answers_json_behind_the_token_and_metrics_parse() {
     assert!(chrono::DateTime::parse_from_rfc3339(s["started_at"].as_str().unwrap()).is_ok(), "{s}");
     assert_eq!(s["counts"]["triggers"], 1);
     assert!(s["state_serial"].as_u64().unwrap() >= 1, "the apply committed: {s}");
+    assert_eq!(s["token_scope"], "write", "{s}");
+    assert_eq!(call(port, "GET", "/api/v1/status", Some(&read), "").json()["token_scope"], "read", "the read token is told its scope");
 
     // targets with their hosts: static ones as written, a group's running node by name
     let t = ok_json(port, "/api/v1/targets");

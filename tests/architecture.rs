@@ -77,8 +77,11 @@ const RULES: &[Rule] = &[
     // the daemon's read API and /metrics
     rule("api", &["clock", "config", "fleet", "gitops", "inputs", "model", "plan", "redact", "rules", "store"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
 
+    // the web UI's embedded page and assets (it reads the API over HTTP only)
+    rule("web", &[]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
+
     // composition roots
-    rule("daemon", &["actions", "api", "apply", "clock", "config", "exec", "fleet", "gitops", "inputs", "jobs", "model", "monitor", "plan", "reconcile", "redact", "rules", "store"]).forbid(&[PRINT]),
+    rule("daemon", &["actions", "api", "apply", "clock", "config", "exec", "fleet", "gitops", "inputs", "jobs", "model", "monitor", "plan", "reconcile", "redact", "rules", "store", "web"]).forbid(&[PRINT]),
     rule("cli", &[
         "api", "apply", "clock", "config", "daemon", "exec", "fleet", "gitops", "import", "jobs", "model", "monitor", "plan", "provider", "reconcile",
         "redact", "rules", "ruletest", "store", "survey", "template", "tls",

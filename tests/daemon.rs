@@ -88,6 +88,13 @@ impl Daemon {
         d
     }
 
+    /// `scaler apply --auto-approve .` in `dir`, then a daemon on it.
+    pub(crate) fn applied(cli: &Cli, dir: &Path) -> Daemon {
+        let out = cli.run(dir, &["apply", "--auto-approve", "."]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Daemon::start(cli, dir, &[])
+    }
+
     pub(crate) fn kill9(mut self) {
         let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL).unwrap();

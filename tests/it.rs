@@ -36,3 +36,4 @@ mod store_sqlite;
 mod survey;
 mod trace;
 mod trace_ssh;
+mod ui;

@@ -42,8 +42,13 @@ fn list_or_one<T: Serialize>(kind: &str, items: Vec<T>, name_of: impl Fn(&T) -> 
 
 // ---------------------------------------------------------------- status
 
-pub(super) async fn status(State(st): State<ApiState>, uri: Uri) -> Result<Response, ApiError> {
+pub(super) async fn status(State(st): State<ApiState>, uri: Uri, headers: axum::http::HeaderMap) -> Result<Response, ApiError> {
     Params::parse(uri.query(), &[])?;
+    let token_scope = match super::scope(&st, &headers) {
+        Ok(super::Scope::Write) => "write",
+        // The route is behind the token check: anything else is the read token.
+        _ => "read",
+    };
     let meta = st.store.snapshot().await?.meta;
     let d = &st.daemon;
     answer(&StatusView {
@@ -62,6 +67,7 @@ pub(super) async fn status(State(st): State<ApiState>, uri: Uri) -> Result<Respo
         uptime_ms: (st.clock.now_ms() - d.started_ms).max(0),
         counts: StatusView::counts(&st.config),
         fetch: st.fetches.as_ref().map(crate::gitops::FetchHandle::fetches),
+        token_scope,
     })
 }
 

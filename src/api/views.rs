@@ -46,6 +46,8 @@ pub struct TriggerView {
     pub last_fired_ms: Option<i64>,
     /// The last evaluation (ms).
     pub evaluated_ms: Option<i64>,
+    /// How long the condition must hold before it fires (`for`, ms; none: at once).
+    pub for_ms: Option<i64>,
     /// The operand values at the last evaluation.
     pub values: Vec<Term>,
     /// The values and the window of the last fire.
@@ -67,6 +69,7 @@ impl TriggerView {
             pending_ms: s.pending_since.map(|p| now_ms - p),
             last_fired_ms: s.last_fired,
             evaluated_ms: r.evaluated_ms,
+            for_ms: None,
             values: r.terms.clone(),
             last_fire: r.last_fire.clone(),
         }
@@ -77,7 +80,10 @@ impl TriggerView {
         config
             .triggers
             .iter()
-            .map(|(name, t)| TriggerView::new(name, t.spec.description.as_deref(), records.get(name), now_ms))
+            .map(|(name, t)| TriggerView {
+                for_ms: duration_ms(t.spec.for_.as_ref()),
+                ..TriggerView::new(name, t.spec.description.as_deref(), records.get(name), now_ms)
+            })
             .collect()
     }
 }
@@ -360,6 +366,9 @@ pub struct StatusView {
     /// What the git source fetched and when it fetches next (`None`: a directory source).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fetch: Option<crate::gitops::Fetches>,
+    /// What the request's token may do: `write` (`daemon.token`) or `read`
+    /// (`daemon.read_token`); the web UI shows change buttons for `write` only.
+    pub token_scope: &'static str,
 }
 
 impl StatusView {

@@ -359,9 +359,12 @@ pub async fn run(session: Session, mut opts: Options, stop: watch::Receiver<bool
             .map_err(|e| DaemonError::Listen(format!("cannot listen on `{}`: {e}", opts.listen)))?;
         let addr = listener.local_addr().map_err(|e| DaemonError::Listen(e.to_string()))?;
         api::security::check_listen(addr, &opts.listen, opts.http.insecure_listen).map_err(DaemonError::Listen)?;
-        let routes = inputs::router(shared.clone(), sink.clone(), opts.clock.clone()).merge(api::router(api_state.clone()));
+        let routes = inputs::router(shared.clone(), sink.clone(), opts.clock.clone()).merge(api::router(api_state.clone())).merge(crate::web::router());
         let app = api::guard(api::security::protect(routes, addr, &opts.http), &api_state);
-        tracing::info!(%addr, "HTTP listening (receivers: PUT /api/v1/push/NAME, POST /api/v1/alerts, POST /hooks/git; read API: GET /api/v1/...; GET /metrics, GET /healthz)");
+        tracing::info!(%addr, "HTTP listening (web UI: GET /; receivers: PUT /api/v1/push/NAME, POST /api/v1/alerts, POST /hooks/git; read API: GET /api/v1/...; GET /metrics, GET /healthz)");
+        if !crate::web::built() {
+            tracing::warn!("this binary was built without its web UI (no npm at build time); `/` says how to build it");
+        }
         let stop_h = stop.clone();
         let http = opts.http.clone();
         tasks.spawn(async move {
