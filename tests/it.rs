@@ -8,6 +8,7 @@ mod harness;
 
 mod actions;
 mod api;
+mod cli;
 mod architecture;
 mod collect;
 mod collect_secrets;

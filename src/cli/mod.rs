@@ -6,8 +6,8 @@
 //! failed, 3 some host unreachable, 4 bad playbook, parameters or target.
 
 mod commands;
-mod ui;
-mod workspace;
+pub(crate) mod ui;
+pub(crate) mod workspace;
 
 use std::process::ExitCode;
 
@@ -78,6 +78,12 @@ Colours only on a terminal; NO_COLOR=1 or --color never turns them off.";
 #[derive(Debug, Parser)]
 #[command(name = "scaler", version, about, long_about = None, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
+    /// The config repo (default: SCALER_DIR, else the nearest directory from
+    /// here up with a Project document).
+    // (Its id differs from the commands' positional `dir`: clap shares a
+    // global argument's id with the subcommands.)
+    #[arg(short = 'C', long = "dir", value_name = "DIR", global = true)]
+    pub repo: Option<std::path::PathBuf>,
     /// When to colour output.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     pub color: ColorChoice,
@@ -141,6 +147,7 @@ pub enum Command {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    workspace::set_dir_option(cli.repo.clone());
     let ui = Ui::new(cli.color, cli.quiet);
     let filter = match (cli.quiet, cli.verbose) {
         (true, _) => "error",

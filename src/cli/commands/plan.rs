@@ -40,9 +40,8 @@ impl PlanFlags {
 provider is not in this build is left out with an error naming it; the other changes are planned
 and can be applied.\n\nExit codes: 0 success (with --detailed-exitcode: no changes), 1 error, plan denied by a policy or a\ngroup left out, 2 changes present (--detailed-exitcode only).")]
 pub struct Args {
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The config repo (default: `-C DIR`, SCALER_DIR, else found from here up).
+    pub dir: Option<PathBuf>,
     /// Plan the removal of every node instead.
     #[arg(long)]
     pub destroy: bool,
@@ -69,7 +68,7 @@ pub fn make_plan(ws: &Workspace, operation: Operation, flags: &PlanFlags) -> Res
 
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    let ws = Workspace::load(&args.dir, args.flags.rev.as_deref(), ui)?;
+    let ws = Workspace::load(args.dir.as_deref(), args.flags.rev.as_deref(), ui)?;
     let operation = if args.destroy { Operation::Destroy } else { Operation::Apply };
     if !args.json {
         warn_ignored(&ws.config, ui);

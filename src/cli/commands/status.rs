@@ -31,9 +31,8 @@ revision it runs, the last refused revision with its diagnostics, the last plan 
 and a failing fetch.
 Exit codes: 0 shown, 1 error (config or state unreadable).")]
 pub struct Args {
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The config repo (default: `-C DIR`, SCALER_DIR, else found from here up).
+    pub dir: Option<PathBuf>,
     /// How many recent jobs to show.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub jobs: usize,
@@ -91,7 +90,7 @@ fn source_text(s: &SourceStatus, now: i64) -> String {
 
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    let ws = Workspace::load(&args.dir, None, ui)?;
+    let ws = Workspace::load(args.dir.as_deref(), None, ui)?;
     let now = chrono::Utc::now().timestamp_millis();
     let (records, jobs, depth) = if ws.store_exists() {
         ws.store()?.run_blocking_as(|store| -> Result<_, Failure> {

@@ -1,0 +1,78 @@
+//! The command line's conventions, through the real binary: one way to name
+//! the config repo (`-C DIR`/`--dir DIR`, `SCALER_DIR`, discovery from the
+//! working directory up, the positional DIR where a command has one) and one
+//! did-you-mean message for a name the config lacks.
+
+use std::path::Path;
+
+use crate::harness::{stderr, stdout, Cli};
+
+fn quickstart() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart")
+}
+
+#[test]
+fn the_repo_is_found_from_a_subdirectory_like_git() {
+    // examples/quickstart/tests has no Project document; its parent does.
+    let out = Cli::new().run(&quickstart().join("tests"), &["validate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Valid: 13 objects"), "{}", stdout(&out));
+}
+
+#[test]
+fn dash_c_and_scaler_dir_name_the_repo_on_any_command() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let qs = quickstart();
+    let qs = qs.to_str().unwrap();
+    for args in [vec!["-C", qs, "validate"], vec!["validate", "--dir", qs], vec!["validate", "-C", qs]] {
+        let out = Cli::new().run(elsewhere.path(), &args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).contains("Valid: 13 objects"), "{args:?}: {}", stdout(&out));
+    }
+    let out = Cli::new().env("SCALER_DIR", qs).run(elsewhere.path(), &["validate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // the flag wins over the environment
+    let out = Cli::new().env("SCALER_DIR", "/nonexistent").run(elsewhere.path(), &["-C", qs, "validate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // `exec` and `run` take it too (they had a `--dir` of their own)
+    let out = Cli::new().run(elsewhere.path(), &["run", "--check", "--dir", qs, "nosuchplaybook"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no playbook `nosuchplaybook` in the config"), "{}", stderr(&out));
+}
+
+#[test]
+fn no_repo_found_says_where_it_looked_and_how_to_name_one() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Cli::new().run(elsewhere.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no config repo found"), "{err}");
+    assert!(err.contains(&elsewhere.path().display().to_string()), "{err}");
+    assert!(err.contains("-C DIR") && err.contains("SCALER_DIR"), "{err}");
+}
+
+#[test]
+fn the_repo_named_twice_is_a_usage_error() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let qs = quickstart();
+    let out = Cli::new().run(elsewhere.path(), &["-C", qs.to_str().unwrap(), "validate", elsewhere.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("named twice"), "{}", stderr(&out));
+}
+
+#[test]
+fn unknown_names_get_one_did_you_mean() {
+    let qs = quickstart();
+    let cli = Cli::new();
+    let cases: [(&[&str], u8, &str); 4] = [
+        (&["query", "lod1"], 1, "no counter `lod1` in the config; did you mean `load1`?"),
+        (&["scale", "wbe", "--to", "1"], 1, "no group `wbe` in the config; did you mean `web`?"),
+        (&["run", "--check", "anounce"], 4, "no playbook `anounce` in the config; did you mean `announce`?"),
+        (&["exec", "wbe", "--", "true"], 4, "no target `wbe` in the config; did you mean `web`?"),
+    ];
+    for (args, code, want) in cases {
+        let out = cli.run(&qs, args);
+        assert_eq!(out.status.code(), Some(i32::from(code)), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+}
