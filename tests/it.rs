@@ -25,6 +25,7 @@ mod jobs;
 mod limits;
 mod inputs;
 mod plan_apply;
+mod readme;
 mod provider_local;
 mod ruletest;
 mod store_conformance;

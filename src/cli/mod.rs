@@ -58,18 +58,30 @@ pub enum ColorChoice {
 
 const AFTER_HELP: &str = "\
 Examples:
-  scaler init myfleet                  scaffold a config repo
-  scaler validate myfleet              check every file; all errors at once
-  scaler plan myfleet                  show what would change
-  scaler apply --auto-approve myfleet  make it so
-  scaler state list myfleet            what scaler recorded
-  scaler collect --once myfleet        one round of every counter
-  scaler query load1 myfleet           the last hour of a counter
-  scaler daemon myfleet                collect, evaluate triggers, run their actions
-  scaler status myfleet                every trigger's state and why it last fired
-  scaler test myfleet/tests            rule unit tests on a virtual clock
+  scaler init myfleet && cd myfleet    scaffold a config repo
+  scaler validate                      check every file; all errors at once
+  scaler plan                          show what would change
+  scaler apply --auto-approve          make it so
+  scaler -C ~/fleet state list         another repo: -C DIR (or --dir DIR, or SCALER_DIR)
+  scaler collect --once                one round of every counter
+  scaler query load1                   the last hour of a counter
+  scaler daemon                        collect, evaluate triggers, run their actions
+  scaler status                        every trigger's state and why it last fired
+  scaler test                          rule unit tests (*.test.yaml) on a virtual clock
 
-Exit codes: 0 success, 1 error, 2 usage error (and for `plan --detailed-exitcode`: changes present).
+The config repo: the command's DIR argument (where it has one), else -C/--dir DIR,
+else SCALER_DIR, else the nearest directory from here up whose YAML files hold a
+`kind: Project` document.
+
+Environment:
+  SCALER_DIR              the config repo (see above)
+  SCALER_LOG              log filter (tracing syntax: `info`, `scaler=debug`); overrides -v/-q
+  SCALER_MAX_CONFIG_BYTES largest config file read (default 4 MiB)
+  NO_COLOR                set and not empty: no colours (as --color never)
+
+Exit codes: 0 success, 1 error, 2 usage error (and for `plan --detailed-exitcode`: changes
+present). `exec` and `run`: 2 some host failed, 3 some host unreachable, 4 bad config,
+playbook or target (nothing ran).
 Colours only on a terminal; NO_COLOR=1 or --color never turns them off.";
 
 /// scaler runs a fleet of ordinary servers the GitOps way: YAML in a git repo
