@@ -76,3 +76,23 @@ fn unknown_names_get_one_did_you_mean() {
         assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn a_format_word_where_a_path_is_meant_is_refused_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let qs = quickstart();
+    let export = qs.join("../monscale/export.json");
+    std::fs::write(dir.path().join("fleet.txt"), "127.0.0.1:1\n").unwrap();
+    let cases: [&[&str]; 3] = [
+        &["survey", "-i", "fleet.txt", "-o", "json"],
+        &["import", "monscale", export.to_str().unwrap(), "--out", "yaml"],
+        &["-C", qs.to_str().unwrap(), "plan", "-o", "json"],
+    ];
+    for args in cases {
+        let out = Cli::new().run(dir.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("looks like an output format") && stderr(&out).contains("--json"), "{args:?}: {}", stderr(&out));
+    }
+    // nothing was written under the format's name
+    assert!(!dir.path().join("json").exists() && !dir.path().join("yaml").exists());
+}

@@ -84,6 +84,19 @@ impl Ui {
     }
 }
 
+/// `-o json` is a habit from other tools: a format, not a file name. Every
+/// flag that takes a path where a format could be meant refuses the
+/// format words with a hint (exit 2); `./json` is a file of that name.
+pub fn not_a_format(flag: &str, what: &str, path: &std::path::Path) -> Result<(), super::Failure> {
+    match path.to_str().filter(|p| matches!(*p, "json" | "yaml" | "yml" | "text" | "wide" | "table")) {
+        Some(word) => Err(super::Failure {
+            code: 2,
+            message: format!("`{flag} {word}` looks like an output format; `{flag}` {what} (use `--json` for JSON on stdout, or `./{word}` for a path of that name)"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// `1 host`, `2 hosts`, `0 hosts`: a count and its noun (plural by `s`).
 pub fn plural(n: usize, word: &str) -> String {
     if n == 1 {

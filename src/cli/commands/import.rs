@@ -58,6 +58,7 @@ pub fn run(cmd: ImportCommand, ui: &Ui) -> CmdResult {
 }
 
 fn run_monscale(args: MonscaleArgs, ui: &Ui) -> CmdResult {
+    crate::cli::ui::not_a_format("--out", "names the DIR to write into", &args.out)?;
     let label = args.file.display().to_string();
     let result = std::fs::read_to_string(&args.file)
         .map_err(|source| ImportError::Read { path: label.clone(), source })

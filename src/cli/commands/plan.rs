@@ -74,13 +74,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         warn_ignored(&ws.config, ui);
     }
     if let Some(path) = &args.out {
-        // `-o json` is a habit from other tools: a format, not a file name.
-        if let Some(word) = path.to_str().filter(|p| matches!(*p, "json" | "yaml" | "yml" | "text" | "wide")) {
-            return Err(Failure {
-                code: 2,
-                message: format!("`-o {word}` looks like an output format; `-o`/`--out` saves the plan to a FILE (use `--json` for JSON on stdout, or `-o ./{word}` for a file of that name)"),
-            });
-        }
+        crate::cli::ui::not_a_format("-o`/`--out", "saves the plan to a FILE", path)?;
     }
     let plan = make_plan(&ws, operation, &args.flags)?;
     if let Some(path) = &args.out {

@@ -163,8 +163,8 @@ pub fn summary_table(ui: &Ui, r: &RunResult) -> String {
     }
     let count = |s: Status| r.hosts.iter().filter(|h| h.status == s).count();
     out.push_str(&format!(
-        "{} hosts: {} ok, {} changed, {} failed, {} unreachable, {} skipped; overall {}",
-        r.hosts.len(),
+        "{}: {} ok, {} changed, {} failed, {} unreachable, {} skipped; overall {}",
+        crate::cli::ui::plural(r.hosts.len(), "host"),
         count(Status::Ok),
         count(Status::Changed),
         count(Status::Failed),
