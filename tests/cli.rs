@@ -96,3 +96,22 @@ fn a_format_word_where_a_path_is_meant_is_refused_with_a_hint() {
     // nothing was written under the format's name
     assert!(!dir.path().join("json").exists() && !dir.path().join("yaml").exists());
 }
+
+#[test]
+fn plan_quiet_prints_only_the_summary_line() {
+    let qs = quickstart();
+    // a fresh state: the repo copy's own `.scaler/` would be shared
+    let repo = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(&qs).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), repo.path().join(e.file_name())).unwrap();
+        }
+    }
+    let out = Cli::new().run(repo.path(), &["plan", "-q"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Plan: 15 to add, 0 to change, 0 to destroy.\n");
+    assert_eq!(stderr(&out), "");
+    let full = Cli::new().run(repo.path(), &["plan"]);
+    assert!(stdout(&full).lines().count() > 15, "{}", stdout(&full));
+}

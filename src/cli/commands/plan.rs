@@ -83,8 +83,13 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     if args.json {
         ui.out(&serde_json::to_string_pretty(&plan)?);
     } else {
-        ui.out(&plan::render(&plan, RenderOptions { color: ui.color }));
-        if let Some(path) = &args.out {
+        if ui.quiet {
+            // `-q`: the summary line and errors only.
+            ui.out(plan::render_summary(&plan, RenderOptions { color: ui.color }, false).trim_start());
+        } else {
+            ui.out(&plan::render(&plan, RenderOptions { color: ui.color }));
+        }
+        if let Some(path) = &args.out.as_ref().filter(|_| !ui.quiet) {
             if plan.is_allowed() && plan.has_changes() {
                 ui.out(&format!("\nSaved the plan to {}. Apply exactly this plan with:\n  scaler apply {}", path.display(), path.display()));
             }
