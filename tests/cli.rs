@@ -115,3 +115,24 @@ fn plan_quiet_prints_only_the_summary_line() {
     let full = Cli::new().run(repo.path(), &["plan"]);
     assert!(stdout(&full).lines().count() > 15, "{}", stdout(&full));
 }
+
+#[test]
+fn import_errors_are_printed_once_and_a_misspelled_field_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = std::fs::read_to_string(quickstart().join("../monscale/export.json")).unwrap();
+    let typo = export.replacen("\"time_limit\": 120", "\"time_limt\": 120", 1);
+    assert_ne!(typo, export, "the shipped export changed; pick another field");
+    std::fs::write(dir.path().join("typo.json"), typo).unwrap();
+    let out = Cli::new().run(dir.path(), &["import", "monscale", "typo.json", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    // the JSON carries the errors; stderr does not repeat them
+    assert_eq!(stderr(&out), "");
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let errors: Vec<&str> = doc["errors"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert!(errors.iter().any(|e| e.contains("unknown field `time_limt` of Threshold, did you mean `time_limit`?")), "{errors:#?}");
+    assert!(!errors.iter().any(|e| e.contains("missing field `time_limit`")), "{errors:#?}");
+    // without --json: on stderr, once each
+    let out = Cli::new().run(dir.path(), &["import", "monscale", "typo.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out).matches("time_limt").count(), 1, "{}", stderr(&out));
+}
