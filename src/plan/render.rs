@@ -35,7 +35,6 @@ fn style_of(action: Action) -> Style {
 pub fn render(plan: &Plan, opts: RenderOptions) -> String {
     let mut out = String::new();
     let bold = Style::new().bold();
-    let red = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
     let dim = Style::new().dimmed();
     if !plan.refresh.is_empty() {
         // Unfinished work: never "No changes" while state lists it.
