@@ -143,8 +143,15 @@ fn unknown_counters_and_triggers_are_errors_with_suggestions() {
 }
 
 #[test]
-fn usage_errors_exit_2_and_missing_files_exit_1() {
+fn usage_errors_exit_2_missing_files_exit_1_and_no_file_means_the_repo() {
+    // No FILE: the config repo's tests; outside any repo, an error saying so.
     let out = scaler(root(), &["test"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no config repo found"), "{}", stderr(&out));
+    let out = scaler(&root().join("examples/quickstart/tests"), &["test"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("triggers.test.yaml"), "{}", stdout(&out));
+    let out = scaler(root(), &["test", "--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let out = scaler(root(), &["test", "tests/fixtures/ruletests/nope.test.yaml"]);
     assert_eq!(out.status.code(), Some(1));

@@ -6,8 +6,8 @@
 //! failed, 3 some host unreachable, 4 bad playbook, parameters or target.
 
 mod commands;
-mod ui;
-mod workspace;
+pub(crate) mod ui;
+pub(crate) mod workspace;
 
 use std::process::ExitCode;
 
@@ -58,18 +58,30 @@ pub enum ColorChoice {
 
 const AFTER_HELP: &str = "\
 Examples:
-  scaler init myfleet                  scaffold a config repo
-  scaler validate myfleet              check every file; all errors at once
-  scaler plan myfleet                  show what would change
-  scaler apply --auto-approve myfleet  make it so
-  scaler state list myfleet            what scaler recorded
-  scaler collect --once myfleet        one round of every counter
-  scaler query load1 myfleet           the last hour of a counter
-  scaler daemon myfleet                collect, evaluate triggers, run their actions
-  scaler status myfleet                every trigger's state and why it last fired
-  scaler test myfleet/tests            rule unit tests on a virtual clock
+  scaler init myfleet && cd myfleet    scaffold a config repo
+  scaler validate                      check every file; all errors at once
+  scaler plan                          show what would change
+  scaler apply --auto-approve          make it so
+  scaler -C ~/fleet state list         another repo: -C DIR (or --dir DIR, or SCALER_DIR)
+  scaler collect --once                one round of every counter
+  scaler query load1                   the last hour of a counter
+  scaler daemon                        collect, evaluate triggers, run their actions
+  scaler status                        every trigger's state and why it last fired
+  scaler test                          rule unit tests (*.test.yaml) on a virtual clock
 
-Exit codes: 0 success, 1 error, 2 usage error (and for `plan --detailed-exitcode`: changes present).
+The config repo: the command's DIR argument (where it has one), else -C/--dir DIR,
+else SCALER_DIR, else the nearest directory from here up whose YAML files hold a
+`kind: Project` document.
+
+Environment:
+  SCALER_DIR              the config repo (see above)
+  SCALER_LOG              log filter (tracing syntax: `info`, `scaler=debug`); overrides -v/-q
+  SCALER_MAX_CONFIG_BYTES largest config file read (default 4 MiB)
+  NO_COLOR                set and not empty: no colours (as --color never)
+
+Exit codes: 0 success, 1 error, 2 usage error (and for `plan --detailed-exitcode`: changes
+present). `exec` and `run`: 2 some host failed, 3 some host unreachable, 4 bad config,
+playbook or target (nothing ran).
 Colours only on a terminal; NO_COLOR=1 or --color never turns them off.";
 
 /// scaler runs a fleet of ordinary servers the GitOps way: YAML in a git repo
@@ -78,6 +90,12 @@ Colours only on a terminal; NO_COLOR=1 or --color never turns them off.";
 #[derive(Debug, Parser)]
 #[command(name = "scaler", version, about, long_about = None, after_help = AFTER_HELP, propagate_version = true)]
 pub struct Cli {
+    /// The config repo (default: SCALER_DIR, else the nearest directory from
+    /// here up with a Project document).
+    // (Its id differs from the commands' positional `dir`: clap shares a
+    // global argument's id with the subcommands.)
+    #[arg(short = 'C', long = "dir", value_name = "DIR", global = true)]
+    pub repo: Option<std::path::PathBuf>,
     /// When to colour output.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     pub color: ColorChoice,
@@ -143,6 +161,7 @@ pub enum Command {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    workspace::set_dir_option(cli.repo.clone());
     let ui = Ui::new(cli.color, cli.quiet);
     let filter = match (cli.quiet, cli.verbose) {
         (true, _) => "error",

@@ -84,6 +84,47 @@ impl Ui {
     }
 }
 
+/// `-o json` is a habit from other tools: a format, not a file name. Every
+/// flag that takes a path where a format could be meant refuses the
+/// format words with a hint (exit 2); `./json` is a file of that name.
+pub fn not_a_format(flag: &str, what: &str, path: &std::path::Path) -> Result<(), super::Failure> {
+    match path.to_str().filter(|p| matches!(*p, "json" | "yaml" | "yml" | "text" | "wide" | "table")) {
+        Some(word) => Err(super::Failure {
+            code: 2,
+            message: format!("`{flag} {word}` looks like an output format; `{flag}` {what} (use `--json` for JSON on stdout, or `./{word}` for a path of that name)"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `1 host`, `2 hosts`, `0 hosts`: a count and its noun (plural by `s`).
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// The one duration format of the command line: `250ms` under a second,
+/// `6.0s` under a minute, then `1m2s`, `1h2m` (`1h0m5s` keeps its seconds).
+pub fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    if ms < 60_000 {
+        return format!("{:.1}s", d.as_secs_f64());
+    }
+    let secs = (ms + 500) / 1000;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, s) {
+        (0, _) => format!("{m}m{s}s"),
+        (_, 0) => format!("{h}h{m}m"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
 /// Apply progress: a bar on a terminal, one line per event otherwise.
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -160,8 +201,31 @@ impl Observer for Progress {
         match result {
             // Config objects are records: no time worth showing.
             Ok(()) if change.node.is_none() => self.line(format!("{}: {}", change.address, verb(change.action, true))),
-            Ok(()) => self.line(format!("{}: {} ({:.1}s)", change.address, verb(change.action, true), elapsed.as_secs_f64())),
-            Err(e) => self.line(format!("{}: failed after {:.1}s: {e}", change.address, elapsed.as_secs_f64())),
+            Ok(()) => self.line(format!("{}: {} ({})", change.address, verb(change.action, true), duration(elapsed))),
+            Err(e) => self.line(format!("{}: failed after {}: {e}", change.address, duration(elapsed))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_duration_format() {
+        assert_eq!(duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(duration(Duration::from_millis(0)), "0ms");
+        assert_eq!(duration(Duration::from_millis(6_040)), "6.0s");
+        assert_eq!(duration(Duration::from_millis(59_940)), "59.9s");
+        assert_eq!(duration(Duration::from_millis(62_000)), "1m2s");
+        assert_eq!(duration(Duration::from_secs(3_600 + 120)), "1h2m");
+        assert_eq!(duration(Duration::from_secs(3_605)), "1h0m5s");
+    }
+
+    #[test]
+    fn plurals() {
+        assert_eq!(plural(1, "host"), "1 host");
+        assert_eq!(plural(0, "host"), "0 hosts");
+        assert_eq!(plural(3, "host"), "3 hosts");
     }
 }

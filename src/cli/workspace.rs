@@ -4,7 +4,7 @@
 //! ([`crate::reconcile::Session`] for plan and apply).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::{Failure, Ui};
 use crate::apply::Providers;
@@ -13,6 +13,76 @@ use crate::provider::{LocalProvider, Provider};
 use crate::reconcile::{Session, Settings};
 use crate::store::{Location, StateStore};
 
+/// The global `-C DIR`/`--dir DIR`, set once by `main` before any command
+/// runs.
+static DIR_OPTION: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// Records the global `-C DIR`/`--dir DIR` (called once, by `main`).
+pub fn set_dir_option(dir: Option<PathBuf>) {
+    let _ = DIR_OPTION.set(dir);
+}
+
+/// The repo named by `-C DIR`/`--dir DIR` or SCALER_DIR, if any (no
+/// discovery).
+pub fn named_dir() -> Option<PathBuf> {
+    DIR_OPTION.get().cloned().flatten().or_else(|| std::env::var_os("SCALER_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
+}
+
+/// The one convention for naming the config repo, used by every command
+/// (through [`Workspace::load`] or [`load_config`]), in this order:
+/// the command's positional DIR (where it has one), the global
+/// `-C DIR`/`--dir DIR`, `SCALER_DIR`, else the nearest directory, from the
+/// working directory up, holding a Project document (like git and cargo
+/// find their repo).
+pub fn repo_dir(positional: Option<&Path>) -> Result<PathBuf, Failure> {
+    let option = DIR_OPTION.get().and_then(Option::as_ref);
+    match (positional, option) {
+        (Some(p), Some(o)) if p != o => {
+            return Err(Failure {
+                code: 2,
+                message: format!("the config repo is named twice (`{}` and `-C {}`); give one", p.display(), o.display()),
+            })
+        }
+        (Some(p), _) => return Ok(p.to_path_buf()),
+        (None, _) => {}
+    }
+    if let Some(dir) = named_dir() {
+        return Ok(dir);
+    }
+    let cwd = std::env::current_dir().map_err(|e| Failure::new(format!("cannot read the working directory: {e}")))?;
+    discover(&cwd).ok_or_else(|| {
+        Failure::new(format!(
+            "no config repo found: no Project document (`kind: Project`) in the YAML files of `{}` or any parent directory\n  \
+             hint: run inside a config repo, name one with `-C DIR` (or `--dir DIR`), or set SCALER_DIR=DIR; `scaler init DIR` creates one",
+            cwd.display()
+        ))
+    })
+}
+
+/// The nearest of `start` and its parents whose top-level `*.yaml`/`*.yml`
+/// files hold a `kind: Project` document.
+pub fn discover(start: &Path) -> Option<PathBuf> {
+    start.ancestors().find(|d| holds_project(d)).map(Path::to_path_buf)
+}
+
+fn holds_project(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let yaml = (name.ends_with(".yaml") || name.ends_with(".yml")) && !name.contains(".test.") && !name.starts_with('.');
+        // Config files are small; a huge file is not read just to look.
+        yaml && e.metadata().is_ok_and(|m| m.is_file() && m.len() <= 4 * 1024 * 1024)
+            && std::fs::read_to_string(e.path()).is_ok_and(|text| text.lines().any(is_project_line))
+    })
+}
+
+/// `kind: Project`, quoted or not, with an optional comment.
+fn is_project_line(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("kind:") else { return false };
+    let value = rest.split('#').next().unwrap_or("").trim().trim_matches(|c| c == '"' || c == '\'');
+    value == "Project"
+}
 
 /// A loaded repo.
 pub struct Workspace {
@@ -24,9 +94,11 @@ pub struct Workspace {
     pub state_dir: PathBuf,
 }
 
-/// Loads and compiles the config at `dir` (or at `rev` of its git repo),
-/// printing every diagnostic on failure.
-pub fn load_config(dir: &Path, rev: Option<&str>, ui: &Ui) -> Result<Config, Failure> {
+/// Loads and compiles the config repo named by `dir` or [`repo_dir`]'s
+/// convention (or at `rev` of its git repo), printing every diagnostic on
+/// failure.
+pub fn load_config(dir: Option<&Path>, rev: Option<&str>, ui: &Ui) -> Result<Config, Failure> {
+    let dir = &repo_dir(dir)?;
     if !dir.is_dir() {
         return Err(Failure::new(format!("`{}` is not a directory", dir.display())));
     }
@@ -68,8 +140,8 @@ pub fn location(config: &Config) -> Result<Location, Failure> {
 }
 
 impl Workspace {
-    /// Loads the repo at `dir`.
-    pub fn load(dir: &Path, rev: Option<&str>, ui: &Ui) -> Result<Workspace, Failure> {
+    /// Loads the repo named by `dir` or by [`repo_dir`]'s convention.
+    pub fn load(dir: Option<&Path>, rev: Option<&str>, ui: &Ui) -> Result<Workspace, Failure> {
         let config = load_config(dir, rev, ui)?;
         let location = location(&config)?;
         let state_dir = location.state_dir().map(Path::to_path_buf).unwrap_or_else(|| config.root.join(".scaler"));

@@ -289,6 +289,27 @@ where
     best.map(|(_, _, _, c)| c.to_string())
 }
 
+/// The one message for a name the config lacks, as every command says it:
+/// ``no counter `lod1` in the config; did you mean `load1`?``, else the
+/// names there are (up to 10), else ``(it has no counters)``.
+pub fn unknown_name<'a, I>(kind: &str, name: &str, known: I) -> String
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    let mut known: Vec<&str> = known.into_iter().collect();
+    known.sort_unstable();
+    let mut m = format!("no {kind} `{name}` in the config");
+    if let Some(s) = did_you_mean(name, known.iter().copied()) {
+        m.push_str(&format!("; did you mean `{s}`?"));
+    } else if known.is_empty() {
+        m.push_str(&format!(" (it has no {kind}s)"));
+    } else {
+        let more = if known.len() > 10 { ", ..." } else { "" };
+        m.push_str(&format!("; {kind}s: {}{more}", backticked(known.iter().take(10).copied())));
+    }
+    m
+}
+
 /// `, did you mean `x`?` or nothing.
 pub fn suggestion_suffix(suggestion: Option<&str>) -> String {
     suggestion
@@ -308,6 +329,13 @@ pub fn backticked<'a, I: IntoIterator<Item = &'a str>>(items: I) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_names_suggest_or_list() {
+        assert_eq!(unknown_name("counter", "lod1", ["load1", "mem"]), "no counter `lod1` in the config; did you mean `load1`?");
+        assert_eq!(unknown_name("target", "zzz", ["web", "db"]), "no target `zzz` in the config; targets: `db`, `web`");
+        assert_eq!(unknown_name("group", "web", []), "no group `web` in the config (it has no groups)");
+    }
 
     fn sample() -> Diagnostics {
         Diagnostics::from(vec![

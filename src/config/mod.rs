@@ -38,7 +38,7 @@ use sha2::{Digest, Sha256};
 
 pub use checks::TRIGGER_FUNCTIONS;
 pub use compile::{parse_policies, Config, Located};
-pub use diag::{did_you_mean, Diagnostic, Diagnostics};
+pub use diag::{did_you_mean, unknown_name, Diagnostic, Diagnostics};
 pub use ignore::Ignore;
 pub use schema::{schema_for, schema_id, schema_text, write_schemas};
 pub use secret::read_secret;

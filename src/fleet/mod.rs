@@ -31,7 +31,7 @@ pub use crate::model::HostPort;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FleetError {
     /// The config has no such target.
-    #[error("no target `{name}` in the config{}", known_targets(.known))]
+    #[error("{}", crate::config::unknown_name("target", name, known.iter().map(String::as_str)))]
     UnknownTarget {
         /// The name asked for.
         name: String,
@@ -47,14 +47,6 @@ pub enum FleetError {
         /// What is wrong with the entry.
         detail: String,
     },
-}
-
-fn known_targets(known: &[String]) -> String {
-    if known.is_empty() {
-        return " (it has no targets)".into();
-    }
-    let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
-    format!("; targets: {}", list.join(", "))
 }
 
 /// Where a host comes from.

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use diff::{diff, node_name, DiffInput};
 pub use fields::field_diff;
 pub use file::{digest, load, save, schema, write_schema};
-pub use render::{render, RenderOptions};
+pub use render::{render, render_summary, RenderOptions};
 
 /// The version of the plan JSON format (`schema/plan.schema.json`).
 pub const FORMAT_VERSION: &str = "1";

@@ -35,7 +35,6 @@ fn style_of(action: Action) -> Style {
 pub fn render(plan: &Plan, opts: RenderOptions) -> String {
     let mut out = String::new();
     let bold = Style::new().bold();
-    let red = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
     let dim = Style::new().dimmed();
     if !plan.refresh.is_empty() {
         // Unfinished work: never "No changes" while state lists it.
@@ -46,13 +45,7 @@ pub fn render(plan: &Plan, opts: RenderOptions) -> String {
         }
         out.push('\n');
     }
-    if plan.changes.is_empty() && !plan.refresh.is_empty() {
-        let _ = writeln!(out, "{} 0 to add, 0 to change, 0 to destroy; {} unfinished node record(s) to complete.", paint(opts.color, bold, "Plan:"), plan.refresh.len());
-    } else if plan.changes.is_empty() && plan.group_errors.is_empty() {
-        out.push_str("No changes. The fleet matches the configuration.\n");
-    } else if plan.changes.is_empty() {
-        out.push_str("No changes to the groups this build can plan; some groups are left out (below).\n");
-    } else {
+    if !plan.changes.is_empty() {
         let kind_w = plan.changes.iter().map(|c| c.kind.len()).max().unwrap_or(4).max(4);
         let name_w = plan.changes.iter().map(|c| display_name(c).len()).max().unwrap_or(4).clamp(4, 40);
         for c in &plan.changes {
@@ -79,6 +72,25 @@ pub fn render(plan: &Plan, opts: RenderOptions) -> String {
             }
         }
         out.push('\n');
+    }
+    out.push_str(&render_summary(plan, opts, true));
+    out
+}
+
+/// The plan's summary line (`Plan: 2 to add, ...` or `No changes. ...`)
+/// and its errors: all that `plan -q` prints. With `warnings`, also the
+/// partial-plan warning and the note on left-out groups.
+pub fn render_summary(plan: &Plan, opts: RenderOptions, warnings: bool) -> String {
+    let mut out = String::new();
+    let bold = Style::new().bold();
+    let red = Style::new().fg_color(Some(AnsiColor::Red.into())).bold();
+    if plan.changes.is_empty() && !plan.refresh.is_empty() {
+        let _ = writeln!(out, "{} 0 to add, 0 to change, 0 to destroy; {} unfinished node record(s) to complete.", paint(opts.color, bold, "Plan:"), plan.refresh.len());
+    } else if plan.changes.is_empty() && plan.group_errors.is_empty() {
+        out.push_str("No changes. The fleet matches the configuration.\n");
+    } else if plan.changes.is_empty() {
+        out.push_str("No changes to the groups this build can plan; some groups are left out (below).\n");
+    } else {
         let s = plan.summary;
         let _ = writeln!(
             out,
@@ -89,7 +101,7 @@ pub fn render(plan: &Plan, opts: RenderOptions) -> String {
             s.destroy
         );
     }
-    if plan.filters.is_partial() {
+    if warnings && plan.filters.is_partial() {
         let _ = writeln!(
             out,
             "\nWarning: this plan is limited by --target/--exclude; the applied revision will not be recorded."
@@ -101,7 +113,7 @@ pub fn render(plan: &Plan, opts: RenderOptions) -> String {
     for e in &plan.group_errors {
         let _ = writeln!(out, "\n{} {}", paint(opts.color, red, "Error:"), e.message);
     }
-    if !plan.group_errors.is_empty() && plan.is_allowed() && plan.has_changes() {
+    if warnings && !plan.group_errors.is_empty() && plan.is_allowed() && plan.has_changes() {
         let _ = writeln!(
             out,
             "\nThe changes above can still be applied; while a group is left out, apply does not record the config revision and exits 1."

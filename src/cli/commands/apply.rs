@@ -20,12 +20,10 @@ use crate::plan::{self, Flags, Operation, Plan, RenderOptions};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  scaler apply --auto-approve examples/quickstart\n  scaler plan -o web.plan . && scaler apply web.plan\n  scaler apply --target group.web .\n\nThe state lock is a lease: a killed apply holds it until it expires (state.lock_ttl,\ndefault 2m); `scaler unlock ID` breaks it on purpose.\nA group whose provider is not in this build is left out; the other changes are applied, the config\nrevision is not recorded, and the exit code is 1.\nExit codes: 0 applied (or nothing to do), 1 error (nothing or only part applied; state says what).")]
 pub struct Args {
-    /// A config repo directory, or a saved plan file.
-    #[arg(default_value = ".")]
-    pub path: PathBuf,
-    /// The config repo when PATH is a plan file (default: the one the plan was made from).
-    #[arg(long = "dir", value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    /// A config repo directory, or a saved plan file (default: the repo of
+    /// `-C DIR`, SCALER_DIR, else found from here up). With a plan file, `-C DIR`
+    /// names its repo (default: the one the plan was made from).
+    pub path: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunFlags,
     #[command(flatten)]
@@ -38,9 +36,8 @@ pub struct Args {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  scaler destroy examples/quickstart\n  scaler destroy --auto-approve --exclude group.db .\n\nExit codes: 0 destroyed (or nothing to do), 1 error or refused.")]
 pub struct DestroyArgs {
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The config repo (default: `-C DIR`, SCALER_DIR, else found from here up).
+    pub dir: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunFlags,
     #[command(flatten)]
@@ -63,10 +60,11 @@ pub struct RunFlags {
 
 /// Runs `apply`.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    if args.path.is_file() {
-        let plan = plan::load(&args.path).map_err(|e| Failure::new(format!("cannot read plan `{}`: {e}", args.path.display())))?;
-        let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&plan.root));
-        let ws = Workspace::load(&dir, None, ui)?;
+    if let Some(file) = args.path.as_ref().filter(|p| p.is_file()) {
+        let plan = plan::load(file).map_err(|e| Failure::new(format!("cannot read plan `{}`: {e}", file.display())))?;
+        // The plan's own repo unless `-C`/SCALER_DIR name another.
+        let dir = crate::cli::workspace::named_dir().unwrap_or_else(|| PathBuf::from(&plan.root));
+        let ws = Workspace::load(Some(&dir), None, ui)?;
         if !args.run.json {
             warn_ignored(&ws.config, ui);
             ui.out(&plan::render(&plan, RenderOptions { color: ui.color }));
@@ -77,14 +75,13 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         let session = ws.session()?;
         return execute(&ws, &rt, &session, None, &plan, &args.run, ui);
     }
-    let dir = args.dir.clone().unwrap_or(args.path.clone());
-    let ws = Workspace::load(&dir, args.flags.rev.as_deref(), ui)?;
+    let ws = Workspace::load(args.path.as_deref(), args.flags.rev.as_deref(), ui)?;
     plan_confirm_execute(&ws, Operation::Apply, &args.flags, &args.run, ui)
 }
 
 /// Runs `destroy`.
 pub fn run_destroy(args: DestroyArgs, ui: &Ui) -> CmdResult {
-    let ws = Workspace::load(&args.dir, args.flags.rev.as_deref(), ui)?;
+    let ws = Workspace::load(args.dir.as_deref(), args.flags.rev.as_deref(), ui)?;
     plan_confirm_execute(&ws, Operation::Destroy, &args.flags, &args.run, ui)
 }
 

@@ -34,9 +34,8 @@ Exit codes: 0 applied; 1 not applied (refused, stale, failed) or other errors.")
 pub struct Args {
     /// The plan's id (default: the newest held plan).
     pub plan: Option<String>,
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The config repo (default: `-C DIR`, SCALER_DIR, else found from here up).
+    pub dir: Option<PathBuf>,
     /// Do not ask.
     #[arg(long)]
     pub yes: bool,
@@ -72,7 +71,7 @@ fn ask(id: &str) -> Result<(), Failure> {
 
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    let ws = Workspace::load(&args.dir, None, ui)?;
+    let ws = Workspace::load(args.dir.as_deref(), None, ui)?;
     let store = ws.store()?;
     let plans = store.run_blocking(|db| db.plans(None, crate::api::MAX_PAGE)).map_err(|e| Failure::new(e.to_string()))?;
     let record = pick(plans, args.plan.as_deref())?;

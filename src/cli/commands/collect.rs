@@ -31,9 +31,8 @@ const MAINTAIN_EVERY: Duration = Duration::from_secs(300);
 A failed collection is stored and printed as a failure with its error, never as a number.
 Exit codes: 0 collected (failures included), 1 error (config, state, nothing to collect), 2 usage error.")]
 pub struct Args {
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The config repo (default: `-C DIR`, SCALER_DIR, else found from here up).
+    pub dir: Option<PathBuf>,
     /// One round of every counter, then exit.
     #[arg(long)]
     pub once: bool,
@@ -106,7 +105,7 @@ fn table(latest: &BTreeMap<SeriesKey, Sample>) -> String {
 
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    let ws = Workspace::load(&args.dir, None, ui)?;
+    let ws = Workspace::load(args.dir.as_deref(), None, ui)?;
     let store = ws.store()?;
     let nodes = store.run_blocking(|db| db.snapshot())?.nodes;
     let fleet = Fleet::new(&ws.config, &nodes);
@@ -115,7 +114,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     }
     if let Some(c) = &args.counter {
         if !ws.config.counters.contains_key(c) {
-            return Err(Failure::new(format!("no counter `{c}` in the config")));
+            return Err(Failure::new(crate::config::unknown_name("counter", c, ws.config.counters.keys().map(String::as_str))));
         }
     }
     let (jobs, skipped) = plan_jobs(&fleet, &JobFilter { counter: args.counter.clone(), target: args.on.clone() });

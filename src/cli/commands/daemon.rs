@@ -62,9 +62,8 @@ After the start-up line, one `warning:` line per setting this build ignores
 (`provision`, `provider: ec2`, an `https` git remote, ...); see `scaler validate`.
 Exit codes: 0 stopped by Ctrl-C/SIGTERM, 1 error (config, state, a listener could not start).")]
 pub struct Args {
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The config repo (default: `-C DIR`, SCALER_DIR, else found from here up).
+    pub dir: Option<PathBuf>,
     /// HTTP listen address (default: project `daemon.listen`, else 127.0.0.1:7878).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
@@ -147,7 +146,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    let ws = Workspace::load(&args.dir, None, ui)?;
+    let ws = Workspace::load(args.dir.as_deref(), None, ui)?;
     let settings = ws.config.project.spec.daemon.clone();
     let interval_ms = match &args.evaluation_interval {
         Some(text) => ms(&crate::model::Duration::parse(text).map_err(|e| Failure { code: 2, message: format!("--evaluation-interval: {e}") })?),

@@ -41,7 +41,7 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    let config = remote::load(&args.remote.dir, ui)?;
+    let config = remote::load(ui)?;
     let hosts = remote::resolve(&config, &args.target, &args.remote.overrides())?;
     let forks = Some(args.remote.forks.unwrap_or(50));
     let opts = remote::options(&config, &args.target, args.timeout, forks);

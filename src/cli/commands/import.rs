@@ -58,6 +58,7 @@ pub fn run(cmd: ImportCommand, ui: &Ui) -> CmdResult {
 }
 
 fn run_monscale(args: MonscaleArgs, ui: &Ui) -> CmdResult {
+    crate::cli::ui::not_a_format("--out", "names the DIR to write into", &args.out)?;
     let label = args.file.display().to_string();
     let result = std::fs::read_to_string(&args.file)
         .map_err(|source| ImportError::Read { path: label.clone(), source })
@@ -130,14 +131,17 @@ fn print_yaml(conv: &Conversion, planned: &[String], ui: &Ui) {
 
 fn report_error(e: &ImportError, as_json: bool, ui: &Ui) -> Failure {
     let lines = e.lines();
-    for l in &lines {
-        ui.error(l);
-    }
     if as_json {
+        // The JSON carries the errors: they are not printed a second time
+        // on stderr.
         let doc = json!({ "written": [], "errors": lines });
         if let Ok(text) = serde_json::to_string_pretty(&doc) {
             ui.out(&text);
         }
+        return Failure::printed(1);
+    }
+    for l in &lines {
+        ui.error(l);
     }
     if matches!(e, ImportError::Invalid { .. } | ImportError::Exists { .. }) {
         ui.info("nothing was written");

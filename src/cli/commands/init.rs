@@ -11,8 +11,8 @@ use crate::cli::{CmdResult, Failure, Ui};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  scaler init myfleet && scaler plan myfleet\n  scaler init --name shop .")]
 pub struct Args {
-    /// Where to create the repo (created if missing).
-    pub dir: PathBuf,
+    /// Where to create the repo (created if missing; default: `-C DIR` or SCALER_DIR).
+    pub dir: Option<PathBuf>,
     /// Project name (default: the directory's name).
     #[arg(long)]
     pub name: Option<String>,
@@ -39,22 +39,26 @@ fn project_name(dir: &Path, given: Option<&str>) -> Result<String, Failure> {
 }
 
 /// Runs the command.
-pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    let name = project_name(&args.dir, args.name.as_deref())?;
-    std::fs::create_dir_all(&args.dir).map_err(|e| Failure::new(format!("cannot create `{}`: {e}", args.dir.display())))?;
+pub fn run(mut args: Args, ui: &Ui) -> CmdResult {
+    let dir = args.dir.take().or_else(crate::cli::workspace::named_dir).ok_or_else(|| Failure {
+        code: 2,
+        message: "name the directory to create: `scaler init DIR` (or `-C DIR`, SCALER_DIR)".into(),
+    })?;
+    let name = project_name(&dir, args.name.as_deref())?;
+    std::fs::create_dir_all(&dir).map_err(|e| Failure::new(format!("cannot create `{}`: {e}", dir.display())))?;
     let files: [(&str, String); 3] = [
         ("scaler.yaml", PROJECT.replace("NAME", &name)),
         ("nodes.yaml", NODES.to_string()),
         (".gitignore", ".scaler/\n".to_string()),
     ];
     for (file, _) in &files {
-        let p = args.dir.join(file);
+        let p = dir.join(file);
         if p.exists() && !args.force && *file != ".gitignore" {
             return Err(Failure::new(format!("`{}` already exists; pass --force to overwrite", p.display())));
         }
     }
     for (file, text) in &files {
-        let p = args.dir.join(file);
+        let p = dir.join(file);
         if *file == ".gitignore" && p.exists() {
             let old = std::fs::read_to_string(&p).unwrap_or_default();
             if !old.lines().any(|l| l.trim() == ".scaler/" || l.trim() == ".scaler") {
@@ -65,15 +69,15 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         }
         std::fs::write(&p, text).map_err(|e| Failure::new(format!("cannot write `{}`: {e}", p.display())))?;
     }
-    let in_repo = git2::Repository::discover(&args.dir).is_ok();
+    let in_repo = git2::Repository::discover(&dir).is_ok();
     if !in_repo {
-        git2::Repository::init(&args.dir).map_err(|e| Failure::new(format!("cannot initialise a git repository: {e}")))?;
+        git2::Repository::init(&dir).map_err(|e| Failure::new(format!("cannot initialise a git repository: {e}")))?;
     }
     ui.out(&format!(
         "Created project `{name}` in {}{}.\nNext:\n  scaler validate {d}\n  scaler plan {d}\n  scaler apply {d}",
-        args.dir.display(),
+        dir.display(),
         if in_repo { "" } else { " (new git repository)" },
-        d = args.dir.display()
+        d = dir.display()
     ));
     Ok(ExitCode::SUCCESS)
 }

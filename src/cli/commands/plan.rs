@@ -40,9 +40,8 @@ impl PlanFlags {
 provider is not in this build is left out with an error naming it; the other changes are planned
 and can be applied.\n\nExit codes: 0 success (with --detailed-exitcode: no changes), 1 error, plan denied by a policy or a\ngroup left out, 2 changes present (--detailed-exitcode only).")]
 pub struct Args {
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The config repo (default: `-C DIR`, SCALER_DIR, else found from here up).
+    pub dir: Option<PathBuf>,
     /// Plan the removal of every node instead.
     #[arg(long)]
     pub destroy: bool,
@@ -69,19 +68,13 @@ pub fn make_plan(ws: &Workspace, operation: Operation, flags: &PlanFlags) -> Res
 
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    let ws = Workspace::load(&args.dir, args.flags.rev.as_deref(), ui)?;
+    let ws = Workspace::load(args.dir.as_deref(), args.flags.rev.as_deref(), ui)?;
     let operation = if args.destroy { Operation::Destroy } else { Operation::Apply };
     if !args.json {
         warn_ignored(&ws.config, ui);
     }
     if let Some(path) = &args.out {
-        // `-o json` is a habit from other tools: a format, not a file name.
-        if let Some(word) = path.to_str().filter(|p| matches!(*p, "json" | "yaml" | "yml" | "text" | "wide")) {
-            return Err(Failure {
-                code: 2,
-                message: format!("`-o {word}` looks like an output format; `-o`/`--out` saves the plan to a FILE (use `--json` for JSON on stdout, or `-o ./{word}` for a file of that name)"),
-            });
-        }
+        crate::cli::ui::not_a_format("-o`/`--out", "saves the plan to a FILE", path)?;
     }
     let plan = make_plan(&ws, operation, &args.flags)?;
     if let Some(path) = &args.out {
@@ -90,8 +83,13 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     if args.json {
         ui.out(&serde_json::to_string_pretty(&plan)?);
     } else {
-        ui.out(&plan::render(&plan, RenderOptions { color: ui.color }));
-        if let Some(path) = &args.out {
+        if ui.quiet {
+            // `-q`: the summary line and errors only.
+            ui.out(plan::render_summary(&plan, RenderOptions { color: ui.color }, false).trim_start());
+        } else {
+            ui.out(&plan::render(&plan, RenderOptions { color: ui.color }));
+        }
+        if let Some(path) = &args.out.as_ref().filter(|_| !ui.quiet) {
             if plan.is_allowed() && plan.has_changes() {
                 ui.out(&format!("\nSaved the plan to {}. Apply exactly this plan with:\n  scaler apply {}", path.display(), path.display()));
             }

@@ -25,9 +25,8 @@ Exit codes: 0 printed (even with no data), 1 error, 2 usage error.")]
 pub struct Args {
     /// The counter.
     pub counter: String,
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The config repo (default: `-C DIR`, SCALER_DIR, else found from here up).
+    pub dir: Option<PathBuf>,
     /// Only this host (repeatable).
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
@@ -98,13 +97,10 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     let at = match &args.state {
         Some(p) => Location::Sqlite(p.clone()),
         None => {
-            let ws = Workspace::load(&args.dir, None, ui)?;
+            let ws = Workspace::load(args.dir.as_deref(), None, ui)?;
             // An unknown counter is an error, not an empty answer.
             if !ws.config.counters.contains_key(&args.counter) {
-                let hint = crate::config::did_you_mean(&args.counter, ws.config.counters.keys().map(String::as_str))
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                return Err(Failure::new(format!("no counter `{}` in the config{hint}", args.counter)));
+                return Err(Failure::new(crate::config::unknown_name("counter", &args.counter, ws.config.counters.keys().map(String::as_str))));
             }
             counter = ws.config.counters.get(&args.counter).map(|c| c.spec.clone());
             ws.location

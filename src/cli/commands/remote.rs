@@ -31,9 +31,6 @@ pub enum PolicyArg {
 /// Flags shared by `exec` and `run`.
 #[derive(Debug, clap::Args)]
 pub struct RemoteArgs {
-    /// The config repo.
-    #[arg(long, default_value = ".")]
-    pub dir: PathBuf,
     /// SSH user (overrides the config).
     #[arg(long)]
     pub user: Option<String>,
@@ -74,8 +71,8 @@ impl RemoteArgs {
 }
 
 /// Loads the config; a broken config is bad input (exit 4).
-pub fn load(dir: &std::path::Path, ui: &Ui) -> Result<Config, Failure> {
-    load_config(dir, None, ui).map_err(|f| Failure { code: BAD_INPUT, message: f.message })
+pub fn load(ui: &Ui) -> Result<Config, Failure> {
+    load_config(None, None, ui).map_err(|f| Failure { code: BAD_INPUT, message: f.message })
 }
 
 /// Bad input: exit 4.
@@ -166,8 +163,8 @@ pub fn summary_table(ui: &Ui, r: &RunResult) -> String {
     }
     let count = |s: Status| r.hosts.iter().filter(|h| h.status == s).count();
     out.push_str(&format!(
-        "{} hosts: {} ok, {} changed, {} failed, {} unreachable, {} skipped; overall {}",
-        r.hosts.len(),
+        "{}: {} ok, {} changed, {} failed, {} unreachable, {} skipped; overall {}",
+        crate::cli::ui::plural(r.hosts.len(), "host"),
         count(Status::Ok),
         count(Status::Changed),
         count(Status::Failed),

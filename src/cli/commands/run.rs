@@ -49,14 +49,9 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    let config = remote::load(&args.remote.dir, ui)?;
+    let config = remote::load(ui)?;
     let pb = config.playbooks.get(&args.playbook).map(|p| p.spec.clone()).ok_or_else(|| {
-        let known: Vec<String> = config.playbooks.keys().map(|k| format!("`{k}`")).collect();
-        remote::bad(format!(
-            "no playbook `{}` in the config{}",
-            args.playbook,
-            if known.is_empty() { String::new() } else { format!("; playbooks: {}", known.join(", ")) }
-        ))
+        remote::bad(crate::config::unknown_name("playbook", &args.playbook, config.playbooks.keys().map(String::as_str)))
     })?;
     let target = args
         .on

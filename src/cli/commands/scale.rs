@@ -14,9 +14,8 @@ use crate::store::{LockRequest, Mutation};
 pub struct Args {
     /// The group.
     pub group: String,
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The config repo (default: `-C DIR`, SCALER_DIR, else found from here up).
+    pub dir: Option<PathBuf>,
     /// Set the desired count.
     #[arg(long, conflicts_with = "by", required_unless_present = "by")]
     pub to: Option<u32>,
@@ -30,13 +29,13 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    let ws = Workspace::load(&args.dir, None, ui)?;
+    let ws = Workspace::load(args.dir.as_deref(), None, ui)?;
     let group = ws
         .config
         .groups
         .get(&args.group)
         .map(|g| g.spec.clone())
-        .ok_or_else(|| Failure::new(format!("no group `{}` in the config", args.group)))?;
+        .ok_or_else(|| Failure::new(crate::config::unknown_name("group", &args.group, ws.config.groups.keys().map(String::as_str))))?;
     let store = ws.store()?;
     let snap = store.run_blocking(|db| db.snapshot())?;
     let current = crate::plan::desired::current(&group, &snap);

@@ -23,9 +23,8 @@ pub enum StateCommand {
 /// Where the state is.
 #[derive(Debug, clap::Args)]
 pub struct StateArgs {
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The config repo (default: `-C DIR`, SCALER_DIR, else found from here up).
+    pub dir: Option<PathBuf>,
     /// Use this state database instead of the config's.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
@@ -57,7 +56,7 @@ pub struct UnlockArgs {
 fn open(args: &StateArgs, ui: &Ui) -> Result<StateStore, Failure> {
     let at = match &args.state {
         Some(p) => Location::Sqlite(p.clone()),
-        None => location(&load_config(&args.dir, None, ui)?)?,
+        None => location(&load_config(args.dir.as_deref(), None, ui)?)?,
     };
     if !at.exists() {
         return Err(Failure::new(format!("no state at `{}` yet; `scaler apply` creates it", at.label())));
@@ -101,9 +100,8 @@ pub fn run(cmd: StateCommand, ui: &Ui) -> CmdResult {
         StateCommand::Show(mut args) => {
             // `state show ADDRESS` (no DIR): an address is never a directory
             // (`node.web/web-01`, `group.web`), so it is taken as the address.
-            if args.address.is_none() && !args.state.dir.is_dir() && looks_like_address(&args.state.dir) {
-                args.address = Some(args.state.dir.display().to_string());
-                args.state.dir = PathBuf::from(".");
+            if let Some(dir) = args.state.dir.take_if(|d| args.address.is_none() && !d.is_dir() && looks_like_address(d)) {
+                args.address = Some(dir.display().to_string());
             }
             let store = open(&args.state, ui)?;
             let snap = store.run_blocking(|db| db.snapshot())?;

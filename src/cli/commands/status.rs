@@ -32,9 +32,8 @@ a failing fetch, and for a git source the last fetched commit, the time of the n
 (a push webhook fetches sooner) and the failed fetches.
 Exit codes: 0 shown, 1 error (config or state unreadable).")]
 pub struct Args {
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The config repo (default: `-C DIR`, SCALER_DIR, else found from here up).
+    pub dir: Option<PathBuf>,
     /// How many recent jobs to show.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub jobs: usize,
@@ -112,7 +111,7 @@ fn fetch_text(f: &crate::gitops::Fetches, now: i64) -> String {
 
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    let ws = Workspace::load(&args.dir, None, ui)?;
+    let ws = Workspace::load(args.dir.as_deref(), None, ui)?;
     let now = chrono::Utc::now().timestamp_millis();
     let (records, jobs, depth) = if ws.store_exists() {
         ws.store()?.run_blocking_as(|store| -> Result<_, Failure> {

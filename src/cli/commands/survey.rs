@@ -164,6 +164,7 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
     }
     let defaults = UrlDefaults { scheme: args.scheme.clone(), path: args.path.clone() };
     let inventory = survey::load_inventory(&args.inventory, &defaults).map_err(usage)?;
+    crate::cli::ui::not_a_format("-o`/`--output", "names the report DIR", &args.output)?;
     survey::prepare_output(&args.output).map_err(usage)?;
     warn_repeats(&inventory.repeats, ui);
     let targets = inventory.targets;

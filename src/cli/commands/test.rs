@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::cli::ui::plural;
 use crate::cli::{CmdResult, Failure, Ui};
 use crate::ruletest::{collect_files, render, run_file};
 
@@ -17,8 +18,9 @@ use crate::ruletest::{collect_files, render, run_file};
 The test file format is in docs/config.md (\"Rule tests\").
 Exit codes: 0 every test passed, 1 a test failed or a test file is bad, 2 usage error.")]
 pub struct Args {
-    /// Test files, or directories to search for `*.test.yaml`.
-    #[arg(required = true, value_name = "FILE")]
+    /// Test files, or directories to search for `*.test.yaml` (default: the
+    /// config repo of `-C DIR`, SCALER_DIR, else found from here up).
+    #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Print the results as JSON on stdout.
     #[arg(long)]
@@ -27,7 +29,8 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    let files = collect_files(&args.files).map_err(Failure::new)?;
+    let roots = if args.files.is_empty() { vec![crate::cli::workspace::repo_dir(None)?] } else { args.files };
+    let files = collect_files(&roots).map_err(Failure::new)?;
     let reports: Vec<_> = files.iter().map(|f| run_file(f)).collect();
     let failed = reports.iter().filter(|r| !r.ok).count();
     if args.json {
@@ -54,13 +57,5 @@ pub fn run(args: Args, ui: &Ui) -> CmdResult {
         Ok(ExitCode::SUCCESS)
     } else {
         Err(Failure::printed(1))
-    }
-}
-
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
     }
 }

@@ -50,9 +50,8 @@ pub struct StopArgs {
     /// Task id or a unique prefix (at least 8 characters).
     #[arg(required_unless_present = "last")]
     pub id: Option<String>,
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The config repo (default: `-C DIR`, SCALER_DIR, else found from here up).
+    pub dir: Option<PathBuf>,
     /// Stop the newest task instead of naming one (`stop --last [DIR]`).
     #[arg(long)]
     pub last: bool,
@@ -64,9 +63,8 @@ pub struct StopArgs {
 /// `trace list`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The config repo (default: `-C DIR`, SCALER_DIR, else found from here up).
+    pub dir: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -114,7 +112,7 @@ fn shown_status(t: &TraceTask) -> &'static str {
 }
 
 fn stream_spec(ws: &Workspace, name: &str) -> Result<(Arc<CounterSpec>, String), Failure> {
-    let counter = ws.config.counters.get(name).ok_or_else(|| Failure::new(format!("no counter `{name}` in the config")))?;
+    let counter = ws.config.counters.get(name).ok_or_else(|| Failure::new(crate::config::unknown_name("counter", name, ws.config.counters.keys().map(String::as_str))))?;
     let Source::Stream(src) = &counter.spec.source else {
         return Err(Failure::new(format!("counter `{name}` is not a `stream` counter; `scaler collect` collects it")));
     };
@@ -129,18 +127,18 @@ fn stream_spec(ws: &Workspace, name: &str) -> Result<(Arc<CounterSpec>, String),
 
 /// `COUNTER... [DIR]`: the counters, and the config repo (the last
 /// argument when it is `.`, contains `/`, or is a directory).
-fn split_names(names: &[String]) -> (Vec<String>, PathBuf) {
+fn split_names(names: &[String]) -> (Vec<String>, Option<PathBuf>) {
     match names.split_last() {
         Some((last, rest)) if !rest.is_empty() && (last == "." || last.contains('/') || std::path::Path::new(last).is_dir()) => {
-            (rest.to_vec(), PathBuf::from(last))
+            (rest.to_vec(), Some(PathBuf::from(last)))
         }
-        _ => (names.to_vec(), PathBuf::from(".")),
+        _ => (names.to_vec(), None),
     }
 }
 
 fn start(args: StartArgs, ui: &Ui) -> CmdResult {
     let (counters, dir) = split_names(&args.names);
-    let ws = Workspace::load(&dir, None, ui)?;
+    let ws = Workspace::load(dir.as_deref(), None, ui)?;
     let mut wanted: Vec<(String, String)> = Vec::new();
     for name in &counters {
         if wanted.iter().any(|(n, _)| n == name) {
@@ -221,12 +219,12 @@ fn start_one(ws: &Workspace, store: &crate::store::StateStore, counter: &str, co
 
 fn stop(mut args: StopArgs, ui: &Ui) -> CmdResult {
     // `stop --last DIR`: the one positional is the config repo.
-    if args.last && args.dir.as_os_str() == "." {
+    if args.last && args.dir.is_none() {
         if let Some(id) = args.id.take_if(|id| id == "." || id.contains('/') || std::path::Path::new(id).is_dir()) {
-            args.dir = PathBuf::from(id);
+            args.dir = Some(PathBuf::from(id));
         }
     }
-    let ws = Workspace::load(&args.dir, None, ui)?;
+    let ws = Workspace::load(args.dir.as_deref(), None, ui)?;
     let store = ws.store()?;
     store.run_blocking_as(|store| -> CmdResult {
     let mut task = match (&args.id, args.last) {
@@ -257,7 +255,7 @@ fn stop(mut args: StopArgs, ui: &Ui) -> CmdResult {
 }
 
 fn list(args: ListArgs, ui: &Ui) -> CmdResult {
-    let ws = Workspace::load(&args.dir, None, ui)?;
+    let ws = Workspace::load(args.dir.as_deref(), None, ui)?;
     if !ws.store_exists() {
         ui.out(if args.json { "[]" } else { "(no trace tasks)" });
         return Ok(ExitCode::SUCCESS);
@@ -292,7 +290,7 @@ fn list(args: ListArgs, ui: &Ui) -> CmdResult {
 }
 
 fn worker(args: WorkerArgs, ui: &Ui) -> CmdResult {
-    let ws = Workspace::load(&args.dir, None, ui)?;
+    let ws = Workspace::load(Some(&args.dir), None, ui)?;
     let store = ws.store()?;
     let label = store.label().to_string();
     store.run_blocking_as(|store| -> CmdResult {

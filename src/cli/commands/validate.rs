@@ -11,9 +11,8 @@ use crate::cli::{CmdResult, Failure, Ui};
 `provider: ec2`, ...) are warnings at their file:line:column; they do not make the config invalid.
 Exit codes: 0 valid (with or without warnings), 1 invalid.")]
 pub struct Args {
-    /// The config repo.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The config repo (default: `-C DIR`, SCALER_DIR, else found from here up).
+    pub dir: Option<PathBuf>,
     /// Validate this git revision instead of the working tree.
     #[arg(long)]
     pub rev: Option<String>,
@@ -24,12 +23,13 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args, ui: &Ui) -> CmdResult {
-    if !args.dir.is_dir() {
-        return Err(Failure::new(format!("`{}` is not a directory", args.dir.display())));
+    let dir = crate::cli::workspace::repo_dir(args.dir.as_deref())?;
+    if !dir.is_dir() {
+        return Err(Failure::new(format!("`{}` is not a directory", dir.display())));
     }
     let result = match &args.rev {
-        Some(r) => crate::config::load_rev(&args.dir, r),
-        None => crate::config::load(&args.dir),
+        Some(r) => crate::config::load_rev(&dir, r),
+        None => crate::config::load(&dir),
     };
     match result {
         Ok(cfg) => {

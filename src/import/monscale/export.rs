@@ -134,6 +134,9 @@ pub(super) fn recognise_dumpdata<'a>(index: usize, obj: &'a Map<String, Value>, 
 pub(super) struct Fields<'a, 'p> {
     pub(super) raw: &'a Raw<'a>,
     pub(super) p: &'p mut Problems,
+    /// The fields [`Fields::only`] found unknown: a required field they
+    /// misspell is reported once, as the unknown one.
+    pub(super) unknown: Vec<String>,
 }
 
 impl<'a> Fields<'a, '_> {
@@ -145,14 +148,20 @@ impl<'a> Fields<'a, '_> {
     pub(super) fn only(&mut self, known: &[&str]) {
         for key in self.raw.fields.keys() {
             if key != "type" && !known.contains(&key.as_str()) {
-                let msg = format!("unknown field `{key}` of {} (known: {})", self.raw.ty, known_list(known));
+                let msg = match crate::config::did_you_mean(key, known.iter().copied().filter(|k| !self.raw.fields.contains_key(*k))) {
+                    Some(s) => format!("unknown field `{key}` of {}, did you mean `{s}`?", self.raw.ty),
+                    None => format!("unknown field `{key}` of {} (known: {})", self.raw.ty, known_list(known)),
+                };
                 self.p.push(self.path(key), msg);
+                self.unknown.push(key.clone());
             }
         }
     }
 
     pub(super) fn get(&mut self, key: &str, required: bool) -> Option<&'a Value> {
         match self.raw.fields.get(key) {
+            // a misspelling of it was reported as unknown, with this name
+            None if required && crate::config::did_you_mean(key, self.unknown.iter().map(String::as_str)).is_some() => None,
             None if required => {
                 let msg = format!("missing field `{key}` of {}", self.raw.ty);
                 self.p.push(self.raw.path.clone(), msg);
@@ -349,7 +358,7 @@ impl Export {
     }
 
     pub(super) fn read(&mut self, raw: &Raw<'_>, p: &mut Problems) {
-        let mut f = Fields { raw, p };
+        let mut f = Fields { raw, p, unknown: Vec::new() };
         let pk = raw.pk.map(Value::to_string);
         let (name, slot) = match raw.ty {
             "ScaleAction" => {

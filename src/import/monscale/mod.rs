@@ -652,6 +652,17 @@ then:
     }
 
     #[test]
+    fn a_misspelled_field_is_reported_once_with_a_suggestion() {
+        let mut v = queue_export();
+        let t = v[2].as_object_mut().unwrap();
+        let metric = t.remove("metric").unwrap();
+        t.insert("metirc".into(), metric);
+        let p = problems(v);
+        assert_eq!(p[0], "export.json: $[2].metirc: unknown field `metirc` of Threshold, did you mean `metric`?");
+        assert!(!p.iter().any(|l| l.contains("missing field `metric`")), "{p:#?}");
+    }
+
+    #[test]
     fn missing_and_ill_typed_fields_are_all_reported_with_their_path() {
         let mut v = queue_export();
         v[2].as_object_mut().unwrap().remove("metric");
