@@ -980,6 +980,34 @@ pub struct NodeTemplate {
     /// How a new node is provisioned before it joins its group's target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provision: Option<Provision>,
+    /// The address scaler reaches a node at: `private_ip`, `public_ip`, or
+    /// a template over the node (`node.name`, `node.group`, `node.index`)
+    /// and what the provider reports (`address`, `private_ip`,
+    /// `public_ip`, `tags`, `attrs`), e.g. `"127.0.0.1:{{ attrs.port }}"`.
+    /// Default: the provider's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// How long each stage of a new node's life may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<StageTimeouts>,
+}
+
+/// How long each stage of a node's life may take before apply gives up on
+/// it (the node is then reported, and replaced by the next apply).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageTimeouts {
+    /// Until the provider says it runs (default `10m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<Duration>,
+    /// Until it answers: SSH when it is provisioned, else the `local.ready`
+    /// port (default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<Duration>,
+    /// Until the Puppet manifest and the bootstrap playbook are done
+    /// (default `30m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned: Option<Duration>,
 }
 
 /// A provider.
