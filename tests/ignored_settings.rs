@@ -37,15 +37,13 @@ fn validate_warns_about_every_ignored_setting_at_its_place_and_exits_0() {
             // follows the branch and applies); the push webhook is not.
             "scaler.yaml:28:5 daemon.source.webhook_secret",
             "templates.yaml:4:1 provider",
-            "templates.yaml:18:3 provision.puppet",
-            "templates.yaml:19:3 provision.playbook",
         ]
     );
     assert!(json["warnings"].as_array().unwrap().iter().all(|w| w["code"] == "ignored"));
 
     let out = scaler(root(), &["validate", "tests/fixtures/valid/full"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "Valid: 32 objects, no errors, 5 warnings.");
+    assert_eq!(stdout(&out).trim(), "Valid: 32 objects, no errors, 3 warnings.");
     insta::assert_snapshot!("validate_warnings_full_fixture", stderr(&out));
 
     // `--quiet` keeps only errors.

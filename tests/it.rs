@@ -24,6 +24,7 @@ mod jobs;
 mod limits;
 mod inputs;
 mod plan_apply;
+mod provision;
 mod provider_local;
 mod ruletest;
 mod store_conformance;

@@ -69,10 +69,27 @@ pub(super) async fn provision(config: Arc<Config>, template: NodeTemplate, rec: 
 
 /// Uploads the manifest (and modules) to a private directory and applies it.
 async fn apply_puppet(t: &SshTransport, root: &Path, puppet: &Puppet, node: &str) -> Result<(), String> {
+    let dir = private_dir(t).await?;
+    let result = run_puppet(t, root, puppet, node, &dir).await;
+    let _ = t.run(&CommandRequest { command: format!("rm -rf {}", crate::template::shell_quote(&dir)), ..Default::default() }).await;
+    result
+}
+
+/// A private directory of its own on the node (several nodes may share a host).
+async fn private_dir(t: &SshTransport) -> Result<String, String> {
+    let made = t
+        .run(&CommandRequest { command: "mktemp -d /tmp/scaler-provision-XXXXXXXX".into(), ..Default::default() })
+        .await
+        .map_err(|e| format!("make a directory for the manifest: {e}"))?;
+    let dir = made.stdout.trim().to_string();
+    if made.exit_code != Some(0) || !dir.starts_with("/tmp/scaler-provision-") {
+        return Err(format!("`mktemp -d` exited {:?}: {}", made.exit_code, made.stderr.trim()));
+    }
+    Ok(dir)
+}
+
+async fn run_puppet(t: &SshTransport, root: &Path, puppet: &Puppet, node: &str, dir: &str) -> Result<(), String> {
     let manifest = crate::config::repo::read(root, &puppet.manifest).map_err(|e| format!("manifest `{}`: {}", puppet.manifest, e.reason()))?;
-    let dir = format!("/tmp/scaler-provision-{node}");
-    let quoted = crate::template::shell_quote(&dir);
-    run_ok(t, &format!("rm -rf {quoted} && mkdir -m 700 {quoted}")).await?;
     let site = format!("{dir}/site.pp");
     t.put(&manifest, &site, &PutOptions { mode: Some(0o600), owner: None }).await.map_err(|e| format!("upload the manifest: {e}"))?;
     let mut command = String::from("puppet apply --detailed-exitcodes --color=false");
@@ -83,7 +100,6 @@ async fn apply_puppet(t: &SshTransport, root: &Path, puppet: &Puppet, node: &str
     }
     command.push_str(&format!(" {}", crate::template::shell_quote(&site)));
     let out = t.run(&CommandRequest { command, ..Default::default() }).await.map_err(|e| format!("`puppet apply`: {e}"))?;
-    let _ = t.run(&CommandRequest { command: format!("rm -rf {quoted}"), ..Default::default() }).await;
     match out.exit_code {
         // 0: nothing changed; 2: changes applied.
         Some(0 | 2) => {
