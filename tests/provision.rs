@@ -51,20 +51,103 @@ steps:
   - name: after puppet
     run: test -f {d}/puppet.marker && echo "boot {{{{ host }}}}" >> {d}/boot.log
 ---
+kind: Playbook
+name: drain
+steps:
+  - name: drain
+    run: echo "drained {{{{ host }}}}" >> {d}/drain.log && DRAIN_RESULT
+---
 kind: Group
 name: web
 template: n
 min: 1
 max: 2
 desired: 1
+scale_in: {{ pick: oldest, drain: drain, drain_timeout: 20s }}
 "#,
         user = keys.user(),
         key = keys.client_key().display(),
         conf = keys.dir().join("sshd_config").display(),
-        base = free_port() - 1,
+        base = free_port() - 2,
     );
-    std::fs::write(dir.path().join("scaler.yaml"), yaml).unwrap();
+    std::fs::write(dir.path().join("scaler.yaml"), yaml.replace("DRAIN_RESULT", "true")).unwrap();
     dir
+}
+
+/// Edits the repo's `scaler.yaml`.
+fn edit(dir: &Path, from: &str, to: &str) {
+    let path = dir.join("scaler.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from}");
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+}
+
+fn nodes(dir: &Path) -> Vec<(String, NodeStatus)> {
+    let snap = SqliteStore::open(&dir.join(".scaler/state.db")).unwrap().snapshot().unwrap();
+    snap.nodes.into_iter().map(|n| (n.name, n.status)).collect()
+}
+
+fn apply(dir: &Path) -> std::process::Output {
+    scaler(dir, &["apply", "--auto-approve", "."])
+}
+
+/// Two ready nodes of the drain repo, then scaled in to one: `web-01`
+/// (oldest) goes. Returns the repo and web-01's pid.
+fn two_nodes_then_scale_in(keys: &Sshd, drain: &str) -> (tempfile::TempDir, i32) {
+    let dir = repo(keys, "file { 'DIR/puppet.marker': content => \"x\\n\" }\n");
+    edit(dir.path(), "desired: 1", "desired: 2");
+    edit(dir.path(), "&& true", &format!("&& {drain}"));
+    let out = apply(dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let snap = SqliteStore::open(&dir.path().join(".scaler/state.db")).unwrap().snapshot().unwrap();
+    let pid = snap.nodes.iter().find(|n| n.name == "web-01").and_then(|n| n.provider_id.clone()).unwrap().parse().unwrap();
+    edit(dir.path(), "desired: 2", "desired: 1");
+    let plan = stdout(&scaler(dir.path(), &["plan", "."]));
+    assert!(plan.contains("web/web-01") && plan.contains("drain with drain, then terminate; scale in to 1, oldest first"), "{plan}");
+    (dir, pid)
+}
+
+fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+}
+
+#[test]
+fn scale_in_drains_the_picked_node_while_it_runs_then_terminates_exactly_it() {
+    let keys = Sshd::start();
+    let (dir, pid) = two_nodes_then_scale_in(&keys, "true");
+    let _cleanup = Destroy(dir.path());
+    let out = apply(dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The drain ran over SSH on the node itself (so it was still running),
+    // and only then was the node terminated.
+    assert_eq!(std::fs::read_to_string(dir.path().join("drain.log")).unwrap(), "drained web-01\n");
+    assert!(!alive(pid), "web-01 was terminated after its drain");
+    assert_eq!(nodes(dir.path()), [("web-02".to_string(), NodeStatus::Ready)]);
+    assert_eq!(plan_changes(dir.path()), []);
+}
+
+#[test]
+fn a_failed_drain_is_reported_and_the_node_keeps_running_unless_the_group_says_terminate() {
+    let keys = Sshd::start();
+    let (dir, pid) = two_nodes_then_scale_in(&keys, "exit 3");
+    let _cleanup = Destroy(dir.path());
+    let out = apply(dir.path());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("node `web-01` was not drained, so it keeps running") && err.contains("playbook `drain` failed"), "{err}");
+    // State still tells the truth: both nodes ready, web-01 still runs,
+    // and the scale-in is still to do.
+    assert_eq!(nodes(dir.path()), [("web-01".to_string(), NodeStatus::Ready), ("web-02".to_string(), NodeStatus::Ready)]);
+    assert!(alive(pid));
+    assert_eq!(plan_changes(dir.path()).iter().map(|c| (c.0.as_str(), c.1.as_str())).collect::<Vec<_>>(), [("delete", "node.web/web-01")]);
+
+    edit(dir.path(), "drain_timeout: 20s", "drain_timeout: 20s, drain_failure: terminate");
+    let out = apply(dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(dir.path().join("drain.log")).unwrap(), "drained web-01\ndrained web-01\n");
+    assert!(!alive(pid), "terminated anyway");
+    assert_eq!(nodes(dir.path()), [("web-02".to_string(), NodeStatus::Ready)]);
 }
 
 fn node(dir: &Path) -> scaler::store::NodeRecord {

@@ -47,6 +47,14 @@ pub enum LifecycleError {
         /// What happened.
         detail: String,
     },
+    /// The drain playbook failed or timed out: the node was not terminated.
+    #[error("node `{node}` was not drained, so it keeps running (set `scale_in.drain_failure: terminate` to terminate it anyway): {detail}")]
+    Drain {
+        /// The node.
+        node: String,
+        /// What happened.
+        detail: String,
+    },
     /// Recording a stage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

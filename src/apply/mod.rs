@@ -416,11 +416,55 @@ struct NodeJob {
     /// A node whose life cycle is resumed from its recorded stage.
     resume: Option<NodeRecord>,
     life: Option<NodeLife>,
+    /// A live node of a group with `scale_in.drain`: drained first.
+    drain: Option<Drain>,
     template: Option<NodeTemplate>,
+}
+
+/// How long a drain playbook may take by default.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The drain of one node before it is terminated.
+struct Drain {
+    playbook: String,
+    record: NodeRecord,
+    timeout: Duration,
+    /// `drain_failure: terminate`.
+    terminate_anyway: bool,
+    config: Arc<Config>,
+    ssh: Option<crate::model::SshSettings>,
+    store: StateStore,
+}
+
+impl Drain {
+    /// Runs the drain playbook on the node within its deadline; on success
+    /// (or a failure the group tolerates) records it `terminating`.
+    async fn run(self) -> Result<(), LifecycleError> {
+        let name = self.record.name.clone();
+        let work = provision::run_on_node(&self.config, self.ssh.as_ref(), &self.playbook, &self.record);
+        let result = match tokio::time::timeout(self.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("playbook `{}` did not finish within {}", self.playbook, humantime::format_duration(self.timeout))),
+        };
+        match result {
+            Ok(()) => tracing::info!(node = %name, playbook = %self.playbook, "node drained"),
+            Err(detail) if self.terminate_anyway => {
+                tracing::warn!(node = %name, error = %detail, "drain failed; terminating anyway (`drain_failure: terminate`)");
+            }
+            Err(detail) => return Err(LifecycleError::Drain { node: name, detail }),
+        }
+        let mut rec = self.record;
+        rec.status = NodeStatus::Terminating;
+        self.store.commit(vec![Mutation::PutNode(rec)]).await?;
+        Ok(())
+    }
 }
 
 impl NodeJob {
     async fn run(self) -> Result<Mutation, LifecycleError> {
+        if let Some(drain) = self.drain {
+            drain.run().await?;
+        }
         if matches!(self.action, Action::Delete | Action::Replace) {
             self.provider.terminate(&self.project, &self.name, self.template.as_ref()).await?;
         }
@@ -458,14 +502,22 @@ fn prepare(change: &Change, ctx: &JobContext<'_>, record: Option<&NodeRecord>) -
         .and_then(|t| config.templates.get(t))
         .map(|t| t.spec.clone());
     let group = config.groups.get(&node.group).map(|g| &g.spec);
-    if change.action == Action::Delete && node.was_alive {
-        if let Some(drain) = group.and_then(|g| g.scale_in.as_ref()).and_then(|s| s.drain.as_ref()) {
-            return Err(format!(
-                "group `{}` drains nodes with playbook `{drain}` before terminating them, and this scaler cannot run playbooks yet; remove `scale_in.drain` or terminate the node yourself",
-                node.group
-            ));
+    let scale_in = group.and_then(|g| g.scale_in.as_ref());
+    let drain = match (change.action, scale_in.and_then(|s| s.drain.clone())) {
+        (Action::Delete, Some(playbook)) if node.was_alive => {
+            let rec = record.ok_or_else(|| format!("`{}`: no recorded node to drain", change.address))?;
+            Some(Drain {
+                playbook,
+                record: rec.clone(),
+                timeout: scale_in.and_then(|s| s.drain_timeout.as_ref()).map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.get()),
+                terminate_anyway: scale_in.and_then(|s| s.drain_failure) == Some(crate::model::DrainFailure::Terminate),
+                config: config.clone(),
+                ssh: template.as_ref().and_then(|t| t.ssh.clone()),
+                store: store.clone(),
+            })
         }
-    }
+        _ => None,
+    };
     let life = |template: &NodeTemplate| NodeLife {
         store: store.clone(),
         provider: provider.clone(),
@@ -504,6 +556,7 @@ fn prepare(change: &Change, ctx: &JobContext<'_>, record: Option<&NodeRecord>) -
                 launch: Some((req, rec)),
                 resume: None,
                 life: Some(life(&template)),
+                drain: None,
                 template: Some(template),
             })
         }
@@ -519,11 +572,13 @@ fn prepare(change: &Change, ctx: &JobContext<'_>, record: Option<&NodeRecord>) -
                 launch: None,
                 resume: Some(rec),
                 life: Some(life(&template)),
+                drain: None,
                 template: Some(template),
             })
         }
         Action::Delete => {
-            let before = record.map(|r| {
+            // A node that is drained first is marked only once the drain is done.
+            let before = record.filter(|_| drain.is_none()).map(|r| {
                 let mut r = r.clone();
                 r.status = NodeStatus::Terminating;
                 Mutation::PutNode(r)
@@ -537,6 +592,7 @@ fn prepare(change: &Change, ctx: &JobContext<'_>, record: Option<&NodeRecord>) -
                 launch: None,
                 resume: None,
                 life: None,
+                drain,
                 template,
             })
         }

@@ -67,6 +67,15 @@ pub(super) async fn provision(config: Arc<Config>, template: NodeTemplate, rec: 
     Ok(())
 }
 
+/// Runs playbook `name` on the recorded node only (the drain before a
+/// scale-in), reached like provisioning reaches it.
+pub(super) async fn run_on_node(config: &Config, ssh: Option<&crate::model::SshSettings>, name: &str, rec: &NodeRecord) -> Result<(), String> {
+    let address = rec.address.clone().ok_or("it has no address")?;
+    let endpoint = HostPort::parse(&address).map_err(|e| format!("address `{address}`: {e}"))?;
+    let params = crate::exec::node_ssh_params(config, ssh, endpoint.host.clone(), endpoint.port);
+    bootstrap(config, name, &rec.name, params).await
+}
+
 /// Uploads the manifest (and modules) to a private directory and applies it.
 async fn apply_puppet(t: &SshTransport, root: &Path, puppet: &Puppet, node: &str) -> Result<(), String> {
     let dir = private_dir(t).await?;
@@ -162,7 +171,7 @@ async fn upload_tree(t: &SshTransport, root: &Path, rel: &str, remote: &str) -> 
     Ok(())
 }
 
-/// Runs the bootstrap playbook on this node only.
+/// Runs a playbook (bootstrap, drain) on this node only.
 async fn bootstrap(config: &Config, name: &str, node: &str, params: SshParams) -> Result<(), String> {
     let pb = config.playbooks.get(name).map(|p| p.spec.clone()).ok_or_else(|| format!("no playbook `{name}` in the config"))?;
     let timeout = config.project.spec.defaults.as_ref().and_then(|d| d.timeout.as_ref()).map_or(PLAYBOOK_STEP_TIMEOUT, |d| d.get());

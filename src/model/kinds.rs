@@ -1173,9 +1173,26 @@ pub struct ScaleIn {
     /// Playbook run on the node before it is terminated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<String>,
+    /// How long the drain playbook may take (default `10m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<Duration>,
+    /// What a failed (or timed-out) drain does: `keep` the node running and
+    /// report it (default), or `terminate` it anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_failure: Option<DrainFailure>,
     /// For `least-busy`: the counter whose lowest last value goes first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counter: Option<String>,
+}
+
+/// What a failed drain does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrainFailure {
+    /// The node keeps running and is reported; state still lists it.
+    Keep,
+    /// The node is terminated anyway (the failure is logged).
+    Terminate,
 }
 
 /// Which node goes first on scale-in.

@@ -402,7 +402,12 @@ fn plan_group(
         } else if input.operation == Operation::Destroy {
             "destroy".to_string()
         } else {
-            format!("scale in to {target}")
+            let pick = match pick {
+                Pick::Newest => "newest",
+                Pick::Oldest => "oldest",
+                Pick::LeastBusy => "least busy",
+            };
+            format!("scale in to {target}, {pick} first")
         };
         let mut keep = Vec::new();
         for (i, (n, stuck)) in alive.into_iter().enumerate() {
@@ -696,7 +701,7 @@ mod tests {
         let plan = run(&cfg, &snap, &[alive("web-01"), alive("web-02")]);
         assert_eq!(summary(&plan), vec![(Delete, "node.web/web-02".into())]);
         assert!(!plan.changes[0].node.as_ref().unwrap().was_alive);
-        assert_eq!(plan.changes[0].reason.as_deref(), Some("scale in to 1; it is provisioned, not ready"));
+        assert_eq!(plan.changes[0].reason.as_deref(), Some("scale in to 1, newest first; it is provisioned, not ready"));
     }
 
     #[test]
@@ -715,7 +720,7 @@ mod tests {
         let cfg = config(WEB);
         let plan = run(&cfg, &applied(&cfg, nodes.clone(), Some(2)), &obs);
         assert_eq!(summary(&plan), vec![(Delete, "node.web/web-01".into())]);
-        assert_eq!(plan.changes[0].reason.as_deref(), Some("scale in to 2"));
+        assert_eq!(plan.changes[0].reason.as_deref(), Some("scale in to 2, newest first"));
         let cfg = config(&format!("{WEB}scale_in: {{ pick: oldest }}\n"));
         let plan = run(&cfg, &applied(&cfg, nodes, Some(1)), &obs);
         assert_eq!(summary(&plan), vec![(Delete, "node.web/web-02".into()), (Delete, "node.web/web-03".into())]);
