@@ -523,6 +523,31 @@ fn kill_9_during_the_readiness_wait_is_unfinished_work_that_apply_resumes() {
 }
 
 #[test]
+fn least_busy_scale_in_removes_the_node_whose_counter_was_lowest_last() {
+    let yaml = TWO_NODES.replace("PROJECT", "busy").replace("DESIRED", "3")
+        + "scale_in: { pick: least-busy, counter: sessions }\n---\nkind: Counter\nname: sessions\nsource: { push: {} }\n";
+    let repo = Repo::with(&[("scaler.yaml", &yaml)]);
+    repo.ok(&["apply", "--auto-approve", "."]);
+    // The newest node is the busiest now; web-01 was quiet once but is busy
+    // now, so its last value is what counts.
+    let now = chrono::Utc::now().timestamp_millis();
+    let key = |h: &str| scaler::store::SeriesKey::new("sessions", h);
+    let samples = [
+        scaler::store::Sample::value(key("web-01"), now - 5000, 0.0),
+        scaler::store::Sample::value(key("web-01"), now - 1000, 40.0),
+        scaler::store::Sample::value(key("web-02"), now - 1000, 3.0),
+        scaler::store::Sample::value(key("web-03"), now - 1000, 90.0),
+    ];
+    scaler::store::SampleStore::append(&mut repo.store(), &samples).unwrap();
+    repo.write("scaler.yaml", &yaml.replace("desired: 3", "desired: 1"));
+    let out = repo.ok(&["plan", "."]);
+    assert!(out.contains("web/web-01") && out.contains("web/web-02") && !out.contains("web/web-03"), "{out}");
+    assert!(out.contains("scale in to 1, least busy first"), "{out}");
+    repo.ok(&["apply", "--auto-approve", "."]);
+    assert_eq!(repo.running_nodes().iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["web-03"]);
+}
+
+#[test]
 fn a_held_lock_is_refused_and_unlock_breaks_it() {
     let repo = fleet("unlock", 1);
     repo.ok(&["plan", "."]);

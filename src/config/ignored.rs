@@ -12,7 +12,7 @@ use super::checks::At;
 use super::diag::Diagnostic;
 use super::document::place;
 use super::yaml::Segment;
-use crate::model::{Group, NodeTemplate, Pick, Project, ProviderKind};
+use crate::model::{Group, NodeTemplate, Project, ProviderKind};
 
 /// The code of every warning about an ignored setting.
 pub const CODE: &str = "ignored";
@@ -81,19 +81,10 @@ pub fn node_template(at: At<'_>, t: &NodeTemplate) -> Vec<Diagnostic> {
     out
 }
 
-/// A Group's ignored settings: `scale_in.pick: least-busy` (and its
-/// `counter`).
-pub fn group(at: At<'_>, g: &Group) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    if g.scale_in.as_ref().and_then(|s| s.pick) == Some(Pick::LeastBusy) {
-        out.push(warn(
-            at,
-            &["scale_in", "pick"],
-            "`scale_in.pick: least-busy` is not built yet: this build removes the newest nodes first, as `pick: newest` does".to_string(),
-            None,
-        ));
-    }
-    out
+/// A Group's ignored settings: none today (`scale_in.pick: least-busy` is
+/// built).
+pub fn group(_at: At<'_>, _g: &Group) -> Vec<Diagnostic> {
+    Vec::new()
 }
 
 #[cfg(test)]
@@ -123,7 +114,6 @@ mod tests {
             warnings(&[("scaler.yaml", project), ("e.yaml", ec2), ("n.yaml", TEMPLATE), ("g.yaml", group)]),
             vec![
                 "e.yaml:3:1 provider provider: ec2",
-                "g.yaml:6:13 scale_in.pick scale_in: { pick: least-busy, counter: c }",
                 "scaler.yaml:5:13 daemon.source.git   source: { git: https://h/r.git, webhook_secret: { env: H } }",
                 "scaler.yaml:5:35 daemon.source.webhook_secret   source: { git: https://h/r.git, webhook_secret: { env: H } }",
             ]

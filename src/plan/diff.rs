@@ -31,6 +31,10 @@ pub struct DiffInput<'a> {
     pub providers: BTreeSet<String>,
     /// The clock.
     pub now: DateTime<Utc>,
+    /// For `scale_in.pick: least-busy`: the last value of each group's
+    /// `scale_in.counter` per node name, read from the sample store by the
+    /// caller (a node without one counts as the busiest).
+    pub busy: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 /// `<prefix>-NN` for slot `index`.
@@ -390,11 +394,18 @@ fn plan_group(
         let excess = alive.len() - target as usize;
         let pick = spec.scale_in.as_ref().and_then(|s| s.pick).unwrap_or(Pick::Newest);
         let mut order: Vec<usize> = (0..alive.len()).collect();
+        let newest = |i: usize| (!alive[i].1, std::cmp::Reverse(alive[i].0.created_at), std::cmp::Reverse(alive[i].0.index));
         match pick {
             Pick::Oldest => order.sort_by_key(|&i| (!alive[i].1, alive[i].0.created_at, alive[i].0.index)),
-            Pick::Newest | Pick::LeastBusy => order.sort_by_key(|&i| {
-                (!alive[i].1, std::cmp::Reverse(alive[i].0.created_at), std::cmp::Reverse(alive[i].0.index))
-            }),
+            Pick::Newest => order.sort_by_key(|&i| newest(i)),
+            Pick::LeastBusy => {
+                // Lowest last value first; unknown values last; ties newest first.
+                let values = input.busy.get(g);
+                let busy = |i: usize| values.and_then(|v| v.get(&alive[i].0.name)).copied().unwrap_or(f64::INFINITY);
+                order.sort_by(|&a, &b| {
+                    (!alive[a].1).cmp(&!alive[b].1).then(busy(a).total_cmp(&busy(b))).then(newest(a).cmp(&newest(b)))
+                })
+            }
         }
         let chosen: BTreeSet<usize> = order.into_iter().take(excess).collect();
         let reason = if removed {
@@ -617,6 +628,7 @@ mod tests {
             flags: Flags::default(),
             providers: local(),
             now: t(1000),
+            busy: BTreeMap::new(),
         }
     }
 
@@ -728,6 +740,19 @@ mod tests {
     }
 
     #[test]
+    fn least_busy_picks_the_lowest_last_value_and_unknown_values_last() {
+        let nodes = vec![rec("web-01", 1, NodeStatus::Ready, 5), rec("web-02", 2, NodeStatus::Ready, 1), rec("web-03", 3, NodeStatus::Ready, 3)];
+        let obs = [alive("web-01"), alive("web-02"), alive("web-03")];
+        let cfg = config(&format!("{WEB}scale_in: {{ pick: least-busy, counter: c }}\n---\nkind: Counter\nname: c\nsource: {{ push: {{}} }}\n"));
+        let snap = applied(&cfg, nodes, Some(1));
+        let busy = BTreeMap::from([("web".to_string(), BTreeMap::from([("web-01".to_string(), 7.0), ("web-03".to_string(), 2.5)]))]);
+        let plan = diff(&DiffInput { observed: &obs, busy, ..input(&cfg, &snap) });
+        // web-03 (2.5) then web-01 (7); web-02 has no value and stays.
+        assert_eq!(summary(&plan), vec![(Delete, "node.web/web-01".into()), (Delete, "node.web/web-03".into())]);
+        assert_eq!(plan.changes[0].reason.as_deref(), Some("scale in to 1, least busy first"));
+    }
+
+    #[test]
     fn new_nodes_take_the_lowest_free_numbers() {
         let cfg = config(WEB);
         let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Ready, 0), rec("web-03", 3, NodeStatus::Ready, 1)], Some(4));
@@ -822,6 +847,7 @@ mod tests {
             flags: Flags { allow_destroy_all: true },
             providers: local(),
             now: t(1000),
+            busy: BTreeMap::new(),
         });
         assert_eq!(summary(&plan), vec![(Delete, "node.web/web-02".into()), (Delete, "node.web/web-01".into())]);
         assert_eq!(plan.changes[0].reason.as_deref(), Some(REASON_GONE));
