@@ -52,7 +52,7 @@ const RULES: &[Rule] = &[
         // debt: `now.local` in policy expressions converts with `chrono::Local` (reads the machine's time zone)
         .except(&[("src/policy/mod.rs", "chrono::Local")]),
     rule("apply", &["config", "exec", "model", "plan", "provider", "store", "template"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
-    rule("reconcile", &["apply", "config", "plan", "policy", "provider", "store"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
+    rule("reconcile", &["apply", "config", "model", "plan", "policy", "provider", "store"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL]),
     rule("exec", &["config", "fleet", "model", "redact", "template"]).forbid(&[PRINT, STORE_BACKEND, PROVIDER_IMPL])
         // debt: `TerminalPrompter` (asks on stderr, reads stdin) is the CLI's terminal, only `cli run` builds it
         .except(&[("src/exec/runner/prompt.rs", "std::io::stderr")]),
