@@ -54,6 +54,8 @@ command -v javac >/dev/null || missing+=(default-jdk-headless)
 [ -f /usr/share/java/servlet-api-3.1.jar ] || missing+=(libservlet3.1-java)
 # the sudo test logs in as a user that sudo asks a password of
 [ -x /usr/bin/sudo ] || missing+=(sudo)
+# Puppet: new nodes are provisioned with `puppet apply` in the provision tests
+command -v puppet >/dev/null || missing+=(puppet-agent)
 # `script` drives the prompt test through a pseudo-terminal
 command -v script >/dev/null || missing+=(bsdutils)
 # promtool lints /metrics and a real Prometheus scrapes the daemon

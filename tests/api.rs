@@ -223,11 +223,11 @@ fn the_read_api_answers_json_behind_the_token_and_metrics_parse() {
     assert_eq!((c["source"].as_str(), c["description"].as_str()), (Some("push"), Some("jobs waiting")));
     let n = ok_json(port, "/api/v1/nodes");
     assert_eq!(names(&n), ["web-01"]);
-    assert_eq!(n["items"][0]["status"], "running");
+    assert_eq!(n["items"][0]["status"], "ready");
     assert!(n["items"][0].get("attrs").is_none(), "provider attributes (a local node's token) are not shown");
     let g = ok_json(port, "/api/v1/groups/web");
     assert_eq!((g["min"].as_u64(), g["max"].as_u64(), g["desired"].as_u64()), (Some(1), Some(2), Some(1)));
-    assert_eq!(g["nodes"], serde_json::json!({"running": 1}));
+    assert_eq!(g["nodes"], serde_json::json!({"ready": 1}));
     assert_eq!(g["hosts"], serde_json::json!(["web-01"]));
 
     // Pages: limit and after; a capped limit; bad and unknown parameters are 400.
@@ -305,7 +305,7 @@ fn the_read_api_answers_json_behind_the_token_and_metrics_parse() {
     assert_eq!(value(r#"scaler_series_timestamp_seconds{counter="queue",host="push"}"#), received as f64 / 1000.0);
     assert_eq!(value(r#"scaler_trigger_fires_total{trigger="deep"}"#), 1.0);
     assert_eq!(value(r#"scaler_trigger_state{trigger="deep",state="cooldown"}"#), 1.0);
-    assert_eq!(value(r#"scaler_nodes{group="web",status="running"}"#), 1.0);
+    assert_eq!(value(r#"scaler_nodes{group="web",status="ready"}"#), 1.0);
     assert_eq!(value(r#"scaler_collection_errors_total{counter="queue"}"#), 0.0);
     assert_eq!(value(r#"scaler_build_info{version="0.1.0",revision="none"}"#), 1.0);
     assert!(value("scaler_samples_stored_total") >= 2.0);

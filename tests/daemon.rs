@@ -288,7 +288,7 @@ fn a_scale_action_records_desired_and_the_daemon_applies_it() {
     let d = Daemon::start(&cli, dir, &[]);
     assert_eq!(d.push("queue", "50").0, 200);
     wait_until(Duration::from_secs(30), "the daemon to launch the second node", || {
-        nodes(&cli).iter().filter(|n| n["status"] == "running").count() == 2
+        nodes(&cli).iter().filter(|n| n["status"] == "ready").count() == 2
     });
     let s = status(&cli, dir);
     let job = &s["jobs"][0];

@@ -48,7 +48,7 @@ parse: {{ json: "$.up" }}
     );
     std::fs::write(dir.path().join("scaler.yaml"), yaml).unwrap();
     let mut store = SqliteStore::open(&dir.path().join(".scaler/state.db")).unwrap();
-    let nodes: Vec<Mutation> = [NodeStatus::Running, NodeStatus::Creating, NodeStatus::Terminating]
+    let nodes: Vec<Mutation> = [NodeStatus::Ready, NodeStatus::Creating, NodeStatus::Terminating]
         .into_iter()
         .zip(http)
         .enumerate()
@@ -103,7 +103,7 @@ fn each_host_result_names_its_own_host_address_and_port() {
     // one SSH port, so they share an address and a port.
     let mut store = SqliteStore::open(&dir.path().join(".scaler/state.db")).unwrap();
     let mut n = node("web", 2);
-    n.status = NodeStatus::Running;
+    n.status = NodeStatus::Ready;
     n.address = Some(format!("127.0.0.1:{}", http[1].port));
     store.commit(&[Mutation::PutNode(n)]).unwrap();
     let out = scaler(dir.path(), &["exec", "web", "--json", "--", "true"]);

@@ -130,7 +130,7 @@ pub(crate) fn fleet(desired: &str) -> String {
 pub(crate) fn running_nodes(cli: &Cli, dir: &Path) -> usize {
     let out = cli.run(dir, &["state", "list", "--json", "."]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    v["nodes"].as_array().map_or(0, |n| n.iter().filter(|n| n["status"] == "running").count())
+    v["nodes"].as_array().map_or(0, |n| n.iter().filter(|n| n["status"] == "ready").count())
 }
 
 /// A repository with the Project and group `web` at `desired`, committed;

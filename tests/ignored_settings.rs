@@ -32,19 +32,17 @@ fn validate_warns_about_every_ignored_setting_at_its_place_and_exits_0() {
     assert_eq!(
         warnings(&json),
         vec![
-            "groups.yaml:19:3 scale_in.pick",
-            // `daemon.source` (its push webhook included) and
-            // `daemon.auto_apply` are built: no warning for them.
+            // `daemon.source` (its push webhook included),
+            // `daemon.auto_apply`, `provision` and `scale_in.pick` are built:
+            // no warning for them.
             "templates.yaml:4:1 provider",
-            "templates.yaml:18:3 provision.puppet",
-            "templates.yaml:19:3 provision.playbook",
         ]
     );
     assert!(json["warnings"].as_array().unwrap().iter().all(|w| w["code"] == "ignored"));
 
     let out = scaler(root(), &["validate", "tests/fixtures/valid/full"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "Valid: 32 objects, no errors, 4 warnings.");
+    assert_eq!(stdout(&out).trim(), "Valid: 32 objects, no errors, 1 warning.");
     insta::assert_snapshot!("validate_warnings_full_fixture", stderr(&out));
 
     // `--quiet` keeps only errors.

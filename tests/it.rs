@@ -30,6 +30,7 @@ mod limits;
 mod inputs;
 mod plan_apply;
 mod readme;
+mod provision;
 mod provider_local;
 mod ruletest;
 mod store_conformance;

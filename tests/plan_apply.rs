@@ -75,6 +75,19 @@ impl Repo {
         scaler_in(self.path(), args, None)
     }
 
+    /// Starts `scaler ARGS` in the background (to kill it mid-way).
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_scaler"))
+            .args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         let out = self.scaler(args);
         assert!(out.status.success(), "scaler {args:?} failed:\nstdout:\n{}\nstderr:\n{}", text(&out.stdout), text(&out.stderr));
@@ -91,7 +104,7 @@ impl Repo {
 
     fn running_nodes(&self) -> Vec<scaler::store::NodeRecord> {
         let snap = self.store().snapshot().unwrap();
-        snap.nodes.into_iter().filter(|n| n.status == scaler::store::NodeStatus::Running).collect()
+        snap.nodes.into_iter().filter(|n| n.status == scaler::store::NodeStatus::Ready).collect()
     }
 }
 
@@ -318,25 +331,19 @@ fn apply_refuses_to_prompt_without_a_terminal() {
 #[test]
 fn kill_9_during_apply_loses_nothing_and_doubles_nothing() {
     let repo = fleet("crash", 5);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_scaler"))
-        .args(["apply", "--auto-approve", "--parallelism", "1", "."])
-        .current_dir(repo.path())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = repo.spawn(&["apply", "--auto-approve", "--parallelism", "1", "."]);
     let db = repo.path().join(".scaler/state.db");
     wait_until(Duration::from_secs(60), "two nodes to be recorded as running", || {
-        db.exists() && SqliteStore::open(&db).map(|s| s.snapshot().map(|sn| sn.nodes.iter().filter(|n| n.status == scaler::store::NodeStatus::Running).count() >= 2).unwrap_or(false)).unwrap_or(false)
+        db.exists() && SqliteStore::open(&db).map(|s| s.snapshot().map(|sn| sn.nodes.iter().filter(|n| n.status == scaler::store::NodeStatus::Ready).count() >= 2).unwrap_or(false)).unwrap_or(false)
     });
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     child.wait().unwrap();
 
     // The plan shows exactly the remaining work.
     let plan = repo.plan_json();
-    let creates: Vec<String> = changes(&plan).into_iter().filter(|(a, _)| a == "create").map(|(_, n)| n).collect();
+    // Slots never launched are created; one launched but not ready (killed
+    // during its readiness wait) is resumed.
+    let creates: Vec<String> = changes(&plan).into_iter().filter(|(a, _)| a == "create" || a == "update").map(|(_, n)| n).collect();
     let started: Vec<String> = repo.read("starts.log").lines().map(str::to_string).collect();
     let alive = plan["groups"][0]["nodes_before"].as_u64().unwrap() as usize;
     assert_eq!(creates.len(), 5 - alive, "plan {creates:?}, started {started:?}");
@@ -486,6 +493,66 @@ fn a_node_left_creating_is_unfinished_work_not_no_changes() {
 }
 
 #[test]
+fn kill_9_during_the_readiness_wait_is_unfinished_work_that_apply_resumes() {
+    // One node that takes a few seconds before it listens.
+    let slow = TWO_NODES.replace("PROJECT", "slow").replace("DESIRED", "1").replace("sleep 0.3", "sleep 4");
+    let repo = Repo::with(&[("scaler.yaml", &slow)]);
+    let mut child = repo.spawn(&["apply", "--auto-approve", "."]);
+    let starts = repo.path().join("starts.log");
+    wait_until(Duration::from_secs(30), "the node to start", || std::fs::read_to_string(&starts).is_ok_and(|s| s.contains("web-01")));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+
+    // The node runs but never finished its life cycle: not capacity, not a
+    // host, and the plan says what remains.
+    let plan = repo.plan_json();
+    assert_eq!(changes(&plan), [("update".to_string(), "node.web/web-01".to_string())], "{plan:#}");
+    assert_eq!(plan["groups"][0]["nodes_before"], 0, "a node that is not ready is not capacity");
+    let human = repo.ok(&["plan", "."]);
+    assert!(human.contains("~ node") && human.contains("resume: it is `running`, not ready"), "{human}");
+    let recorded = repo.store().snapshot().unwrap().nodes;
+    assert_eq!(recorded.len(), 1);
+    assert_ne!(recorded[0].status, scaler::store::NodeStatus::Ready);
+    let hosts = repo.ok(&["state", "list", "."]);
+    assert!(!hosts.contains("ready"), "{hosts}");
+
+    // After the killed apply's lease expires, apply resumes the node.
+    wait_until(Duration::from_secs(30), "the lease to expire and apply to succeed", || {
+        repo.scaler(&["apply", "--auto-approve", "."]).status.success()
+    });
+    let nodes = repo.running_nodes();
+    assert_eq!(nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["web-01"], "ready");
+    assert!(http_get(nodes[0].address.as_deref().unwrap(), "/").is_some(), "it serves");
+    assert!(changes(&repo.plan_json()).is_empty());
+    assert_eq!(repo.read("starts.log").lines().filter(|l| *l == "web-01").count(), 1, "resumed, not launched again");
+}
+
+#[test]
+fn least_busy_scale_in_removes_the_node_whose_counter_was_lowest_last() {
+    let yaml = TWO_NODES.replace("PROJECT", "busy").replace("DESIRED", "3")
+        + "scale_in: { pick: least-busy, counter: sessions }\n---\nkind: Counter\nname: sessions\nsource: { push: {} }\n";
+    let repo = Repo::with(&[("scaler.yaml", &yaml)]);
+    repo.ok(&["apply", "--auto-approve", "."]);
+    // The newest node is the busiest now; web-01 was quiet once but is busy
+    // now, so its last value is what counts.
+    let now = chrono::Utc::now().timestamp_millis();
+    let key = |h: &str| scaler::store::SeriesKey::new("sessions", h);
+    let samples = [
+        scaler::store::Sample::value(key("web-01"), now - 5000, 0.0),
+        scaler::store::Sample::value(key("web-01"), now - 1000, 40.0),
+        scaler::store::Sample::value(key("web-02"), now - 1000, 3.0),
+        scaler::store::Sample::value(key("web-03"), now - 1000, 90.0),
+    ];
+    scaler::store::SampleStore::append(&mut repo.store(), &samples).unwrap();
+    repo.write("scaler.yaml", &yaml.replace("desired: 3", "desired: 1"));
+    let out = repo.ok(&["plan", "."]);
+    assert!(out.contains("web/web-01") && out.contains("web/web-02") && !out.contains("web/web-03"), "{out}");
+    assert!(out.contains("scale in to 1, least busy first"), "{out}");
+    repo.ok(&["apply", "--auto-approve", "."]);
+    assert_eq!(repo.running_nodes().iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["web-03"]);
+}
+
+#[test]
 fn a_held_lock_is_refused_and_unlock_breaks_it() {
     let repo = fleet("unlock", 1);
     repo.ok(&["plan", "."]);
@@ -572,17 +639,17 @@ fn state_list_and_show() {
     let repo = fleet("state", 1);
     repo.ok(&["apply", "--auto-approve", "."]);
     let list = repo.ok(&["state", "list", "."]);
-    assert!(list.contains("group.web") && list.contains("node.web/web-01  running  127.0.0.1:"), "{list}");
+    assert!(list.contains("group.web") && list.contains("node.web/web-01  ready  127.0.0.1:"), "{list}");
     let show: serde_json::Value = serde_json::from_str(&repo.ok(&["state", "show", "--json", "."])).unwrap();
     assert!(show["serial"].as_u64().unwrap() >= 3);
     assert!(show["lock"].is_null());
     let node: serde_json::Value = serde_json::from_str(&repo.ok(&["state", "show", "--json", ".", "node.web/web-01"])).unwrap();
-    assert_eq!(node["status"], "running");
+    assert_eq!(node["status"], "ready");
     let missing = repo.scaler(&["state", "show", ".", "node.web/web-09"]);
     assert_eq!(missing.status.code(), Some(1));
     // The address alone (no DIR) is the address, not a directory.
     let node: serde_json::Value = serde_json::from_str(&repo.ok(&["state", "show", "--json", "node.web/web-01"])).unwrap();
-    assert_eq!(node["status"], "running");
+    assert_eq!(node["status"], "ready");
 }
 
 #[test]

@@ -101,6 +101,8 @@ fn template(command: &str) -> NodeTemplate {
         ec2: None,
         ssh: None,
         provision: None,
+        address: None,
+        timeouts: None,
     }
 }
 

@@ -81,6 +81,7 @@ macro_rules! store_conformance_suite {
                     objects_nodes_and_desired_counts_round_trip_exactly_in_order,
                     desired_counts_remember_the_base_they_were_set_against,
                     putting_a_node_again_replaces_it_by_name,
+                    every_life_cycle_status_round_trips,
                     deletes_remove_exactly_what_they_name,
                     two_threads_committing_on_separate_handles_never_lose_a_commit,
                 ],

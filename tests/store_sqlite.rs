@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use scaler::store::sqlite::schema;
-use scaler::store::{Agg, BackendErrorKind, Mutation, Retention, Sample, SampleStore, SeriesKey, Selector, SqliteStore, Store, StoreError};
+use scaler::store::{Agg, BackendErrorKind, Mutation, NodeStatus, Retention, Sample, SampleStore, SeriesKey, Selector, SqliteStore, Store, StoreError};
 
 use crate::store_conformance::node;
 use crate::store_conformance::samples::{two_days_of_samples, S, T0};
@@ -74,6 +74,30 @@ fn the_database_is_in_wal_mode() {
     let conn = rusqlite::Connection::open(&path).expect("open");
     let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0)).expect("journal_mode");
     assert_eq!(mode, "wal");
+}
+
+#[test]
+fn a_node_recorded_running_before_the_life_cycle_is_ready_after_the_migration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    // Version 5: `running` meant launched and past the readiness check.
+    for script in &schema::MIGRATIONS[..5] {
+        conn.execute_batch(script).expect("migrate");
+    }
+    conn.pragma_update(None, "user_version", 5).expect("user_version");
+    conn.execute_batch(
+        "INSERT INTO meta (id, lineage, serial) VALUES (1, 'l', 1);
+         INSERT INTO nodes (name, \"group\", idx, provider, status, created_at, template_digest, attrs)
+         VALUES ('web-01', 'web', 1, 'local', 'running', '2024-05-01T12:00:00.000000000Z', '', '{}'),
+                ('web-02', 'web', 2, 'local', 'creating', '2024-05-01T12:00:00.000000000Z', '', '{}');",
+    )
+    .expect("insert");
+    drop(conn);
+    let nodes = open(&path).snapshot().expect("snapshot").nodes;
+    let got: Vec<(&str, NodeStatus)> = nodes.iter().map(|n| (n.name.as_str(), n.status)).collect();
+    assert_eq!(got, [("web-01", NodeStatus::Ready), ("web-02", NodeStatus::Creating)]);
 }
 
 #[test]

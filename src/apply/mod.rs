@@ -3,7 +3,14 @@
 //! parallelism through providers, and commit state after every finished
 //! change so that a crash at any instant leaves state telling the truth.
 //!
+//! A new node is driven through its life cycle ([`lifecycle`]: running,
+//! reachable, provisioned over SSH by [`provision`], ready), each stage
+//! recorded as it is reached; a node left at an earlier stage is resumed.
+//!
 //! Must not depend on: CLI printing (progress goes through [`Observer`]).
+
+mod lifecycle;
+mod provision;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +23,8 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::model::NodeTemplate;
 use crate::plan::{Action, Change, Plan};
-use crate::provider::{LaunchRequest, Provider, ProviderError};
+use crate::provider::{LaunchRequest, Provider};
+use lifecycle::{LifecycleError, NodeLife};
 use crate::store::{LockInfo, LockRequest, Mutation, NodeRecord, NodeStatus, StateStore, StoreError};
 
 /// Errors that stop an apply before or while it runs.
@@ -305,7 +313,9 @@ async fn run(
     let project = config.project.spec.name.clone();
     let mut queue: VecDeque<Change> = nodes.into_iter().cloned().collect();
     let mut running = tokio::task::JoinSet::new();
-    let records: BTreeMap<String, NodeRecord> = snap.nodes.iter().map(|n| (n.name.clone(), n.clone())).collect();
+    let mut records: BTreeMap<String, NodeRecord> = snap.nodes.iter().map(|n| (n.name.clone(), n.clone())).collect();
+    records.extend(plan.refresh.iter().map(|n| (n.name.clone(), n.clone())));
+    let shared = Arc::new(config.clone());
     let parallelism = opts.parallelism.max(1);
     loop {
         while report.failed.is_empty()
@@ -314,7 +324,8 @@ async fn run(
             && !opts.interrupted.load(Ordering::SeqCst)
         {
             let Some(change) = queue.pop_front() else { break };
-            let job = match prepare(&change, config, plan, &project, providers, records.get(&change.name)) {
+            let ctx = JobContext { config: &shared, plan, project: &project, providers, store };
+            let job = match prepare(&change, &ctx, records.get(&change.name)) {
                 Ok(job) => job,
                 Err(e) => {
                     observer.finished(&change, &Err(e.clone()), Duration::ZERO);
@@ -400,37 +411,86 @@ struct NodeJob {
     project: String,
     name: String,
     action: Action,
+    /// A new node: the launch, and its record (`creating`).
     launch: Option<(LaunchRequest, NodeRecord)>,
+    /// A node whose life cycle is resumed from its recorded stage.
+    resume: Option<NodeRecord>,
+    life: Option<NodeLife>,
+    /// A live node of a group with `scale_in.drain`: drained first.
+    drain: Option<Drain>,
     template: Option<NodeTemplate>,
 }
 
-impl NodeJob {
-    async fn run(self) -> Result<Mutation, ProviderError> {
-        if matches!(self.action, Action::Delete | Action::Replace) {
-            self.provider.terminate(&self.project, &self.name, self.template.as_ref()).await?;
-        }
-        match self.launch {
-            Some((req, mut rec)) => {
-                let node = self.provider.launch(&req).await?;
-                rec.status = NodeStatus::Running;
-                rec.provider_id = node.provider_id;
-                rec.address = node.address;
-                rec.attrs = serde_json::to_value(&node.attrs).unwrap_or(serde_json::Value::Null);
-                Ok(Mutation::PutNode(rec))
+/// How long a drain playbook may take by default.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The drain of one node before it is terminated.
+struct Drain {
+    playbook: String,
+    record: NodeRecord,
+    timeout: Duration,
+    /// `drain_failure: terminate`.
+    terminate_anyway: bool,
+    config: Arc<Config>,
+    ssh: Option<crate::model::SshSettings>,
+    store: StateStore,
+}
+
+impl Drain {
+    /// Runs the drain playbook on the node within its deadline; on success
+    /// (or a failure the group tolerates) records it `terminating`.
+    async fn run(self) -> Result<(), LifecycleError> {
+        let name = self.record.name.clone();
+        let work = provision::run_on_node(&self.config, self.ssh.as_ref(), &self.playbook, &self.record);
+        let result = match tokio::time::timeout(self.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("playbook `{}` did not finish within {}", self.playbook, humantime::format_duration(self.timeout))),
+        };
+        match result {
+            Ok(()) => tracing::info!(node = %name, playbook = %self.playbook, "node drained"),
+            Err(detail) if self.terminate_anyway => {
+                tracing::warn!(node = %name, error = %detail, "drain failed; terminating anyway (`drain_failure: terminate`)");
             }
-            None => Ok(Mutation::DeleteNode { name: self.name }),
+            Err(detail) => return Err(LifecycleError::Drain { node: name, detail }),
         }
+        let mut rec = self.record;
+        rec.status = NodeStatus::Terminating;
+        self.store.commit(vec![Mutation::PutNode(rec)]).await?;
+        Ok(())
     }
 }
 
-fn prepare(
-    change: &Change,
-    config: &Config,
-    plan: &Plan,
-    project: &str,
-    providers: &Providers,
-    record: Option<&NodeRecord>,
-) -> Result<NodeJob, String> {
+impl NodeJob {
+    async fn run(self) -> Result<Mutation, LifecycleError> {
+        if let Some(drain) = self.drain {
+            drain.run().await?;
+        }
+        if matches!(self.action, Action::Delete | Action::Replace) {
+            self.provider.terminate(&self.project, &self.name, self.template.as_ref()).await?;
+        }
+        let Some(life) = &self.life else {
+            return Ok(Mutation::DeleteNode { name: self.name });
+        };
+        let ready = match (&self.launch, self.resume) {
+            (Some((req, rec)), _) => life.drive(rec.clone(), Some(req)).await?,
+            (None, Some(rec)) => life.drive(rec, None).await?,
+            (None, None) => return Ok(Mutation::DeleteNode { name: self.name }),
+        };
+        Ok(Mutation::PutNode(ready))
+    }
+}
+
+/// What every node job of one apply shares.
+struct JobContext<'a> {
+    config: &'a Arc<Config>,
+    plan: &'a Plan,
+    project: &'a str,
+    providers: &'a Providers,
+    store: &'a StateStore,
+}
+
+fn prepare(change: &Change, ctx: &JobContext<'_>, record: Option<&NodeRecord>) -> Result<NodeJob, String> {
+    let JobContext { config, plan, project, providers, store } = *ctx;
     let node = change.node.as_ref().ok_or_else(|| format!("`{}` is not a node", change.address))?;
     let provider = providers
         .get(&node.provider)
@@ -442,14 +502,28 @@ fn prepare(
         .and_then(|t| config.templates.get(t))
         .map(|t| t.spec.clone());
     let group = config.groups.get(&node.group).map(|g| &g.spec);
-    if change.action == Action::Delete && node.was_alive {
-        if let Some(drain) = group.and_then(|g| g.scale_in.as_ref()).and_then(|s| s.drain.as_ref()) {
-            return Err(format!(
-                "group `{}` drains nodes with playbook `{drain}` before terminating them, and this scaler cannot run playbooks yet; remove `scale_in.drain` or terminate the node yourself",
-                node.group
-            ));
+    let scale_in = group.and_then(|g| g.scale_in.as_ref());
+    let drain = match (change.action, scale_in.and_then(|s| s.drain.clone())) {
+        (Action::Delete, Some(playbook)) if node.was_alive => {
+            let rec = record.ok_or_else(|| format!("`{}`: no recorded node to drain", change.address))?;
+            Some(Drain {
+                playbook,
+                record: rec.clone(),
+                timeout: scale_in.and_then(|s| s.drain_timeout.as_ref()).map_or(DEFAULT_DRAIN_TIMEOUT, |d| d.get()),
+                terminate_anyway: scale_in.and_then(|s| s.drain_failure) == Some(crate::model::DrainFailure::Terminate),
+                config: config.clone(),
+                ssh: template.as_ref().and_then(|t| t.ssh.clone()),
+                store: store.clone(),
+            })
         }
-    }
+        _ => None,
+    };
+    let life = |template: &NodeTemplate| NodeLife {
+        store: store.clone(),
+        provider: provider.clone(),
+        config: config.clone(),
+        template: template.clone(),
+    };
     match change.action {
         Action::Create | Action::Replace => {
             let template = template.ok_or_else(|| format!("group `{}` has no usable template", node.group))?;
@@ -475,30 +549,52 @@ fn prepare(
             };
             Ok(NodeJob {
                 before: Some(Mutation::PutNode(rec.clone())),
-                provider,
+                provider: provider.clone(),
                 project: project.to_string(),
                 name: change.name.clone(),
                 action: change.action,
                 launch: Some((req, rec)),
+                resume: None,
+                life: Some(life(&template)),
+                drain: None,
+                template: Some(template),
+            })
+        }
+        Action::Update => {
+            let template = template.ok_or_else(|| format!("group `{}` has no usable template", node.group))?;
+            let rec = record.cloned().ok_or_else(|| format!("`{}`: no recorded node to resume", change.address))?;
+            Ok(NodeJob {
+                before: None,
+                provider: provider.clone(),
+                project: project.to_string(),
+                name: change.name.clone(),
+                action: change.action,
+                launch: None,
+                resume: Some(rec),
+                life: Some(life(&template)),
+                drain: None,
                 template: Some(template),
             })
         }
         Action::Delete => {
-            let before = record.map(|r| {
+            // A node that is drained first is marked only once the drain is done.
+            let before = record.filter(|_| drain.is_none()).map(|r| {
                 let mut r = r.clone();
                 r.status = NodeStatus::Terminating;
                 Mutation::PutNode(r)
             });
             Ok(NodeJob {
                 before,
-                provider,
+                provider: provider.clone(),
                 project: project.to_string(),
                 name: change.name.clone(),
                 action: change.action,
                 launch: None,
+                resume: None,
+                life: None,
+                drain,
                 template,
             })
         }
-        Action::Update => Err(format!("`{}`: nodes are not updated in place", change.address)),
     }
 }

@@ -393,6 +393,20 @@ pub fn check_node_template(ctx: &mut Ctx<'_>, at: At<'_>, t: &NodeTemplate) {
     if let Some(pb) = t.provision.as_ref().and_then(|p| p.playbook.as_deref()) {
         ctx.reference(at, &path!["provision", "playbook"], Kind::Playbook, pb);
     }
+    if let Some(address) = &t.address {
+        ctx.template(at, &path!["address"], address);
+    }
+    // A manifest or module directory that is not there fails every new
+    // node at its provisioning stage: say so now.
+    if let (Some(puppet), Some(root)) = (t.provision.as_ref().and_then(|p| p.puppet.as_ref()), ctx.repo_root.clone()) {
+        let named = [("manifest", Some(&puppet.manifest)), ("modulepath", puppet.modulepath.as_ref())];
+        for (key, rel) in named {
+            let Some(rel) = rel else { continue };
+            if let Err(e @ super::repo::RepoPathError::Unreadable { .. }) = super::repo::resolve(&root, rel) {
+                ctx.push(at, "path", format!("puppet {key} `{rel}` cannot be read: {}", e.reason()), &path!["provision", "puppet", key]);
+            }
+        }
+    }
 }
 
 /// Checks a Group.

@@ -12,7 +12,7 @@ use super::checks::At;
 use super::diag::Diagnostic;
 use super::document::place;
 use super::yaml::Segment;
-use crate::model::{Group, NodeTemplate, Pick, Project, ProviderKind};
+use crate::model::{Group, NodeTemplate, Project, ProviderKind};
 
 /// The code of every warning about an ignored setting.
 pub const CODE: &str = "ignored";
@@ -64,8 +64,7 @@ fn unfetchable(url: &str) -> Option<&'static str> {
     }
 }
 
-/// A NodeTemplate's ignored settings: `provider: ec2` and both `provision`
-/// steps.
+/// A NodeTemplate's ignored settings: `provider: ec2`.
 pub fn node_template(at: At<'_>, t: &NodeTemplate) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     if t.provider == ProviderKind::Ec2 {
@@ -79,40 +78,13 @@ pub fn node_template(at: At<'_>, t: &NodeTemplate) -> Vec<Diagnostic> {
             Some("use `provider: local` to try the group on this machine"),
         ));
     }
-    if let Some(provision) = &t.provision {
-        if provision.puppet.is_some() {
-            out.push(warn(
-                at,
-                &["provision", "puppet"],
-                "`provision.puppet` is ignored by this build: new nodes start without a Puppet run".to_string(),
-                None,
-            ));
-        }
-        if let Some(playbook) = &provision.playbook {
-            out.push(warn(
-                at,
-                &["provision", "playbook"],
-                format!("`provision.playbook` is ignored by this build: new nodes start without running playbook `{playbook}`"),
-                Some("run it on the new nodes yourself with `scaler run`"),
-            ));
-        }
-    }
     out
 }
 
-/// A Group's ignored settings: `scale_in.pick: least-busy` (and its
-/// `counter`).
-pub fn group(at: At<'_>, g: &Group) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    if g.scale_in.as_ref().and_then(|s| s.pick) == Some(Pick::LeastBusy) {
-        out.push(warn(
-            at,
-            &["scale_in", "pick"],
-            "`scale_in.pick: least-busy` is not built yet: this build removes the newest nodes first, as `pick: newest` does".to_string(),
-            None,
-        ));
-    }
-    out
+/// A Group's ignored settings: none today (`scale_in.pick: least-busy` is
+/// built).
+pub fn group(_at: At<'_>, _g: &Group) -> Vec<Diagnostic> {
+    Vec::new()
 }
 
 #[cfg(test)]
@@ -136,15 +108,12 @@ mod tests {
     #[test]
     fn each_ignored_setting_is_named_at_its_key() {
         let project = "kind: Project\nname: p\ndaemon:\n  auto_apply: true\n  source: { git: https://h/r.git, webhook_secret: { env: H } }\n";
-        let ec2 = "kind: NodeTemplate\nname: e\nprovider: ec2\nec2: { region: r, image: i, instance_type: t }\nprovision:\n  puppet: { manifest: m.pp }\n  playbook: boot\n---\nkind: Playbook\nname: boot\nsteps: [{ run: 'true' }]\n";
+        let ec2 = "kind: NodeTemplate\nname: e\nprovider: ec2\nec2: { region: r, image: i, instance_type: t }\n";
         let group = "kind: Group\nname: g\ntemplate: n\nmin: 0\nmax: 2\nscale_in: { pick: least-busy, counter: c }\n---\nkind: Counter\nname: c\nsource: { push: {} }\n";
         assert_eq!(
             warnings(&[("scaler.yaml", project), ("e.yaml", ec2), ("n.yaml", TEMPLATE), ("g.yaml", group)]),
             vec![
                 "e.yaml:3:1 provider provider: ec2",
-                "e.yaml:6:3 provision.puppet   puppet: { manifest: m.pp }",
-                "e.yaml:7:3 provision.playbook   playbook: boot",
-                "g.yaml:6:13 scale_in.pick scale_in: { pick: least-busy, counter: c }",
                 "scaler.yaml:5:13 daemon.source.git   source: { git: https://h/r.git, webhook_secret: { env: H } }",
             ]
         );

@@ -116,6 +116,15 @@ impl Merged {
     }
 }
 
+/// How to reach a new node over SSH while it is provisioned: the project's
+/// SSH defaults, then its template's `ssh`. The port is `ssh.port`, else
+/// the port of the node's address, else 22.
+pub fn node_ssh_params(config: &Config, template: Option<&SshSettings>, host: String, address_port: Option<u16>) -> SshParams {
+    let merged = merge(config, template, &SshOverrides::default());
+    let port = merged.port.or(address_port);
+    merged.params(host, port)
+}
+
 /// Resolves a target selector (`web`, `web/web-02`, `web/newest`, `local`)
 /// to hosts: the target's hosts in the fleet.
 pub fn resolve(fleet: &Fleet<'_>, selector: &str, cli: &SshOverrides) -> Result<Vec<HostSpec>, String> {

@@ -9,8 +9,9 @@
 //! ```
 //!
 //! One rule decides which recorded nodes are hosts ([`is_host`]): only a
-//! node that is up and usable, i.e. `running` with an address that parses.
-//! A `creating` or `terminating` node is unfinished work, never capacity:
+//! node that is up and usable, i.e. `ready` with an address that parses.
+//! A node in an earlier stage of its life (`creating`, `running`,
+//! `reachable`, `provisioned`) or `terminating` is unfinished work, never capacity:
 //! it is not collected, not run on and not counted in coverage. One parser
 //! reads every `host[:port]` ([`HostPort`]).
 //!
@@ -92,7 +93,7 @@ impl Host {
 }
 
 /// The one rule: a recorded node is a host when it is up and usable,
-/// i.e. `running` with an address that parses.
+/// i.e. `ready` with an address that parses.
 pub fn is_host(node: &NodeRecord) -> bool {
     node_host(node).is_ok()
 }
@@ -100,8 +101,8 @@ pub fn is_host(node: &NodeRecord) -> bool {
 /// A recorded node as a host, or why it is not one.
 fn node_host(node: &NodeRecord) -> Result<Host, String> {
     match node.status {
-        NodeStatus::Running => {}
-        NodeStatus::Creating | NodeStatus::Terminating => return Err(format!("it is {}", node.status.as_str())),
+        NodeStatus::Ready => {}
+        other => return Err(format!("it is {}", other.as_str())),
     }
     let address = node.address.as_ref().ok_or("it has no address yet")?;
     let endpoint = HostPort::parse(address).map_err(|e| format!("its recorded address does not parse: {e}"))?;
@@ -129,7 +130,7 @@ impl<'a> Fleet<'a> {
         for n in nodes {
             match node_host(n) {
                 Ok(h) => groups.entry(n.group.clone()).or_default().push(h),
-                Err(why) if n.status == NodeStatus::Running => tracing::warn!(node = %n.name, "node is not a host: {why}"),
+                Err(why) if n.status == NodeStatus::Ready => tracing::warn!(node = %n.name, "node is not a host: {why}"),
                 Err(_) => {}
             }
         }
@@ -217,12 +218,15 @@ mod tests {
     }
 
     #[test]
-    fn only_running_nodes_with_an_address_are_hosts() {
-        assert!(is_host(&node(1, NodeStatus::Running, Some("127.0.0.1:18001"))));
+    fn only_ready_nodes_with_an_address_are_hosts() {
+        assert!(is_host(&node(1, NodeStatus::Ready, Some("127.0.0.1:18001"))));
+        for stage in [NodeStatus::Running, NodeStatus::Reachable, NodeStatus::Provisioned] {
+            assert_eq!(node_host(&node(6, stage, Some("127.0.0.1:18006"))).unwrap_err(), format!("it is {}", stage.as_str()));
+        }
         assert!(!is_host(&node(2, NodeStatus::Creating, Some("127.0.0.1:18002"))));
         assert!(!is_host(&node(3, NodeStatus::Terminating, Some("127.0.0.1:18003"))));
-        assert!(!is_host(&node(4, NodeStatus::Running, None)), "not reachable yet");
-        assert!(!is_host(&node(5, NodeStatus::Running, Some("127.0.0.1:x"))), "not usable");
+        assert!(!is_host(&node(4, NodeStatus::Ready, None)), "not reachable yet");
+        assert!(!is_host(&node(5, NodeStatus::Ready, Some("127.0.0.1:x"))), "not usable");
         assert_eq!(node_host(&node(2, NodeStatus::Creating, None)).unwrap_err(), "it is creating");
     }
 
@@ -230,10 +234,10 @@ mod tests {
     fn a_group_target_names_its_running_nodes() {
         let cfg = config();
         let nodes = vec![
-            node(1, NodeStatus::Running, Some("127.0.0.1:18001")),
+            node(1, NodeStatus::Ready, Some("127.0.0.1:18001")),
             node(2, NodeStatus::Creating, Some("127.0.0.1:18002")),
             node(3, NodeStatus::Terminating, Some("127.0.0.1:18003")),
-            node(4, NodeStatus::Running, Some("127.0.0.1:18004")),
+            node(4, NodeStatus::Ready, Some("127.0.0.1:18004")),
         ];
         let fleet = Fleet::new(&cfg, &nodes);
         let hosts = fleet.hosts_of("web").unwrap();
@@ -271,7 +275,7 @@ mod tests {
     #[test]
     fn host_sets_hold_every_group_and_target_with_their_names() {
         let cfg = config();
-        let nodes = vec![node(1, NodeStatus::Running, Some("127.0.0.1:18001")), node(2, NodeStatus::Creating, Some("127.0.0.1:18002"))];
+        let nodes = vec![node(1, NodeStatus::Ready, Some("127.0.0.1:18001")), node(2, NodeStatus::Creating, Some("127.0.0.1:18002"))];
         let sets = Fleet::new(&cfg, &nodes).host_sets().unwrap();
         let web = vec![vec!["web-01".to_string(), "127.0.0.1:18001".into(), "127.0.0.1".into()]];
         assert_eq!(sets["web"], web);

@@ -1022,6 +1022,34 @@ pub struct NodeTemplate {
     /// How a new node is provisioned before it joins its group's target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provision: Option<Provision>,
+    /// The address scaler reaches a node at: `private_ip`, `public_ip`, or
+    /// a template over the node (`node.name`, `node.group`, `node.index`)
+    /// and what the provider reports (`address`, `private_ip`,
+    /// `public_ip`, `tags`, `attrs`), e.g. `"127.0.0.1:{{ attrs.port }}"`.
+    /// Default: the provider's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// How long each stage of a new node's life may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<StageTimeouts>,
+}
+
+/// How long each stage of a node's life may take before apply gives up on
+/// it (the node is then reported, and replaced by the next apply).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageTimeouts {
+    /// Until the provider says it runs (default `10m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<Duration>,
+    /// Until it answers: SSH when it is provisioned, else the `local.ready`
+    /// port (default `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<Duration>,
+    /// Until the Puppet manifest and the bootstrap playbook are done
+    /// (default `30m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned: Option<Duration>,
 }
 
 /// A provider.
@@ -1187,9 +1215,26 @@ pub struct ScaleIn {
     /// Playbook run on the node before it is terminated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<String>,
+    /// How long the drain playbook may take (default `10m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<Duration>,
+    /// What a failed (or timed-out) drain does: `keep` the node running and
+    /// report it (default), or `terminate` it anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_failure: Option<DrainFailure>,
     /// For `least-busy`: the counter whose lowest last value goes first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counter: Option<String>,
+}
+
+/// What a failed drain does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrainFailure {
+    /// The node keeps running and is reported; state still lists it.
+    Keep,
+    /// The node is terminated anyway (the failure is logged).
+    Terminate,
 }
 
 /// Which node goes first on scale-in.

@@ -31,6 +31,10 @@ pub struct DiffInput<'a> {
     pub providers: BTreeSet<String>,
     /// The clock.
     pub now: DateTime<Utc>,
+    /// For `scale_in.pick: least-busy`: the last value of each group's
+    /// `scale_in.counter` per node name, read from the sample store by the
+    /// caller (a node without one counts as the busiest).
+    pub busy: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 /// `<prefix>-NN` for slot `index`.
@@ -53,9 +57,12 @@ fn max_index(group: &Group) -> u32 {
 /// How a recorded node stands against what the provider reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Standing {
-    /// Running as recorded (or recorded as creating and found running).
+    /// Ready, and running as recorded.
     Alive,
-    /// Recorded running, but the provider says it is gone.
+    /// Running, but its life cycle stopped before `ready` (a crash, a
+    /// timeout, a failed stage): resumed or replaced, never capacity.
+    Stuck,
+    /// Recorded past `creating`, but the provider says it is gone.
     Died,
     /// Recorded as creating, never found running: the launch did not finish.
     Unfinished,
@@ -67,11 +74,36 @@ fn standing(rec: &NodeRecord, obs: Option<&ObservedNode>) -> Standing {
     let alive = obs.is_some_and(|o| o.health == Health::Running);
     match (rec.status, alive) {
         (NodeStatus::Terminating, _) => Standing::Terminating,
-        (_, true) => Standing::Alive,
-        (NodeStatus::Running, false) => Standing::Died,
+        (NodeStatus::Ready, true) => Standing::Alive,
+        (_, true) => Standing::Stuck,
         (NodeStatus::Creating, false) => Standing::Unfinished,
+        (_, false) => Standing::Died,
     }
 }
+
+/// The error of the stage a node's life cycle last failed in, as apply
+/// records it in the node's attributes (`lifecycle_error`).
+pub fn lifecycle_error(rec: &NodeRecord) -> Option<String> {
+    let e = rec.attrs.get(LIFECYCLE_ERROR)?;
+    Some(format!(
+        "`{}` failed: {}",
+        e.get("stage").and_then(Value::as_str).unwrap_or("?"),
+        e.get("error").and_then(Value::as_str).unwrap_or("?")
+    ))
+}
+
+/// Where scaler reaches an observed node (the template's `address`); a
+/// setting that does not render leaves it unknown, for the resumed life
+/// cycle to report.
+fn address_of(template: Option<&crate::model::NodeTemplate>, o: &ObservedNode, index: u32) -> Option<String> {
+    match template {
+        Some(t) => crate::provider::node_address(t, o, index).ok().flatten(),
+        None => o.address.clone(),
+    }
+}
+
+/// The attribute under which apply records a failed life-cycle stage.
+pub const LIFECYCLE_ERROR: &str = "lifecycle_error";
 
 /// The diff result before policies.
 pub fn diff(input: &DiffInput<'_>) -> Plan {
@@ -170,7 +202,9 @@ pub fn diff(input: &DiffInput<'_>) -> Plan {
             .filter(mine)
             .filter(|c| c.action == Action::Delete && c.node.as_ref().is_some_and(|n| n.was_alive))
             .count() as u32;
-        gp.nodes_after = (gp.nodes_before + gp.create).saturating_sub(gp.destroy);
+        // A resumed node becomes capacity when its life cycle finishes.
+        let resumed = changes.iter().filter(mine).filter(|c| c.action == Action::Update).count() as u32;
+        gp.nodes_after = (gp.nodes_before + gp.create + resumed).saturating_sub(gp.destroy);
     }
     // prevent_destroy: live nodes of protected groups must not be destroyed.
     for c in &changes {
@@ -270,24 +304,29 @@ fn plan_group(
     }
     let recorded_names: BTreeSet<&str> = recs.iter().map(|n| n.name.as_str()).collect();
 
-    let mut alive: Vec<NodeRecord> = Vec::new();
+    // Slots taken by running nodes: ready ones (capacity) and stuck ones
+    // (unfinished work, resumed or replaced below).
+    let mut alive: Vec<(NodeRecord, bool)> = Vec::new();
     let mut dead: Vec<(&NodeRecord, Standing)> = Vec::new();
     let mut terminating: Vec<(&NodeRecord, bool)> = Vec::new();
     for rec in &recs {
         let obs = observed.get(rec.name.as_str()).copied();
         match standing(rec, obs) {
-            Standing::Alive => {
+            Standing::Alive => alive.push(((*rec).clone(), false)),
+            Standing::Stuck => {
                 let mut r = (*rec).clone();
                 if r.status == NodeStatus::Creating {
                     if let Some(o) = obs {
+                        // The launch finished unrecorded (a crash): record
+                        // what the provider says, then resume.
                         r.status = NodeStatus::Running;
                         r.provider_id = o.provider_id.clone();
-                        r.address = o.address.clone();
+                        r.address = address_of(template, o, r.index);
                         r.attrs = serde_json::to_value(&o.attrs).unwrap_or(Value::Null);
                         out.refresh.push(r.clone());
                     }
                 }
-                alive.push(r);
+                alive.push((r, true));
             }
             Standing::Terminating => {
                 terminating.push((rec, obs.is_some_and(|o| o.health == Health::Running)));
@@ -296,7 +335,8 @@ fn plan_group(
         }
     }
     // Running nodes the provider reports that state does not know (a crash
-    // after launch and before the record, or lost state): adopt them.
+    // after launch and before the record, or lost state): adopt them, then
+    // resume their life cycle.
     for o in observed.values() {
         if &o.group != g || recorded_names.contains(o.name.as_str()) || o.health != Health::Running {
             continue;
@@ -311,14 +351,14 @@ fn plan_group(
             status: NodeStatus::Running,
             created_at: input.now,
             template_digest: String::new(),
-            address: o.address.clone(),
+            address: address_of(template, o, index),
             attrs: serde_json::to_value(&o.attrs).unwrap_or(Value::Null),
         };
         out.refresh.push(rec.clone());
-        alive.push(rec);
+        alive.push((rec, true));
     }
-    alive.sort_by_key(|n| n.index);
-    let nodes_before = alive.len() as u32;
+    alive.sort_by_key(|(n, _)| n.index);
+    let nodes_before = alive.iter().filter(|(_, stuck)| !stuck).count() as u32;
 
     let node_change = |name: &str, index: u32, action: Action, reason: Option<String>, was_alive: bool| Change {
         address: format!("node.{g}/{name}"),
@@ -327,6 +367,7 @@ fn plan_group(
         action,
         reason,
         summary: Some(match (action, template) {
+            (Action::Update, _) => "finish its life cycle, then ready".to_string(),
             (Action::Create | Action::Replace, Some(t)) => format!("{} from template {}", t.provider.as_str(), t.name),
             (Action::Create | Action::Replace, None) => "no template".to_string(),
             _ => spec
@@ -347,16 +388,23 @@ fn plan_group(
         }),
     };
 
-    // Scale in: pick the nodes to remove.
+    // Scale in: pick the nodes to remove; unfinished ones go first.
     let mut removals = Vec::new();
     if alive.len() as u32 > target {
         let excess = alive.len() - target as usize;
         let pick = spec.scale_in.as_ref().and_then(|s| s.pick).unwrap_or(Pick::Newest);
         let mut order: Vec<usize> = (0..alive.len()).collect();
+        let newest = |i: usize| (!alive[i].1, std::cmp::Reverse(alive[i].0.created_at), std::cmp::Reverse(alive[i].0.index));
         match pick {
-            Pick::Oldest => order.sort_by_key(|&i| (alive[i].created_at, alive[i].index)),
-            Pick::Newest | Pick::LeastBusy => {
-                order.sort_by_key(|&i| (std::cmp::Reverse(alive[i].created_at), std::cmp::Reverse(alive[i].index)))
+            Pick::Oldest => order.sort_by_key(|&i| (!alive[i].1, alive[i].0.created_at, alive[i].0.index)),
+            Pick::Newest => order.sort_by_key(|&i| newest(i)),
+            Pick::LeastBusy => {
+                // Lowest last value first; unknown values last; ties newest first.
+                let values = input.busy.get(g);
+                let busy = |i: usize| values.and_then(|v| v.get(&alive[i].0.name)).copied().unwrap_or(f64::INFINITY);
+                order.sort_by(|&a, &b| {
+                    (!alive[a].1).cmp(&!alive[b].1).then(busy(a).total_cmp(&busy(b))).then(newest(a).cmp(&newest(b)))
+                })
             }
         }
         let chosen: BTreeSet<usize> = order.into_iter().take(excess).collect();
@@ -365,22 +413,48 @@ fn plan_group(
         } else if input.operation == Operation::Destroy {
             "destroy".to_string()
         } else {
-            format!("scale in to {target}")
+            let pick = match pick {
+                Pick::Newest => "newest",
+                Pick::Oldest => "oldest",
+                Pick::LeastBusy => "least busy",
+            };
+            format!("scale in to {target}, {pick} first")
         };
         let mut keep = Vec::new();
-        for (i, n) in alive.into_iter().enumerate() {
-            if chosen.contains(&i) {
-                removals.push(node_change(&n.name, n.index, Action::Delete, Some(reason.clone()), true));
+        for (i, (n, stuck)) in alive.into_iter().enumerate() {
+            if !chosen.contains(&i) {
+                keep.push((n, stuck));
+            } else if stuck {
+                // Never capacity: terminated without a drain.
+                let why = format!("{reason}; it is {}, not ready", n.status.as_str());
+                removals.push(node_change(&n.name, n.index, Action::Delete, Some(why), false));
             } else {
-                keep.push(n);
+                removals.push(node_change(&n.name, n.index, Action::Delete, Some(reason.clone()), true));
             }
         }
         alive = keep;
     }
+    // Unfinished life cycles: resumed where they stopped, or replaced when
+    // their last attempt failed.
+    for (n, stuck) in &alive {
+        if !stuck || template.is_none() {
+            continue;
+        }
+        match lifecycle_error(n) {
+            Some(e) => {
+                let why = format!("stuck `{}`: {e}", n.status.as_str());
+                out.changes.push(node_change(&n.name, n.index, Action::Replace, Some(why), false));
+            }
+            None => {
+                let why = format!("resume: it is `{}`, not ready", n.status.as_str());
+                out.changes.push(node_change(&n.name, n.index, Action::Update, Some(why), false));
+            }
+        }
+    }
 
     // Scale out / repair: fill dead slots first, then the lowest free numbers.
     let mut need = target.saturating_sub(alive.len() as u32);
-    let mut used: BTreeSet<u32> = alive.iter().map(|n| n.index).collect();
+    let mut used: BTreeSet<u32> = alive.iter().map(|(n, _)| n.index).collect();
     for (rec, s) in &dead {
         if need > 0 && template.is_some() {
             need -= 1;
@@ -554,6 +628,7 @@ mod tests {
             flags: Flags::default(),
             providers: local(),
             now: t(1000),
+            busy: BTreeMap::new(),
         }
     }
 
@@ -590,7 +665,7 @@ mod tests {
     #[test]
     fn matching_state_has_no_changes() {
         let cfg = config(WEB);
-        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Running, 0), rec("web-02", 2, NodeStatus::Running, 1)], Some(2));
+        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Ready, 0), rec("web-02", 2, NodeStatus::Ready, 1)], Some(2));
         let plan = run(&cfg, &snap, &[alive("web-01"), alive("web-02")]);
         assert!(plan.changes.is_empty(), "{:?}", summary(&plan));
         assert!(plan.refresh.is_empty());
@@ -599,7 +674,7 @@ mod tests {
     #[test]
     fn a_dead_node_is_replaced_in_its_slot() {
         let cfg = config(WEB);
-        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Running, 0), rec("web-02", 2, NodeStatus::Running, 1)], Some(2));
+        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Ready, 0), rec("web-02", 2, NodeStatus::Ready, 1)], Some(2));
         let plan = run(&cfg, &snap, &[alive("web-01")]);
         assert_eq!(summary(&plan), vec![(Replace, "node.web/web-02".into())]);
         assert_eq!(plan.changes[0].reason.as_deref(), Some("process died outside scaler"));
@@ -612,30 +687,52 @@ mod tests {
         let cfg = config(WEB);
         let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Creating, 0), rec("web-02", 2, NodeStatus::Creating, 1)], Some(2));
         let plan = run(&cfg, &snap, &[alive("web-01")]);
-        assert_eq!(summary(&plan), vec![(Create, "node.web/web-02".into())]);
-        assert_eq!(plan.changes[0].reason.as_deref(), Some("launch did not finish"));
+        // web-01 runs (its launch finished unrecorded): recorded `running`,
+        // then resumed; it is not capacity until ready.
+        assert_eq!(summary(&plan), vec![(Update, "node.web/web-01".into()), (Create, "node.web/web-02".into())]);
+        assert_eq!(plan.changes[0].reason.as_deref(), Some("resume: it is `running`, not ready"));
+        assert_eq!(plan.changes[1].reason.as_deref(), Some("launch did not finish"));
         assert_eq!(plan.refresh.len(), 1);
         assert_eq!(plan.refresh[0].name, "web-01");
         assert_eq!(plan.refresh[0].status, NodeStatus::Running);
+        assert_eq!((plan.groups[0].nodes_before, plan.groups[0].nodes_after), (0, 2));
+    }
+
+    #[test]
+    fn a_node_stuck_before_ready_is_resumed_or_replaced_and_never_capacity() {
+        let cfg = config(WEB);
+        let mut failed = rec("web-02", 2, NodeStatus::Reachable, 1);
+        failed.attrs = serde_json::json!({ LIFECYCLE_ERROR: { "stage": "provisioned", "error": "puppet exited 4" } });
+        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Running, 0), failed], Some(2));
+        let plan = run(&cfg, &snap, &[alive("web-01"), alive("web-02")]);
+        assert_eq!(summary(&plan), vec![(Update, "node.web/web-01".into()), (Replace, "node.web/web-02".into())]);
+        assert_eq!(plan.changes[1].reason.as_deref(), Some("stuck `reachable`: `provisioned` failed: puppet exited 4"));
+        assert_eq!((plan.groups[0].nodes_before, plan.groups[0].nodes_after), (0, 2));
+        // Scale-in takes a stuck node first, without a drain.
+        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Ready, 0), rec("web-02", 2, NodeStatus::Provisioned, 9)], Some(1));
+        let plan = run(&cfg, &snap, &[alive("web-01"), alive("web-02")]);
+        assert_eq!(summary(&plan), vec![(Delete, "node.web/web-02".into())]);
+        assert!(!plan.changes[0].node.as_ref().unwrap().was_alive);
+        assert_eq!(plan.changes[0].reason.as_deref(), Some("scale in to 1, newest first; it is provisioned, not ready"));
     }
 
     #[test]
     fn an_unrecorded_running_node_is_adopted() {
         let cfg = config(WEB);
-        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Running, 0)], Some(2));
+        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Ready, 0)], Some(2));
         let plan = run(&cfg, &snap, &[alive("web-01"), alive("web-02")]);
-        assert!(plan.changes.is_empty(), "{:?}", summary(&plan));
-        assert_eq!(plan.refresh.iter().map(|r| (r.name.as_str(), r.index)).collect::<Vec<_>>(), [("web-02", 2)]);
+        assert_eq!(summary(&plan), vec![(Update, "node.web/web-02".into())], "adopted, then its life cycle resumed");
+        assert_eq!(plan.refresh.iter().map(|r| (r.name.as_str(), r.index, r.status)).collect::<Vec<_>>(), [("web-02", 2, NodeStatus::Running)]);
     }
 
     #[test]
     fn scale_in_picks_newest_or_oldest() {
-        let nodes = vec![rec("web-01", 1, NodeStatus::Running, 5), rec("web-02", 2, NodeStatus::Running, 1), rec("web-03", 3, NodeStatus::Running, 3)];
+        let nodes = vec![rec("web-01", 1, NodeStatus::Ready, 5), rec("web-02", 2, NodeStatus::Ready, 1), rec("web-03", 3, NodeStatus::Ready, 3)];
         let obs = [alive("web-01"), alive("web-02"), alive("web-03")];
         let cfg = config(WEB);
         let plan = run(&cfg, &applied(&cfg, nodes.clone(), Some(2)), &obs);
         assert_eq!(summary(&plan), vec![(Delete, "node.web/web-01".into())]);
-        assert_eq!(plan.changes[0].reason.as_deref(), Some("scale in to 2"));
+        assert_eq!(plan.changes[0].reason.as_deref(), Some("scale in to 2, newest first"));
         let cfg = config(&format!("{WEB}scale_in: {{ pick: oldest }}\n"));
         let plan = run(&cfg, &applied(&cfg, nodes, Some(1)), &obs);
         assert_eq!(summary(&plan), vec![(Delete, "node.web/web-02".into()), (Delete, "node.web/web-03".into())]);
@@ -643,9 +740,22 @@ mod tests {
     }
 
     #[test]
+    fn least_busy_picks_the_lowest_last_value_and_unknown_values_last() {
+        let nodes = vec![rec("web-01", 1, NodeStatus::Ready, 5), rec("web-02", 2, NodeStatus::Ready, 1), rec("web-03", 3, NodeStatus::Ready, 3)];
+        let obs = [alive("web-01"), alive("web-02"), alive("web-03")];
+        let cfg = config(&format!("{WEB}scale_in: {{ pick: least-busy, counter: c }}\n---\nkind: Counter\nname: c\nsource: {{ push: {{}} }}\n"));
+        let snap = applied(&cfg, nodes, Some(1));
+        let busy = BTreeMap::from([("web".to_string(), BTreeMap::from([("web-01".to_string(), 7.0), ("web-03".to_string(), 2.5)]))]);
+        let plan = diff(&DiffInput { observed: &obs, busy, ..input(&cfg, &snap) });
+        // web-03 (2.5) then web-01 (7); web-02 has no value and stays.
+        assert_eq!(summary(&plan), vec![(Delete, "node.web/web-01".into()), (Delete, "node.web/web-03".into())]);
+        assert_eq!(plan.changes[0].reason.as_deref(), Some("scale in to 1, least busy first"));
+    }
+
+    #[test]
     fn new_nodes_take_the_lowest_free_numbers() {
         let cfg = config(WEB);
-        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Running, 0), rec("web-03", 3, NodeStatus::Running, 1)], Some(4));
+        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Ready, 0), rec("web-03", 3, NodeStatus::Ready, 1)], Some(4));
         let plan = run(&cfg, &snap, &[alive("web-01"), alive("web-03")]);
         assert_eq!(summary(&plan), vec![(Create, "node.web/web-02".into()), (Create, "node.web/web-04".into())]);
     }
@@ -653,7 +763,7 @@ mod tests {
     #[test]
     fn runtime_desired_wins_until_git_changes_it() {
         let cfg = config(WEB);
-        let nodes = vec![rec("web-01", 1, NodeStatus::Running, 0), rec("web-02", 2, NodeStatus::Running, 1)];
+        let nodes = vec![rec("web-01", 1, NodeStatus::Ready, 0), rec("web-02", 2, NodeStatus::Ready, 1)];
         let obs = [alive("web-01"), alive("web-02")];
         // `scaler scale web --to 3` recorded 3; config still says 2.
         let plan = run(&cfg, &applied(&cfg, nodes.clone(), Some(3)), &obs);
@@ -686,7 +796,7 @@ mod tests {
     #[test]
     fn removing_a_group_destroys_its_nodes_and_prevent_destroy_blocks_it() {
         let with = config(&format!("{WEB}prevent_destroy: true\n"));
-        let nodes = vec![rec("web-01", 1, NodeStatus::Running, 0)];
+        let nodes = vec![rec("web-01", 1, NodeStatus::Ready, 0)];
         let snap = applied(&with, nodes, Some(1));
         let without = config("kind: Target\nname: x\nhosts: [a]\n");
         let plan = run(&without, &snap, &[alive("web-01")]);
@@ -727,7 +837,7 @@ mod tests {
     #[test]
     fn destroy_removes_every_node_but_no_objects() {
         let cfg = config(WEB);
-        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Running, 0), rec("web-02", 2, NodeStatus::Running, 1)], Some(2));
+        let snap = applied(&cfg, vec![rec("web-01", 1, NodeStatus::Ready, 0), rec("web-02", 2, NodeStatus::Ready, 1)], Some(2));
         let plan = diff(&DiffInput {
             config: &cfg,
             snapshot: &snap,
@@ -737,6 +847,7 @@ mod tests {
             flags: Flags { allow_destroy_all: true },
             providers: local(),
             now: t(1000),
+            busy: BTreeMap::new(),
         });
         assert_eq!(summary(&plan), vec![(Delete, "node.web/web-02".into()), (Delete, "node.web/web-01".into())]);
         assert_eq!(plan.changes[0].reason.as_deref(), Some(REASON_GONE));
@@ -778,10 +889,16 @@ mod tests {
         }
         for c in &plan.changes {
             let Some(n) = &c.node else { continue };
+            if c.action == Update {
+                if let Some(r) = snap.nodes.iter_mut().find(|r| r.name == c.name) {
+                    r.status = NodeStatus::Ready;
+                }
+                continue;
+            }
             snap.nodes.retain(|r| r.name != c.name);
             observed.retain(|o| o.name != c.name);
             if matches!(c.action, Create | Replace) {
-                let mut r = rec(&c.name, n.index, NodeStatus::Running, 2000 + i64::from(n.index));
+                let mut r = rec(&c.name, n.index, NodeStatus::Ready, 2000 + i64::from(n.index));
                 r.group = n.group.clone();
                 snap.nodes.push(r);
                 observed.push(alive(&c.name));
@@ -805,10 +922,12 @@ mod tests {
                     continue; // a gap in the numbering
                 }
                 let name = format!("web-{index:02}");
-                let status = match rng.next(6) {
+                let status = match rng.next(8) {
                     0 => NodeStatus::Creating,
                     1 => NodeStatus::Terminating,
-                    _ => NodeStatus::Running,
+                    2 => NodeStatus::Running,
+                    3 => NodeStatus::Provisioned,
+                    _ => NodeStatus::Ready,
                 };
                 nodes.push(rec(&name, index, status, rng.next(100) as i64));
                 if rng.next(4) != 0 {

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use diff::{diff, node_name, DiffInput};
+pub use diff::{diff, lifecycle_error, node_name, DiffInput, LIFECYCLE_ERROR};
 pub use fields::field_diff;
 pub use file::{digest, load, save, schema, write_schema};
 pub use render::{render, render_summary, RenderOptions};

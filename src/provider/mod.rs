@@ -132,3 +132,39 @@ pub trait Provider: Send + Sync {
     /// Stops the node gracefully and forgets it; a node already gone is fine.
     async fn terminate(&self, project: &str, name: &str, template: Option<&crate::model::NodeTemplate>) -> Result<(), ProviderError>;
 }
+
+/// The address scaler reaches `node` at, by the template's `address`
+/// setting: `private_ip`, `public_ip`, or a template over the node and what
+/// the provider reports; without the setting, the provider's address.
+pub fn node_address(template: &crate::model::NodeTemplate, node: &ObservedNode, index: u32) -> Result<Option<String>, ProviderError> {
+    let Some(setting) = template.address.as_deref() else {
+        return Ok(node.address.clone());
+    };
+    let attr = |k: &str| node.attrs.get(k).cloned().unwrap_or(serde_json::Value::Null);
+    let missing = |what: &str| ProviderError::Config {
+        node: node.name.clone(),
+        detail: format!("`address: {what}`: the provider reports no {what} for this node"),
+    };
+    match setting {
+        "private_ip" | "public_ip" => match attr(setting) {
+            serde_json::Value::String(s) if !s.is_empty() => Ok(Some(s)),
+            _ => Err(missing(setting)),
+        },
+        text => {
+            let ctx = serde_json::json!({
+                "node": { "name": node.name, "group": node.group, "index": index },
+                "address": node.address,
+                "private_ip": attr("private_ip"),
+                "public_ip": attr("public_ip"),
+                "tags": attr("tags"),
+                "attrs": node.attrs,
+            });
+            let rendered = crate::template::render_text(text, &ctx).map_err(|detail| ProviderError::Render {
+                node: node.name.clone(),
+                what: "address".into(),
+                detail,
+            })?;
+            Ok(Some(rendered.trim().to_string()).filter(|s| !s.is_empty()))
+        }
+    }
+}

@@ -16,6 +16,7 @@
 //! Must not depend on: the CLI, printing, or a concrete backend (the
 //! providers and the store are given by a composition root).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,10 +163,33 @@ impl Session {
         Ok(all)
     }
 
+    /// For groups that scale in `least-busy`: the last value of their
+    /// `scale_in.counter` per host (node name), from the sample store.
+    async fn busy(&self) -> Result<BTreeMap<String, BTreeMap<String, f64>>, ReconcileError> {
+        let mut out = BTreeMap::new();
+        for g in self.config.groups.values() {
+            let Some(si) = g.spec.scale_in.as_ref() else { continue };
+            let (Some(crate::model::Pick::LeastBusy), Some(counter)) = (si.pick, si.counter.clone()) else { continue };
+            let now = Utc::now().timestamp_millis();
+            let last = self.store.run(move |db| db.last_value(&crate::store::Selector::counter(&counter), now)).await?;
+            let mut values: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+            for (key, v) in last {
+                let Some((ts, value)) = v else { continue };
+                // Several series of one host (labels): the newest value.
+                if values.get(&key.host).is_none_or(|(t, _)| *t < ts) {
+                    values.insert(key.host, (ts, value));
+                }
+            }
+            out.insert(g.spec.name.clone(), values.into_iter().map(|(h, (_, v))| (h, v)).collect());
+        }
+        Ok(out)
+    }
+
     /// Reads state, asks the providers, diffs, and checks every policy.
     pub async fn plan(&self, operation: Operation, filters: Filters, flags: Flags) -> Result<Plan, ReconcileError> {
         let snapshot = self.store.snapshot().await?;
         let observed = self.observe().await?;
+        let busy = self.busy().await?;
         let input = DiffInput {
             config: &self.config,
             snapshot: &snapshot,
@@ -175,6 +199,7 @@ impl Session {
             flags,
             providers: self.providers.keys().cloned().collect(),
             now: Utc::now(),
+            busy,
         };
         let mut plan = plan::diff(&input);
         let mut policies = crate::policy::builtin().map_err(|d| ReconcileError::Policies(d.to_string()))?;

@@ -199,26 +199,48 @@ pub struct StoredObject {
     pub serial: u64,
 }
 
-/// The life-cycle status of a recorded node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+/// The life-cycle status of a recorded node (DESIGN §5): `creating` ->
+/// `running` -> `reachable` -> `provisioned` -> `ready`, or `terminating`.
+/// Only a `ready` node is capacity and a host of its group's target; a node
+/// in an earlier stage is unfinished work that the next apply resumes or
+/// replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeStatus {
     /// A launch was started and may or may not have finished.
     Creating,
-    /// Launched and confirmed.
+    /// The provider says the node runs.
     Running,
+    /// It answers where scaler reaches it (SSH, or the readiness port).
+    Reachable,
+    /// Its Puppet manifest and bootstrap playbook ran successfully.
+    Provisioned,
+    /// Every stage is done: it counts as capacity and is a host.
+    Ready,
     /// A terminate was started and may or may not have finished.
     Terminating,
 }
 
 impl NodeStatus {
+    /// The stages of a node's life before `terminating`, in order.
+    pub const STAGES: [NodeStatus; 5] =
+        [NodeStatus::Creating, NodeStatus::Running, NodeStatus::Reachable, NodeStatus::Provisioned, NodeStatus::Ready];
+
     /// The lowercase name.
     pub fn as_str(self) -> &'static str {
         match self {
             NodeStatus::Creating => "creating",
             NodeStatus::Running => "running",
+            NodeStatus::Reachable => "reachable",
+            NodeStatus::Provisioned => "provisioned",
+            NodeStatus::Ready => "ready",
             NodeStatus::Terminating => "terminating",
         }
+    }
+
+    /// The status named `text`.
+    pub fn parse(text: &str) -> Option<NodeStatus> {
+        NodeStatus::STAGES.into_iter().chain([NodeStatus::Terminating]).find(|s| s.as_str() == text)
     }
 }
 

@@ -46,12 +46,7 @@ pub(crate) fn stored_serial(label: &str, serial: u64) -> Result<i64> {
 }
 
 fn parse_status(label: &str, what: impl Into<String>, text: &str) -> Result<NodeStatus> {
-    match text {
-        "creating" => Ok(NodeStatus::Creating),
-        "running" => Ok(NodeStatus::Running),
-        "terminating" => Ok(NodeStatus::Terminating),
-        other => Err(corrupt(label, what, format_args!("unknown status `{other}`"))),
-    }
+    NodeStatus::parse(text).ok_or_else(|| corrupt(label, what, format_args!("unknown status `{text}`")))
 }
 
 pub(crate) fn parse_trace_status(label: &str, id: &str, text: &str) -> Result<TraceStatus> {

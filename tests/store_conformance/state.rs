@@ -167,6 +167,17 @@ pub(super) fn putting_a_node_again_replaces_it_by_name<H: Harness>() {
     assert_eq!(store.snapshot().expect("snapshot").nodes, vec![launched]);
 }
 
+pub(super) fn every_life_cycle_status_round_trips<H: Harness>() {
+    let h = H::new();
+    let mut store = h.connect();
+    for status in NodeStatus::STAGES.into_iter().chain([NodeStatus::Terminating]) {
+        let mut n = node("web", 1);
+        n.status = status;
+        store.commit(&[Mutation::PutNode(n)]).expect("commit");
+        assert_eq!(store.snapshot().expect("snapshot").nodes[0].status, status);
+    }
+}
+
 pub(super) fn deletes_remove_exactly_what_they_name<H: Harness>() {
     let h = H::new();
     let mut store = h.connect();

@@ -29,7 +29,7 @@ use super::result::{HostResult, StepResult};
 use super::{HostSpec, Transport};
 use crate::model::{Playbook, Serial, Step};
 use compile::{bind_params, compile_step, summary, Action, Compiled};
-use prompt::NonInteractive;
+pub use prompt::NonInteractive;
 pub use prompt::{Prompter, TerminalPrompter};
 
 /// Default hosts at once for a playbook.

@@ -68,7 +68,7 @@ impl Prompter for TerminalPrompter {
 }
 
 /// Nobody to ask (`scaler exec`).
-pub(super) struct NonInteractive;
+pub struct NonInteractive;
 impl Prompter for NonInteractive {
     fn interactive(&self) -> bool {
         false

@@ -196,8 +196,18 @@ CREATE TABLE plans (
 CREATE INDEX plans_by_time ON plans (created_ms, id);
 "#;
 
+/// Version 3: the node life cycle (`creating` -> `running` -> `reachable`
+/// -> `provisioned` -> `ready`). A node recorded `running` before had passed
+/// its launch and readiness check, which is `ready` now.
+const V3: &str = r#"
+ALTER TABLE nodes DROP CONSTRAINT nodes_status_check;
+UPDATE nodes SET status = 'ready' WHERE status = 'running';
+ALTER TABLE nodes ADD CONSTRAINT nodes_status_check
+    CHECK (status IN ('creating', 'running', 'reachable', 'provisioned', 'ready', 'terminating'));
+"#;
+
 /// The migrations, oldest first.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes and understands.
 pub const LATEST: i32 = MIGRATIONS.len() as i32;

@@ -221,8 +221,35 @@ CREATE TABLE plans (
 CREATE INDEX plans_by_time ON plans (created_ms, id);
 "#;
 
+/// Version 7: the node life cycle (`creating` -> `running` -> `reachable`
+/// -> `provisioned` -> `ready`). SQLite cannot alter a CHECK constraint, so
+/// the table is rebuilt. A node recorded `running` before had passed its
+/// launch and readiness check, which is `ready` now.
+const V7: &str = r#"
+CREATE TABLE nodes_v7 (
+    name            TEXT    PRIMARY KEY,
+    "group"         TEXT    NOT NULL,
+    idx             INTEGER NOT NULL CHECK (idx >= 0),
+    provider        TEXT    NOT NULL,
+    provider_id     TEXT,
+    status          TEXT    NOT NULL CHECK (status IN ('creating', 'running', 'reachable', 'provisioned', 'ready', 'terminating')),
+    created_at      TEXT    NOT NULL,
+    template_digest TEXT    NOT NULL,
+    address         TEXT,
+    attrs           TEXT    NOT NULL CHECK (json_valid(attrs)),
+    UNIQUE ("group", idx)
+) STRICT;
+INSERT INTO nodes_v7 (name, "group", idx, provider, provider_id, status, created_at, template_digest, address, attrs)
+    SELECT name, "group", idx, provider, provider_id,
+           CASE status WHEN 'running' THEN 'ready' ELSE status END,
+           created_at, template_digest, address, attrs
+    FROM nodes;
+DROP TABLE nodes;
+ALTER TABLE nodes_v7 RENAME TO nodes;
+"#;
+
 /// The migrations, oldest first.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this build writes and understands.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
