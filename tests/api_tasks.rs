@@ -200,7 +200,7 @@ fn nodes(d: &Daemon) -> Vec<String> {
 fn try_get(d: &Daemon, path: &str) -> Option<Value> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", d.port)).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\nconnection: close\r\n\r\n").ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1:{}\r\nauthorization: Bearer {TOKEN}\r\nconnection: close\r\n\r\n", d.port).ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     serde_json::from_str(out.split_once("\r\n\r\n")?.1).ok()

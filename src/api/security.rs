@@ -185,9 +185,15 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"))
 }
 
+/// The push webhook: a git host calls it through a proxy with the
+/// daemon's public name in `Host`, and its signature, not a browser's
+/// token, authenticates it, so the DNS-rebinding check does not apply.
+const SIGNED_ROUTE: &str = "/hooks/git";
+
 /// Why a request is refused before its route sees it, if it is.
-fn refusal(policy: &HostPolicy, method: &Method, headers: &HeaderMap, body_limit: usize) -> Option<ApiError> {
+fn refusal(policy: &HostPolicy, method: &Method, path: &str, headers: &HeaderMap, body_limit: usize) -> Option<ApiError> {
     match header_text(headers, header::HOST) {
+        Some(_) if path == SIGNED_ROUTE => {}
         Some(h) if policy.host_ok(h) => {}
         Some(h) => {
             return Some(ApiError::new(
@@ -220,7 +226,7 @@ fn too_large(limit: usize) -> ApiError {
 }
 
 async fn check(State(g): State<Guard>, req: Request, next: Next) -> Response {
-    if let Some(e) = refusal(&g.policy, req.method(), req.headers(), g.body_limit) {
+    if let Some(e) = refusal(&g.policy, req.method(), req.uri().path(), req.headers(), g.body_limit) {
         return e.into_response();
     }
     let deadline = tokio::time::Instant::now() + g.request_timeout;
@@ -288,10 +294,13 @@ mod tests {
             }
             h
         };
-        let status = |m: Method, pairs: &[(&'static str, &str)]| refusal(&p, &m, &headers(pairs), 100).map(|e| e.status());
+        let status = |m: Method, pairs: &[(&'static str, &str)]| refusal(&p, &m, "/api/v1/status", &headers(pairs), 100).map(|e| e.status());
         assert_eq!(status(Method::GET, &[("host", "127.0.0.1:7878")]), None);
         assert_eq!(status(Method::GET, &[("host", "rebind.example:7878")]), Some(StatusCode::MISDIRECTED_REQUEST));
         assert_eq!(status(Method::GET, &[]), Some(StatusCode::BAD_REQUEST));
+        // the signed push webhook comes through a proxy under the public name
+        let hook = refusal(&p, &Method::POST, SIGNED_ROUTE, &headers(&[("host", "scaler.example.com")]), 100);
+        assert_eq!(hook.map(|e| e.status()), None);
         assert_eq!(status(Method::POST, &[("host", "127.0.0.1:7878"), ("origin", "http://evil.example")]), Some(StatusCode::FORBIDDEN));
         assert_eq!(status(Method::GET, &[("host", "127.0.0.1:7878"), ("origin", "http://evil.example")]), None, "a read is not a change");
         assert_eq!(status(Method::PUT, &[("host", "127.0.0.1:7878"), ("origin", "http://127.0.0.1:7878")]), None);
