@@ -15,7 +15,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use super::resources::SeriesAnswer;
-use super::views::{CounterView, GroupView, JobView, NodeView, StatusView, TargetView, TriggerView};
+use super::views::{CounterView, GroupView, JobView, NodeView, PlanView, StatusView, TargetView, TaskView, TraceView, TriggerView};
 use super::Listing;
 
 /// How a route is authorised.
@@ -60,6 +60,8 @@ pub enum Answer {
     Json(Value),
     /// The Prometheus text format.
     Text,
+    /// A file of one of these media types (the web UI).
+    Media(&'static [&'static str]),
 }
 
 /// One route and method.
@@ -81,6 +83,8 @@ pub struct Operation {
     pub body: Option<Value>,
     /// The success status and what it carries.
     pub ok: (u16, Answer),
+    /// Other success answers (a webhook's 200 beside its 202).
+    pub also: Vec<(u16, Answer)>,
 }
 
 fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
@@ -108,7 +112,7 @@ fn paging_after(after: Value) -> Vec<Param> {
 }
 
 fn get(path: &'static str, id: &'static str, summary: &'static str, params: Vec<Param>, ok: Value) -> Operation {
-    Operation { method: "get", path, id, summary, auth: Auth::Bearer, params, body: None, ok: (200, Answer::Json(ok)) }
+    Operation { method: "get", path, id, summary, auth: Auth::Bearer, params, body: None, ok: (200, Answer::Json(ok)), also: vec![] }
 }
 
 /// Every operation of the listener, the receivers' included.
@@ -124,6 +128,7 @@ pub fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             params: vec![],
             body: None,
             ok: (200, Answer::Json(json!({"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}}))),
+            also: vec![],
         },
         Operation {
             method: "get",
@@ -134,6 +139,7 @@ pub fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             params: vec![],
             body: None,
             ok: (200, Answer::Json(json!({"type": "object"}))),
+            also: vec![],
         },
         Operation {
             method: "get",
@@ -144,6 +150,7 @@ pub fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
             params: vec![],
             body: None,
             ok: (200, Answer::Text),
+            also: vec![],
         },
         get("/api/v1/status", "status", "what the daemon runs", vec![], schema::<StatusView>(g)),
         get("/api/v1/targets", "targets", "targets with their hosts", paging(), schema::<Listing<TargetView>>(g)),
@@ -196,7 +203,106 @@ pub fn operations(g: &mut SchemaGenerator) -> Vec<Operation> {
         get("/api/v1/groups/{name}", "group", "one group", vec![path_name("the group's name")], schema::<GroupView>(g)),
     ];
     ops.extend(receivers());
+    ops.extend(tasks(g));
+    ops.extend(open_routes());
     ops
+}
+
+fn path_id(description: &'static str) -> Param {
+    Param { name: "id", at: In::Path, required: true, schema: json!({"type": "string"}), description }
+}
+
+/// A `POST` answered 202 `{"task": ID}` at once (`GET /api/v1/tasks/{id}` follows it).
+fn post_task(path: &'static str, id: &'static str, summary: &'static str, params: Vec<Param>, body: Option<Value>) -> Operation {
+    let accepted = json!({"type": "object", "required": ["task"], "properties": {"task": {"type": "string", "description": "the task's id: follow it at `GET /api/v1/tasks/{id}`"}}});
+    Operation { method: "post", path, id, summary, auth: Auth::Bearer, params, body, ok: (202, Answer::Json(accepted)), also: vec![] }
+}
+
+/// The task routes of [`super::tasks`]: long work answered with a task id.
+fn tasks(g: &mut SchemaGenerator) -> Vec<Operation> {
+    let state = query("state", json!({"type": "string", "enum": ["pending", "running", "success", "failure", "cancelled"]}), "only tasks in this state");
+    let kind = query("kind", json!({"type": "string", "enum": ["run", "exec", "plan", "apply", "trigger"]}), "only tasks of this kind");
+    let page = query("page", json!({"type": "string"}), "the same as `after`");
+    let mut task_params = paging();
+    task_params.extend([kind, state.clone(), page.clone()]);
+    let mut run_params = paging();
+    run_params.extend([state, page]);
+    let scalar = json!({"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]});
+    vec![
+        get("/api/v1/tasks", "tasks", "tasks, newest first", task_params, schema::<Listing<TaskView>>(g)),
+        get("/api/v1/tasks/{id}", "task", "one task: its state and, once ended, its result", vec![path_id("the task's id")], schema::<TaskView>(g)),
+        get("/api/v1/runs", "runs", "the tasks that run playbooks or commands, newest first", run_params, schema::<Listing<TaskView>>(g)),
+        get("/api/v1/runs/{id}", "run", "one run: every host and step with its own id and state", vec![path_id("the run's task id")], schema::<TaskView>(g)),
+        post_task(
+            "/api/v1/runs",
+            "start_run",
+            "run a playbook on a target (its `on` when `target` is left out)",
+            vec![],
+            Some(json!({"type": "object", "required": ["playbook"], "additionalProperties": false, "properties": {
+                "playbook": {"type": "string"},
+                "target": {"type": "string", "description": "a target or `target/host`"},
+                "vars": {"type": "object", "additionalProperties": scalar}}})),
+        ),
+        post_task(
+            "/api/v1/exec",
+            "start_exec",
+            "run a shell command on every host of a target",
+            vec![],
+            Some(json!({"type": "object", "required": ["target", "command"], "additionalProperties": false, "properties": {
+                "target": {"type": "string", "description": "a target or `target/host`"},
+                "command": {"type": "string", "minLength": 1}}})),
+        ),
+        post_task("/api/v1/triggers/{name}/fire", "fire", "run a trigger's actions now, as a job", vec![path_name("the trigger's name")], None),
+        post_task("/api/v1/plans", "start_plan", "plan the running revision now", vec![], None),
+        get("/api/v1/plans", "plans", "stored plans, newest first", paging(), schema::<Listing<PlanView>>(g)),
+        get("/api/v1/plans/{id}", "plan", "one stored plan with its diff", vec![path_id("the plan's id")], schema::<PlanView>(g)),
+        post_task("/api/v1/plans/{id}/approve", "approve", "approve a held plan and apply it (409 in another state)", vec![path_id("the plan's id")], None),
+        post_task("/api/v1/plans/{id}/apply", "apply", "apply a held or approved plan (409 in another state)", vec![path_id("the plan's id")], None),
+        get("/api/v1/traces", "traces", "trace tasks (`scaler trace start`), newest first", paging(), schema::<Listing<TraceView>>(g)),
+    ]
+}
+
+/// The push webhook and the web UI: no bearer token.
+fn open_routes() -> Vec<Operation> {
+    let hook = |status: &'static [&'static str]| {
+        Answer::Json(json!({"type": "object", "required": ["result"], "properties": {
+            "result": {"type": "string", "enum": status}, "branch": {"type": "string"}, "reason": {"type": "string"}}}))
+    };
+    vec![
+        Operation {
+            method: "post",
+            path: "/hooks/git",
+            id: "git_push",
+            summary: "a git host's push webhook (GitHub, GitLab or generic signature over the body): wakes the configured source, which fetches its own remote and branch (404 for a directory source)",
+            auth: Auth::Signature,
+            params: vec![],
+            body: Some(json!({"type": "object"})),
+            ok: (202, hook(&["queued"])),
+            also: vec![(200, hook(&["ignored", "duplicate"]))],
+        },
+        Operation {
+            method: "get",
+            path: "/",
+            id: "web_ui",
+            summary: "the web UI's page (it logs in with a token kept in session storage)",
+            auth: Auth::None,
+            params: vec![],
+            body: None,
+            ok: (200, Answer::Media(&["text/html"])),
+            also: vec![],
+        },
+        Operation {
+            method: "get",
+            path: "/assets/{name}",
+            id: "web_asset",
+            summary: "a script or style sheet of the web UI (content-hashed, cached for good)",
+            auth: Auth::None,
+            params: vec![path_name("the asset's file name")],
+            body: None,
+            ok: (200, Answer::Media(&["text/javascript", "text/css"])),
+            also: vec![],
+        },
+    ]
 }
 
 /// The receivers of [`crate::inputs`] (their answers are built with
@@ -218,6 +324,7 @@ fn receivers() -> Vec<Operation> {
                 Answer::Json(json!({"type": "object", "required": ["accepted", "received_ms"], "properties": {
                     "accepted": count, "series": {"type": "string", "description": "the series as shown, `counter{host=\"h\",k=\"v\"}`"}, "received_ms": {"type": "integer"}}})),
             ),
+            also: vec![],
         },
         Operation {
             method: "post",
@@ -232,6 +339,7 @@ fn receivers() -> Vec<Operation> {
                 Answer::Json(json!({"type": "object", "required": ["accepted", "duplicates", "unmatched"], "properties": {
                     "accepted": count, "duplicates": count, "unmatched": count}})),
             ),
+            also: vec![],
         },
     ]
 }
@@ -294,17 +402,20 @@ fn operation_object(op: &Operation) -> Value {
     if let Some(body) = &op.body {
         o.insert("requestBody".into(), json!({"required": true, "content": {"application/json": {"schema": body}}}));
     }
-    let ok = match &op.ok.1 {
+    let answer = |a: &Answer| match a {
         Answer::Json(s) => json!({"description": "success", "content": {"application/json": {"schema": s}}}),
         Answer::Text => json!({"description": "success", "content": {"text/plain": {"schema": {"type": "string"}}}}),
+        Answer::Media(types) => {
+            let content: Map<String, Value> = types.iter().map(|t| (t.to_string(), json!({"schema": {"type": "string"}}))).collect();
+            json!({"description": "success", "content": content})
+        }
     };
-    o.insert(
-        "responses".into(),
-        json!({
-            op.ok.0.to_string(): ok,
-            "default": {"description": "an error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-        }),
-    );
+    let mut responses = Map::new();
+    for (status, a) in std::iter::once(&op.ok).chain(&op.also) {
+        responses.insert(status.to_string(), answer(a));
+    }
+    responses.insert("default".into(), json!({"description": "an error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}));
+    o.insert("responses".into(), Value::Object(responses));
     o.insert(
         "security".into(),
         match op.auth {

@@ -386,7 +386,7 @@ impl StatusView {
 }
 
 /// A task: `{"id","kind","state","created_ms","started_ms","finished_ms","request","result","error"}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TaskView {
     /// 32 hex characters.
     pub id: String,
@@ -426,7 +426,7 @@ impl From<&crate::store::TaskRecord> for TaskView {
 }
 
 /// A plan's counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct SummaryView {
     /// Nodes or objects to add.
     pub add: usize,
@@ -437,7 +437,7 @@ pub struct SummaryView {
 }
 
 /// A stored plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PlanView {
     /// 32 hex characters.
     pub id: String,
@@ -480,7 +480,7 @@ impl From<&crate::store::PlanRecord> for PlanView {
 }
 
 /// A trace task (`scaler trace start`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TraceView {
     /// 32 hex characters.
     pub id: String,

@@ -76,7 +76,8 @@ async fn index(headers: HeaderMap) -> Response {
 async fn assets(Path(name): Path<String>) -> Response {
     match asset(&name).filter(|_| name != "index.html") {
         Some(bytes) => file(&name, bytes, "public, max-age=31536000, immutable"),
-        None => (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("no asset `{name}` in this build\n")).into_response(),
+        // JSON like every other error of the listener (the OpenAPI document says so)
+        None => (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "error": format!("no asset `{name}` in this build") }))).into_response(),
     }
 }
 
